@@ -1,0 +1,53 @@
+# The one entry point. `make demo` and `make test` set up everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_WORKERS ?= 2
+
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: venv tools demo test test-unit test-integration test-e2e lint format clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+# The stock minisign tool, to prove our signatures verify with it (Debian package).
+tools:
+	@command -v minisign >/dev/null 2>&1 || { \
+	  echo "installing minisign (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; }
+
+demo: venv
+	$(BIN)/difusion demo
+
+test: venv tools
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+test-integration: venv tools
+	$(BIN)/pytest tests/integration
+
+test-e2e: venv tools
+	$(BIN)/pytest tests/e2e
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) out cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""AWS access behind small adapters, built in one place (:mod:`difusion.adapters.factory`)."""

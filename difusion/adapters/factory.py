@@ -1,0 +1,80 @@
+"""The one place where AWS clients and adapters are built, once per execution environment.
+
+Endpoints and credentials come from the standard AWS configuration chain: on AWS the
+function's role; on the embedded default ``AWS_ENDPOINT_URL`` names the local emulator. The
+code is the same either way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from difusion.adapters.difusor_site import DifusorSites
+from difusion.adapters.keystore import SecretsManagerKeyStore
+from difusion.adapters.ledger import Ledger
+from difusion.adapters.origin import OriginStore
+from difusion.adapters.queues import DeliveryQueue, SignQueue
+from difusion.adapters.registry import DifusorRegistry
+from difusion.services.ingest import IngestService
+from difusion.services.replicate import ReplicateService
+from difusion.services.sign import SignService
+from difusion.settings import IngestSettings, ReplicateSettings, SignSettings
+
+LEASE_SECONDS = 15 * 60  # a delivery never outlives the function's maximum timeout
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def client(service: str, max_pool: int = 10) -> Any:
+    config = Config(max_pool_connections=max_pool, retries={"mode": "standard"})
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def dynamodb() -> Any:
+    return boto3.session.Session().resource("dynamodb")
+
+
+@lru_cache(maxsize=4)
+def ingest_service(settings: IngestSettings) -> IngestService:
+    return IngestService(
+        settings,
+        OriginStore(client("s3", settings.staging_concurrency + 2), settings.origin_bucket),
+        Ledger(dynamodb(), settings.ledger_table, settings.election),
+        SignQueue(client("sqs"), settings.sign_queue_url),
+        clock=utc_now,
+    )
+
+
+@lru_cache(maxsize=4)
+def sign_service(settings: SignSettings) -> SignService:
+    return SignService(
+        OriginStore(client("s3"), settings.origin_bucket),
+        Ledger(dynamodb(), settings.ledger_table, settings.election),
+        DifusorRegistry(dynamodb(), settings.registry_table),
+        SecretsManagerKeyStore(client("secretsmanager"), settings.signing_secret_id),
+        DeliveryQueue(client("sqs"), settings.delivery_queue_url),
+        clock=utc_now,
+    )
+
+
+@lru_cache(maxsize=4)
+def replicate_service(settings: ReplicateSettings) -> ReplicateService:
+    return ReplicateService(
+        OriginStore(client("s3"), settings.origin_bucket),
+        Ledger(dynamodb(), settings.ledger_table, settings.election),
+        DifusorRegistry(dynamodb(), settings.registry_table),
+        DifusorSites(
+            client("sts"), f"difusion-{settings.election}", settings.copy_concurrency + 2
+        ),
+        max_attempts=settings.max_attempts,
+        copy_concurrency=settings.copy_concurrency,
+        lease_seconds=LEASE_SECONDS,
+        clock=utc_now,
+    )

@@ -1,0 +1,476 @@
+"""The ledger (DynamoDB): every snapshot, every delivery, and what each difusor publishes.
+
+One table, partitioned by election so drills never mix with the official night::
+
+    pk = ELECTION#<id>   sk = HEAD                          newest accepted snapshot
+                         sk = SNAPSHOT#<snapshot_id>        one per snapshot
+                         sk = REJECTION#<snapshot_id>#<at>  a refused re-upload of an accepted one
+                         sk = DELIVERY#<snapshot_id>#<difusor_id>
+                         sk = PUBLISHED#<difusor_id>        what that difusor publishes now
+
+Invariants are conditional writes, not read-then-write: the head only advances from the
+head the writer saw, and a difusor's published sequence only moves forward.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from difusion.errors import RejectionCode
+from difusion.manifest import Manifest
+from difusion.models import (
+    DeliveryOutcome,
+    DeliveryRequest,
+    DeliveryStatus,
+    Head,
+    PublishedState,
+    SnapshotStatus,
+)
+
+class HeadMoved(Exception):
+    """Another snapshot was accepted since the head was read."""
+
+
+class AlreadyPublished(Exception):
+    """The difusor already publishes this sequence or a newer one."""
+
+
+class DifusorBusy(Exception):
+    """Another delivery to the same difusor holds the lease."""
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    )
+
+
+class Ledger:
+    def __init__(self, dynamodb: Any, table_name: str, election: str) -> None:
+        self._table = dynamodb.Table(table_name)
+        # The resource's client serializes plain Python values, transactions included.
+        self._client = self._table.meta.client
+        self.table_name = table_name
+        self.election = election
+        self._pk = f"ELECTION#{election}"
+
+    # --- snapshots -------------------------------------------------------------------
+
+    def record_received(
+        self, snapshot_id: str, object_key: str, package_size: int, at: datetime
+    ) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+                UpdateExpression=(
+                    "SET #kind = :kind, snapshot_id = :sid, object_key = :key, "
+                    "package_size = :size, received_at = :at, #status = :received "
+                    "REMOVE rejection_code, rejection_reason"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status <> :accepted",
+                ExpressionAttributeNames={"#status": "status", "#kind": "kind"},
+                ExpressionAttributeValues={
+                    ":kind": "snapshot",
+                    ":sid": snapshot_id,
+                    ":key": object_key,
+                    ":size": package_size,
+                    ":at": _iso(at),
+                    ":received": str(SnapshotStatus.RECEIVED),
+                    ":accepted": str(SnapshotStatus.ACCEPTED),
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            # Already accepted: a re-upload never reopens an accepted snapshot's record.
+
+    def record_rejected(
+        self,
+        snapshot_id: str,
+        object_key: str,
+        code: RejectionCode,
+        reason: str,
+        at: datetime,
+    ) -> None:
+        values = {
+            ":kind": "snapshot",
+            ":sid": snapshot_id,
+            ":key": object_key,
+            ":rejected": str(SnapshotStatus.REJECTED),
+            ":code": str(code),
+            ":reason": reason,
+            ":at": _iso(at),
+            ":accepted": str(SnapshotStatus.ACCEPTED),
+        }
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+                UpdateExpression=(
+                    "SET #kind = :kind, snapshot_id = :sid, object_key = :key, "
+                    "#status = :rejected, rejection_code = :code, rejection_reason = :reason, "
+                    "rejected_at = :at"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status <> :accepted",
+                ExpressionAttributeNames={"#status": "status", "#kind": "kind"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            self._table.put_item(
+                Item={
+                    "pk": self._pk,
+                    "sk": f"REJECTION#{snapshot_id}#{_iso(at)}",
+                    "kind": "rejection",
+                    "snapshot_id": snapshot_id,
+                    "object_key": object_key,
+                    "status": str(SnapshotStatus.REJECTED),
+                    "rejection_code": str(code),
+                    "rejection_reason": reason,
+                    "rejected_at": _iso(at),
+                }
+            )
+
+    def record_validated(
+        self, draft: Manifest, object_key: str, draft_key: str, at: datetime
+    ) -> None:
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"SNAPSHOT#{draft.snapshot_id}"},
+            UpdateExpression=(
+                "SET #kind = :kind, snapshot_id = :sid, object_key = :key, cut_time = :cut, "
+                "package_sha256 = :psha, package_size = :psize, file_count = :count, "
+                "total_bytes = :bytes, draft_key = :draft, validated_at = :at, "
+                "#status = :validated"
+            ),
+            ConditionExpression="attribute_not_exists(pk) OR #status <> :accepted",
+            ExpressionAttributeNames={"#status": "status", "#kind": "kind"},
+            ExpressionAttributeValues={
+                ":kind": "snapshot",
+                ":sid": draft.snapshot_id,
+                ":key": object_key,
+                ":cut": draft.cut_time,
+                ":psha": draft.package.sha256,
+                ":psize": draft.package.size,
+                ":count": len(draft.files),
+                ":bytes": draft.total_bytes,
+                ":draft": draft_key,
+                ":at": _iso(at),
+                ":validated": str(SnapshotStatus.VALIDATED),
+                ":accepted": str(SnapshotStatus.ACCEPTED),
+            },
+        )
+
+    def head(self) -> Head | None:
+        item = self._table.get_item(
+            Key={"pk": self._pk, "sk": "HEAD"}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return Head(
+            sequence=int(item["sequence"]),
+            snapshot_id=str(item["snapshot_id"]),
+            cut_time=str(item["cut_time"]),
+            manifest_key=str(item["manifest_key"]),
+            manifest_sha256=str(item["manifest_sha256"]),
+            package_sha256=str(item["package_sha256"]),
+        )
+
+    def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        item = self._table.get_item(
+            Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else _plain(item)
+
+    def accept(
+        self, manifest: Manifest, manifest_key: str, expected: Head | None, at: datetime
+    ) -> Head:
+        """Advance the head to ``manifest`` and mark its snapshot accepted, atomically."""
+        head = Head(
+            sequence=manifest.sequence,
+            snapshot_id=manifest.snapshot_id,
+            cut_time=manifest.cut_time,
+            manifest_key=manifest_key,
+            manifest_sha256=manifest.sha256,
+            package_sha256=manifest.package.sha256,
+        )
+        if expected is None:
+            head_condition = "attribute_not_exists(pk)"
+            head_values: dict[str, Any] = {}
+        else:
+            head_condition = "#seq = :expected"
+            head_values = {":expected": expected.sequence}
+        head_item = {"pk": self._pk, "sk": "HEAD", "kind": "head", **head.__dict__}
+        snapshot_values = {
+            ":accepted": str(SnapshotStatus.ACCEPTED),
+            ":seq": manifest.sequence,
+            ":msha": manifest.sha256,
+            ":mkey": manifest_key,
+            ":prev": manifest.previous_manifest_sha256 or "",
+            ":count": len(manifest.files),
+            ":bytes": manifest.total_bytes,
+            ":at": _iso(at),
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": head_item,
+                            "ConditionExpression": head_condition,
+                            **(
+                                {
+                                    "ExpressionAttributeNames": {"#seq": "sequence"},
+                                    "ExpressionAttributeValues": head_values,
+                                }
+                                if head_values
+                                else {}
+                            ),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": self._pk, "sk": f"SNAPSHOT#{manifest.snapshot_id}"},
+                            "UpdateExpression": (
+                                "SET #status = :accepted, #seq = :seq, manifest_sha256 = :msha, "
+                                "manifest_key = :mkey, previous_manifest_sha256 = :prev, "
+                                "file_count = :count, total_bytes = :bytes, accepted_at = :at "
+                                "REMOVE rejection_code, rejection_reason"
+                            ),
+                            "ExpressionAttributeNames": {"#status": "status", "#seq": "sequence"},
+                            "ExpressionAttributeValues": snapshot_values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise HeadMoved(manifest.snapshot_id) from None
+            raise
+        return head
+
+    # --- deliveries ------------------------------------------------------------------
+
+    def published(self, difusor_id: str) -> PublishedState | None:
+        item = self._table.get_item(
+            Key={"pk": self._pk, "sk": f"PUBLISHED#{difusor_id}"}, ConsistentRead=True
+        ).get("Item")
+        if item is None or "sequence" not in item:
+            return None
+        return PublishedState(
+            sequence=int(item["sequence"]),
+            snapshot_id=str(item["snapshot_id"]),
+            manifest_key=str(item["manifest_key"]),
+            manifest_sha256=str(item["manifest_sha256"]),
+        )
+
+    def claim(self, request: DeliveryRequest, lease_seconds: int, now: datetime) -> None:
+        """Take the difusor's delivery lease for ``request``.
+
+        Raises :class:`AlreadyPublished` when the difusor already publishes this sequence
+        or a newer one, and :class:`DifusorBusy` when another delivery holds the lease.
+        """
+        epoch = int(now.timestamp())
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
+                UpdateExpression=(
+                    "SET #kind = :kind, difusor_id = :did, lease_sequence = :seq, "
+                    "lease_until = :until"
+                ),
+                ConditionExpression=(
+                    "(attribute_not_exists(#seq) OR #seq < :seq) AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :now "
+                    "OR lease_sequence = :seq)"
+                ),
+                ExpressionAttributeNames={"#seq": "sequence", "#kind": "kind"},
+                ExpressionAttributeValues={
+                    ":kind": "published",
+                    ":did": request.difusor_id,
+                    ":seq": request.sequence,
+                    ":until": epoch + lease_seconds,
+                    ":now": epoch,
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            state = self.published(request.difusor_id)
+            if state is not None and state.sequence >= request.sequence:
+                raise AlreadyPublished(request.difusor_id) from None
+            raise DifusorBusy(request.difusor_id) from None
+
+    def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
+        self._table.update_item(
+            Key=self._delivery_key(request),
+            UpdateExpression=(
+                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                "#status = :status, attempts = :attempt, started_at = if_not_exists(started_at, :at), "
+                "attempt_started_at = :at"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
+            ExpressionAttributeValues={
+                ":kind": "delivery",
+                ":did": request.difusor_id,
+                ":sid": request.snapshot_id,
+                ":seq": request.sequence,
+                ":status": str(DeliveryStatus.IN_PROGRESS),
+                ":attempt": attempt,
+                ":at": _iso(at),
+            },
+        )
+
+    def finish_delivery(
+        self, request: DeliveryRequest, outcome: DeliveryOutcome, at: datetime
+    ) -> None:
+        """Record the delivery and move the difusor's published sequence forward, atomically."""
+        published_values = {
+            ":kind": "published",
+            ":did": request.difusor_id,
+            ":seq": request.sequence,
+            ":sid": request.snapshot_id,
+            ":mkey": request.manifest_key,
+            ":msha": request.manifest_sha256,
+            ":at": _iso(at),
+        }
+        delivery_values = {
+            ":status": str(DeliveryStatus.DELIVERED),
+            ":copied": outcome.objects_copied,
+            ":deleted": outcome.objects_deleted,
+            ":bytes": outcome.bytes_copied,
+            ":inv": outcome.invalidation_id or "",
+            ":at": _iso(at),
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
+                            "UpdateExpression": (
+                                "SET #kind = :kind, difusor_id = :did, #seq = :seq, "
+                                "snapshot_id = :sid, manifest_key = :mkey, "
+                                "manifest_sha256 = :msha, published_at = :at "
+                                "REMOVE lease_sequence, lease_until"
+                            ),
+                            "ConditionExpression": "attribute_not_exists(#seq) OR #seq < :seq",
+                            "ExpressionAttributeNames": {"#seq": "sequence", "#kind": "kind"},
+                            "ExpressionAttributeValues": published_values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._delivery_key(request),
+                            "UpdateExpression": (
+                                "SET #status = :status, objects_copied = :copied, "
+                                "objects_deleted = :deleted, bytes_copied = :bytes, "
+                                "invalidation_id = :inv, finished_at = :at REMOVE last_error"
+                            ),
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": delivery_values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise AlreadyPublished(request.difusor_id) from None
+            raise
+
+    def record_delivery_status(
+        self, request: DeliveryRequest, status: DeliveryStatus, detail: str, at: datetime
+    ) -> None:
+        self._table.update_item(
+            Key=self._delivery_key(request),
+            UpdateExpression=(
+                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                "#status = :status, detail = :detail, finished_at = :at"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
+            ExpressionAttributeValues={
+                ":kind": "delivery",
+                ":did": request.difusor_id,
+                ":sid": request.snapshot_id,
+                ":seq": request.sequence,
+                ":status": str(status),
+                ":detail": detail,
+                ":at": _iso(at),
+            },
+        )
+
+    def record_delivery_failure(
+        self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
+    ) -> None:
+        """Record a failed attempt; release the lease so the next attempt can take it."""
+        status = DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING
+        self._table.update_item(
+            Key=self._delivery_key(request),
+            UpdateExpression=(
+                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                "#status = :status, attempts = :attempt, last_error = :error, "
+                "failed_at = :at"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
+            ExpressionAttributeValues={
+                ":kind": "delivery",
+                ":did": request.difusor_id,
+                ":sid": request.snapshot_id,
+                ":seq": request.sequence,
+                ":status": str(status),
+                ":attempt": attempt,
+                ":error": error[:2000],
+                ":at": _iso(at),
+            },
+        )
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
+                UpdateExpression="REMOVE lease_sequence, lease_until",
+                ConditionExpression="lease_sequence = :seq",
+                ExpressionAttributeValues={":seq": request.sequence},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    # --- reading ---------------------------------------------------------------------
+
+    def items(self, prefix: str) -> list[dict[str, Any]]:
+        """Every item of this election whose sort key starts with ``prefix``."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(self._pk) & Key("sk").begins_with(prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(_plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _delivery_key(self, request: DeliveryRequest) -> dict[str, str]:
+        return {"pk": self._pk, "sk": f"DELIVERY#{request.snapshot_id}#{request.difusor_id}"}

@@ -1,0 +1,89 @@
+"""The origin bucket: incoming packages, staged content, drafts, manifests and the key.
+
+Layout::
+
+    incoming/<package>                       what UCSI uploads
+    objects/sha256/<hex>                     every file's content, staged once
+    drafts/<snapshot_id>.<sha>.json          ingest's manifest draft, before signing
+    manifests/<sequence>_<snapshot_id>.json  every accepted manifest (+ ``.minisig``)
+    keys/prep.pub                            the public key the manifests verify with
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import IO, Any, BinaryIO
+
+from botocore.exceptions import ClientError
+
+INCOMING_PREFIX = "incoming/"
+STAGED_PREFIX = "objects/sha256/"
+PUBLIC_KEY_KEY = "keys/prep.pub"
+_DOWNLOAD_CHUNK = 1024 * 1024
+
+
+def staged_key(sha256: str) -> str:
+    return f"{STAGED_PREFIX}{sha256}"
+
+
+def draft_key(snapshot_id: str, package_sha256: str) -> str:
+    # The package hash keeps two uploads under one name from overwriting each other's draft.
+    return f"drafts/{snapshot_id}.{package_sha256[:16]}.json"
+
+
+def manifest_key(sequence: int, snapshot_id: str) -> str:
+    return f"manifests/{sequence:06d}_{snapshot_id}.json"
+
+
+def signature_key(manifest_key: str) -> str:
+    return manifest_key + ".minisig"
+
+
+class OriginStore:
+    """The institute's origin bucket."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+
+    def download(self, key: str, sink: BinaryIO) -> tuple[int, str]:
+        """Stream an object into ``sink`` in fixed chunks; return its size and SHA-256."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
+            digest.update(chunk)
+            sink.write(chunk)
+            size += len(chunk)
+        sink.flush()
+        return size, digest.hexdigest()
+
+    def stage_bytes(self, sha256: str, data: bytes) -> None:
+        """Store one file's content under its hash (content-addressed, write-once)."""
+        self._s3.put_object(
+            Bucket=self.bucket, Key=staged_key(sha256), Body=data, Metadata={"sha256": sha256}
+        )
+
+    def stage_stream(self, sha256: str, stream: IO[bytes]) -> None:
+        """Like :meth:`stage_bytes` for large files: a multipart upload in bounded chunks."""
+        self._s3.upload_fileobj(
+            stream, self.bucket, staged_key(sha256), ExtraArgs={"Metadata": {"sha256": sha256}}
+        )
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        data: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return data
+
+    def get_bytes_if_exists(self, key: str) -> bytes | None:
+        try:
+            return self.get_bytes(key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def size_of(self, key: str) -> int:
+        return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])

@@ -1,0 +1,177 @@
+"""The local dispatcher: plays Lambda's part on the embedded default.
+
+Lambda's SQS event source mapping polls a queue, invokes the function with a batch of
+records and deletes what the function did not report as failed. This does the same
+against the emulator's queues, calling the very handler functions the Lambdas run. Failed
+messages stay in flight, reappear after the visibility timeout and, past the queue's
+``maxReceiveCount``, land in the dead-letter queue — SQS's behaviour, not ours.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from difusion.local.emulator import REGION
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """What a handler reads from Lambda's context object."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    timeout_seconds: int = 900
+    aws_request_id: str = ""
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    function_version: str = "$LATEST"
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
+        )
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One event source mapping: a queue, the function it invokes, and how many pollers."""
+
+    function_name: str
+    queue_url: str
+    handler: Handler
+    batch_size: int = 10
+    pollers: int = 1
+
+
+class LocalDispatcher:
+    def __init__(self, sqs: Any, routes: list[Route]) -> None:
+        self._sqs = sqs
+        self._routes = routes
+        self._arns = {
+            r.queue_url: sqs.get_queue_attributes(QueueUrl=r.queue_url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            for r in routes
+        }
+        self.invocations = 0
+        self.handler_errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def poll(self, route: Route) -> int:
+        """One poll of one queue: receive a batch, invoke, delete what succeeded."""
+        messages = self._sqs.receive_message(
+            QueueUrl=route.queue_url,
+            MaxNumberOfMessages=route.batch_size,
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(route, m) for m in messages]}
+        try:
+            response = route.handler(event, LambdaContext(function_name=route.function_name))
+        except Exception as exc:
+            # Lambda returns a batch whose invocation raised to the queue, whole.
+            with self._lock:
+                self.invocations += 1
+                self.handler_errors.append(f"{route.function_name}: {type(exc).__name__}: {exc}")
+            return len(messages)
+        with self._lock:
+            self.invocations += 1
+        failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=route.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
+        return len(messages)
+
+    def pending(self) -> int:
+        """Messages visible or in flight across every routed queue."""
+        total = 0
+        for route in self._routes:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=route.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            total += int(attributes["ApproximateNumberOfMessages"])
+            total += int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return total
+
+    def run_until_idle(
+        self,
+        timeout: float = 300.0,
+        idle_pause: float = 0.05,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Keep every route's pollers busy until no queue holds a message."""
+        deadline = time.monotonic() + timeout
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def poller(route: Route) -> None:
+            while not stop.is_set():
+                try:
+                    if self.poll(route) == 0:
+                        time.sleep(idle_pause)
+                except BaseException as exc:  # surfaced to the caller below
+                    errors.append(exc)
+                    stop.set()
+
+        total_pollers = sum(r.pollers for r in self._routes)
+        with ThreadPoolExecutor(max_workers=total_pollers) as pool:
+            for route in self._routes:
+                for _ in range(route.pollers):
+                    pool.submit(poller, route)
+            try:
+                while not stop.is_set():
+                    if on_tick:
+                        on_tick()
+                    if self.pending() == 0:
+                        # Twice, a moment apart: a handler may be about to send the next step.
+                        time.sleep(0.2)
+                        if self.pending() == 0:
+                            break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the pipeline did not settle in time")
+                    time.sleep(0.1)
+            finally:
+                stop.set()
+        if errors:
+            raise errors[0]
+
+    def _record(self, route: Route, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._arns[route.queue_url],
+            "awsRegion": REGION,
+        }

@@ -1,0 +1,196 @@
+"""The whole pipeline on the embedded default, as one object: provision, submit, settle, read.
+
+Used by ``make demo``, ``difusion local run`` and the integration and e2e tests, so they
+all exercise the same path: a package uploaded to the origin bucket, the S3 event carried
+by EventBridge to SQS, and the Lambda handlers invoked by the local dispatcher.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+
+from difusion.adapters import factory
+from difusion.adapters.ledger import Ledger
+from difusion.adapters.origin import INCOMING_PREFIX
+from difusion.adapters.registry import DifusorRegistry
+from difusion.local.dispatcher import LocalDispatcher, Route
+from difusion.local.emulator import LocalEmulator
+from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, LocalDeployment, account_session, provision
+from difusion.models import Difusor
+from difusion.signing import SecretKey
+
+HANDLERS = {
+    "ingest": "lambdas.ingest.handler",
+    "sign": "lambdas.sign.handler",
+    "replicate": "lambdas.replicate.handler",
+}
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    election: str = "DIP_LOC_BCS"
+    time_zone: str = "America/Mazatlan"
+    difusores: tuple[DifusorAccount, ...] = DEMO_DIFUSORES
+    visibility_timeout: int = 10
+    max_attempts: int = 3
+    extra_environment: tuple[tuple[str, str], ...] = ()
+
+
+class LocalPipeline:
+    """A provisioned embedded default with the handlers wired to its queues."""
+
+    def __init__(
+        self,
+        emulator: LocalEmulator,
+        secret_key: SecretKey,
+        options: PipelineOptions = PipelineOptions(),
+        log_stream: TextIO | None = None,
+    ) -> None:
+        self.emulator = emulator
+        self.secret_key = secret_key
+        self.options = options
+        self._log_stream = log_stream
+        self.deployment: LocalDeployment = self._provision()
+
+    def _provision(self) -> LocalDeployment:
+        os.environ.update(self.emulator.environment())
+        deployment = provision(
+            election=self.options.election,
+            time_zone=self.options.time_zone,
+            difusores=self.options.difusores,
+            secret_key=self.secret_key,
+            visibility_timeout=self.options.visibility_timeout,
+            max_attempts=self.options.max_attempts,
+        )
+        os.environ.update(deployment.function_environment())
+        os.environ.update(dict(self.options.extra_environment))
+        # Services are cached per execution environment; a fresh deployment is a fresh one.
+        for build in (factory.ingest_service, factory.sign_service, factory.replicate_service):
+            build.cache_clear()
+        modules = {name: importlib.import_module(path) for name, path in HANDLERS.items()}
+        for module in modules.values():
+            module.settings = type(module.settings).from_env(os.environ)
+        self._route_logs(modules["ingest"].logger)
+        sqs = boto3.session.Session().client("sqs")
+        self.dispatcher = LocalDispatcher(
+            sqs,
+            [
+                Route("difusion-ingest", deployment.ingest_queue_url, modules["ingest"].handler,
+                      batch_size=1, pollers=2),
+                Route("difusion-sign", deployment.sign_queue_url, modules["sign"].handler,
+                      batch_size=1),
+                Route("difusion-replicate", deployment.delivery_queue_url,
+                      modules["replicate"].handler, batch_size=1,
+                      pollers=max(len(deployment.difusores), 1)),
+            ],
+        )
+        return deployment
+
+    def _route_logs(self, logger: Any) -> None:
+        if self._log_stream is None:
+            return
+        for handler in logging.getLogger(logger.service).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(self._log_stream)
+
+    def reset(self) -> None:
+        """Forget everything and provision again (between tests)."""
+        self.emulator.reset()
+        self.deployment = self._provision()
+
+    # --- acting --------------------------------------------------------------------
+
+    def upload(self, package: Path, name: str | None = None, multipart: bool = False) -> str:
+        """Drop a package into the origin bucket as UCSI does."""
+        key = INCOMING_PREFIX + (name or package.name)
+        threshold = 5 * 1024 * 1024 if multipart else 1024**3
+        config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=5 * 1024 * 1024)
+        self.s3.upload_file(str(package), self.deployment.origin_bucket, key, Config=config)
+        return key
+
+    def settle(self, timeout: float = 600.0) -> None:
+        self.dispatcher.run_until_idle(timeout=timeout)
+
+    def process(self, package: Path, **upload_options: Any) -> dict[str, Any]:
+        """Upload one package, let the pipeline settle, return its ledger record."""
+        self.upload(package, **upload_options)
+        self.settle()
+        snapshot_id = package.name.split(".", 1)[0]
+        return self.ledger.snapshot(snapshot_id) or {}
+
+    # --- reading -------------------------------------------------------------------
+
+    @property
+    def s3(self) -> Any:
+        return boto3.session.Session().client("s3")
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(
+            boto3.session.Session().resource("dynamodb"),
+            self.deployment.ledger_table,
+            self.deployment.election,
+        )
+
+    @property
+    def registry(self) -> DifusorRegistry:
+        return DifusorRegistry(
+            boto3.session.Session().resource("dynamodb"), self.deployment.registry_table
+        )
+
+    def difusor(self, difusor_id: str) -> Difusor:
+        return self.registry.get(difusor_id)
+
+    def difusor_s3(self, difusor_id: str) -> Any:
+        return account_session(self.difusor(difusor_id).account_id).client("s3")
+
+    def site_objects(self, difusor_id: str) -> dict[str, bytes]:
+        """Everything in a difusor's bucket, read as its own account would."""
+        difusor = self.difusor(difusor_id)
+        s3 = self.difusor_s3(difusor_id)
+        objects: dict[str, bytes] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=difusor.bucket):
+            for item in page.get("Contents", []):
+                objects[item["Key"]] = s3.get_object(Bucket=difusor.bucket, Key=item["Key"])[
+                    "Body"
+                ].read()
+        return objects
+
+    def download_site(self, difusor_id: str, destination: Path) -> int:
+        objects = self.site_objects(difusor_id)
+        for key, data in objects.items():
+            path = destination / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return len(objects)
+
+    def dead_letters(self, queue: str) -> list[dict[str, Any]]:
+        sqs = boto3.session.Session().client("sqs")
+        url = self.deployment.dead_letter_queue_urls[queue]
+        return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+
+    def report(self) -> dict[str, Any]:
+        """Every snapshot and delivery as the ledger records them."""
+        ledger = self.ledger
+        return {
+            "election": self.deployment.election,
+            "head": ledger.items("HEAD"),
+            "snapshots": sorted(ledger.items("SNAPSHOT#"), key=lambda s: s["snapshot_id"]),
+            "rejections": ledger.items("REJECTION#"),
+            "deliveries": sorted(
+                ledger.items("DELIVERY#"), key=lambda d: (d["snapshot_id"], d["difusor_id"])
+            ),
+            "published": ledger.items("PUBLISHED#"),
+            "difusores": [
+                {k: v for k, v in d.to_item().items() if k != "external_id"}
+                for d in self.registry.all()
+            ],
+        }

@@ -1,0 +1,134 @@
+"""The domain's records: difusores, snapshots, deliveries, and the messages between steps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class DifusorStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Difusor:
+    """A difusor oficial as the registry knows it."""
+
+    difusor_id: str
+    name: str
+    account_id: str
+    bucket: str
+    distribution_id: str
+    role_arn: str
+    external_id: str
+    public_url: str
+    status: DifusorStatus = DifusorStatus.ACTIVE
+
+    def to_item(self) -> dict[str, Any]:
+        item = asdict(self)
+        item["status"] = str(self.status)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Difusor:
+        fields = {k: str(item[k]) for k in cls.__dataclass_fields__ if k in item}
+        fields["status"] = DifusorStatus(fields.get("status", DifusorStatus.ACTIVE))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+class SnapshotStatus(StrEnum):
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class DeliveryStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """Ingest → sign: a validated, staged snapshot waiting for its place in the chain."""
+
+    election: str
+    snapshot_id: str
+    draft_key: str
+    package_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> SignRequest:
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """Sign → replicate: deliver this signed snapshot to this difusor."""
+
+    election: str
+    difusor_id: str
+    snapshot_id: str
+    sequence: int
+    manifest_key: str
+    manifest_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DeliveryRequest:
+        values = {k: raw[k] for k in cls.__dataclass_fields__}
+        values["sequence"] = int(values["sequence"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest accepted snapshot of an election: where the chain continues."""
+
+    sequence: int
+    snapshot_id: str
+    cut_time: str
+    manifest_key: str
+    manifest_sha256: str
+    package_sha256: str
+
+
+@dataclass(frozen=True)
+class PublishedState:
+    """What a difusor publishes now, as far as the ledger knows."""
+
+    sequence: int
+    snapshot_id: str
+    manifest_key: str
+    manifest_sha256: str
+
+
+@dataclass
+class DeliveryOutcome:
+    """The result of one delivery attempt, returned by the replicate logic."""
+
+    difusor_id: str
+    snapshot_id: str
+    status: DeliveryStatus
+    objects_copied: int = 0
+    objects_deleted: int = 0
+    bytes_copied: int = 0
+    invalidation_id: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data

@@ -1,0 +1,121 @@
+"""The publication plan: what to copy into a difusor's bucket, in what order, what to delete.
+
+Only what changed since the manifest the difusor already publishes is copied. Writes go in
+tiers so a reader is never pointed at something that is not there yet: content first
+(images, CSV, styles, scripts), then the data JSON that names that content, then the HTML
+pages that load the data, then the signed manifest, its signature and the public key, and
+removals last.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from enum import IntEnum
+
+from difusion.content_types import content_type_for
+from difusion.manifest import Manifest
+
+WELL_KNOWN = ".well-known/prep/"
+MANIFEST_PATH = WELL_KNOWN + "manifest.json"
+SIGNATURE_PATH = WELL_KNOWN + "manifest.json.minisig"
+PUBLIC_KEY_PATH = WELL_KNOWN + "prep.pub"
+
+
+class Tier(IntEnum):
+    CONTENT = 0
+    DATA = 1
+    PAGES = 2
+    SIGNED_MANIFEST = 3
+
+
+def tier_of(path: str) -> Tier:
+    """Which write tier a site file belongs to."""
+    extension = posixpath.splitext(path)[1].lower()
+    if extension in (".html", ".htm"):
+        return Tier.PAGES
+    if extension == ".json":
+        return Tier.DATA
+    return Tier.CONTENT
+
+
+class SourceKind(IntEnum):
+    STAGED = 0  # content-addressed file staged by ingest
+    MANIFEST = 1
+    SIGNATURE = 2
+    PUBLIC_KEY = 3
+
+
+@dataclass(frozen=True)
+class CopyStep:
+    """One server-side copy into the difusor's bucket."""
+
+    path: str
+    source: SourceKind
+    sha256: str
+    size: int
+    content_type: str
+    tier: Tier
+
+
+@dataclass(frozen=True)
+class PublicationPlan:
+    """Copies grouped in tiers (to run tier after tier) and removals to run last."""
+
+    tiers: tuple[tuple[CopyStep, ...], ...]
+    deletions: tuple[str, ...]
+
+    @property
+    def copies(self) -> tuple[CopyStep, ...]:
+        return tuple(step for tier in self.tiers for step in tier)
+
+    @property
+    def bytes_copied(self) -> int:
+        return sum(step.size for step in self.copies)
+
+
+def plan_publication(
+    target: Manifest,
+    current: Manifest | None,
+    *,
+    manifest_bytes: int,
+    signature_bytes: int,
+    public_key_bytes: int,
+) -> PublicationPlan:
+    """Plan the delivery of ``target`` to a difusor that publishes ``current`` (or nothing)."""
+    published = current.files_by_path() if current else {}
+    changed = [
+        f
+        for f in target.files
+        if (old := published.get(f.path)) is None
+        or (old.sha256, old.content_type) != (f.sha256, f.content_type)
+    ]
+    by_tier: dict[Tier, list[CopyStep]] = {tier: [] for tier in Tier}
+    for f in changed:
+        tier = tier_of(f.path)
+        by_tier[tier].append(
+            CopyStep(f.path, SourceKind.STAGED, f.sha256, f.size, f.content_type, tier)
+        )
+    signed = Tier.SIGNED_MANIFEST
+    by_tier[signed] = [
+        CopyStep(
+            PUBLIC_KEY_PATH, SourceKind.PUBLIC_KEY, "", public_key_bytes,
+            content_type_for(PUBLIC_KEY_PATH), signed,
+        ),
+        # The signature lands before the manifest it signs, so a verifier never pairs the
+        # new manifest with the old signature.
+        CopyStep(
+            SIGNATURE_PATH, SourceKind.SIGNATURE, "", signature_bytes,
+            content_type_for(SIGNATURE_PATH), signed,
+        ),
+        CopyStep(
+            MANIFEST_PATH, SourceKind.MANIFEST, target.sha256, manifest_bytes,
+            "application/json", signed,
+        ),
+    ]
+    target_paths = {f.path for f in target.files}
+    deletions = tuple(sorted(path for path in published if path not in target_paths))
+    return PublicationPlan(
+        tiers=tuple(tuple(by_tier[tier]) for tier in Tier if by_tier[tier]),
+        deletions=deletions,
+    )

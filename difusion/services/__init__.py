@@ -1,0 +1,1 @@
+"""The pipeline's steps as plain classes over adapters: ingest, sign, replicate."""

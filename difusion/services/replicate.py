@@ -1,0 +1,174 @@
+"""Replicate: publish a signed snapshot into one difusor's bucket and invalidate its cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from difusion.adapters.difusor_site import DifusorSite, DifusorSites
+from difusion.adapters.ledger import AlreadyPublished, Ledger
+from difusion.adapters.origin import PUBLIC_KEY_KEY, OriginStore, signature_key, staged_key
+from difusion.adapters.registry import DifusorRegistry
+from difusion.errors import DeliveryError
+from difusion.manifest import Manifest, sha256_hex
+from difusion.models import (
+    DeliveryOutcome,
+    DeliveryRequest,
+    DeliveryStatus,
+    DifusorStatus,
+)
+from difusion.publication import CopyStep, SourceKind, Tier, plan_publication
+from difusion.signing import PublicKey, verify
+
+logger = logging.getLogger(__name__)
+
+
+class ReplicateService:
+    def __init__(
+        self,
+        origin: OriginStore,
+        ledger: Ledger,
+        registry: DifusorRegistry,
+        sites: DifusorSites,
+        *,
+        max_attempts: int,
+        copy_concurrency: int,
+        lease_seconds: int,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._origin = origin
+        self._ledger = ledger
+        self._registry = registry
+        self._sites = sites
+        self._max_attempts = max_attempts
+        self._copy_concurrency = copy_concurrency
+        self._lease_seconds = lease_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    def deliver(self, request: DeliveryRequest, attempt: int) -> DeliveryOutcome:
+        """Deliver ``request``; raise :class:`DeliveryError` for the queue to retry."""
+        difusor = self._registry.get(request.difusor_id)
+        if difusor.status is not DifusorStatus.ACTIVE:
+            detail = f"difusor is {difusor.status}; nothing delivered"
+            self._ledger.record_delivery_status(
+                request, DeliveryStatus.SKIPPED, detail, self._clock()
+            )
+            return DeliveryOutcome(request.difusor_id, request.snapshot_id, DeliveryStatus.SKIPPED,
+                                   detail=detail)
+        try:
+            self._ledger.claim(request, self._lease_seconds, self._clock())
+        except AlreadyPublished:
+            return self._already_published(request)
+        self._ledger.start_delivery(request, attempt, self._clock())
+        try:
+            outcome = self._publish(request, self._sites.open(difusor))
+            self._ledger.finish_delivery(request, outcome, self._clock())
+        except AlreadyPublished:
+            return self._already_published(request)
+        except Exception as exc:
+            final = attempt >= self._max_attempts
+            error = f"{type(exc).__name__}: {exc}"
+            self._ledger.record_delivery_failure(request, attempt, error, final, self._clock())
+            logger.error(
+                "delivery failed",
+                extra={
+                    "difusor_id": request.difusor_id,
+                    "snapshot_id": request.snapshot_id,
+                    "attempt": attempt,
+                    "final": final,
+                    "error": error,
+                },
+            )
+            raise DeliveryError(error) from exc
+        logger.info(
+            "snapshot delivered",
+            extra={
+                "difusor_id": request.difusor_id,
+                "snapshot_id": request.snapshot_id,
+                "copied": outcome.objects_copied,
+                "deleted": outcome.objects_deleted,
+            },
+        )
+        return outcome
+
+    def _already_published(self, request: DeliveryRequest) -> DeliveryOutcome:
+        state = self._ledger.published(request.difusor_id)
+        if state is not None and state.sequence == request.sequence:
+            # A duplicate of a delivery that already happened: nothing to do, nothing to record.
+            return DeliveryOutcome(
+                request.difusor_id, request.snapshot_id, DeliveryStatus.DELIVERED,
+                detail="already delivered",
+            )
+        newer = state.snapshot_id if state else "?"
+        detail = f"difusor already publishes newer snapshot {newer}"
+        self._ledger.record_delivery_status(
+            request, DeliveryStatus.SUPERSEDED, detail, self._clock()
+        )
+        return DeliveryOutcome(
+            request.difusor_id, request.snapshot_id, DeliveryStatus.SUPERSEDED, detail=detail
+        )
+
+    def _publish(self, request: DeliveryRequest, site: DifusorSite) -> DeliveryOutcome:
+        manifest_bytes = self._origin.get_bytes(request.manifest_key)
+        if sha256_hex(manifest_bytes) != request.manifest_sha256:
+            raise DeliveryError(f"{request.manifest_key} in the origin is not the signed manifest")
+        signature = self._origin.get_bytes(signature_key(request.manifest_key))
+        public_key = self._origin.get_bytes(PUBLIC_KEY_KEY)
+        # Never publish a manifest that does not verify, whatever put it in the origin.
+        verify(manifest_bytes, signature.decode("utf-8"), PublicKey.from_text(public_key.decode()))
+        target = Manifest.from_bytes(manifest_bytes)
+        state = self._ledger.published(request.difusor_id)
+        current = (
+            Manifest.from_bytes(self._origin.get_bytes(state.manifest_key)) if state else None
+        )
+        plan = plan_publication(
+            target,
+            current,
+            manifest_bytes=len(manifest_bytes),
+            signature_bytes=len(signature),
+            public_key_bytes=len(public_key),
+        )
+        sources = {
+            SourceKind.MANIFEST: request.manifest_key,
+            SourceKind.SIGNATURE: signature_key(request.manifest_key),
+            SourceKind.PUBLIC_KEY: PUBLIC_KEY_KEY,
+        }
+
+        def copy(step: CopyStep) -> None:
+            source_key = (
+                staged_key(step.sha256) if step.source is SourceKind.STAGED else sources[step.source]
+            )
+            site.copy_in(
+                source_bucket=self._origin.bucket,
+                source_key=source_key,
+                key=step.path,
+                content_type=step.content_type,
+                sha256=step.sha256,
+                size=step.size,
+            )
+
+        with ThreadPoolExecutor(max_workers=self._copy_concurrency) as pool:
+            for tier in plan.tiers:
+                if tier[0].tier is Tier.SIGNED_MANIFEST:
+                    for step in tier:  # in order: key, signature, manifest
+                        copy(step)
+                else:
+                    list(pool.map(copy, tier))  # a tier completes before the next starts
+        deleted = site.delete(plan.deletions)
+        invalidation_id = site.invalidate_all(
+            f"{request.snapshot_id}.{int(self._clock().timestamp() * 1000)}", self._sleep
+        )
+        return DeliveryOutcome(
+            difusor_id=request.difusor_id,
+            snapshot_id=request.snapshot_id,
+            status=DeliveryStatus.DELIVERED,
+            objects_copied=len(plan.copies),
+            objects_deleted=deleted,
+            bytes_copied=plan.bytes_copied,
+            invalidation_id=invalidation_id,
+        )

@@ -1,0 +1,158 @@
+"""Sign: give a validated snapshot its place in the chain, sign it, and fan out deliveries.
+
+The only step that reads the secret key, and it never parses an archive: it reads the
+canonical draft that ingest wrote. Runs one snapshot at a time per election (FIFO group).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from difusion.adapters.keystore import SecretsManagerKeyStore
+from difusion.adapters.ledger import HeadMoved, Ledger
+from difusion.adapters.origin import PUBLIC_KEY_KEY, OriginStore, manifest_key, signature_key
+from difusion.adapters.queues import DeliveryQueue
+from difusion.adapters.registry import DifusorRegistry
+from difusion.errors import RejectionCode
+from difusion.manifest import Manifest
+from difusion.models import DeliveryRequest, Head, SignRequest
+from difusion.signing import sign
+
+logger = logging.getLogger(__name__)
+_HEAD_RACE_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class SignResult:
+    snapshot_id: str
+    status: str  # accepted | rejected | duplicate
+    sequence: int = 0
+    manifest_sha256: str = ""
+    deliveries: int = 0
+    code: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trusted_comment(manifest: Manifest, signed_at: datetime) -> str:
+    """What minisign shows as verified beside the signature: which snapshot, which manifest."""
+    return (
+        f"timestamp:{int(signed_at.timestamp())}\tfile:manifest.json\t"
+        f"snapshot:{manifest.snapshot_id}\tsequence:{manifest.sequence}\t"
+        f"manifest_sha256:{manifest.sha256}"
+    )
+
+
+class SignService:
+    def __init__(
+        self,
+        origin: OriginStore,
+        ledger: Ledger,
+        registry: DifusorRegistry,
+        keys: SecretsManagerKeyStore,
+        deliveries: DeliveryQueue,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._origin = origin
+        self._ledger = ledger
+        self._registry = registry
+        self._keys = keys
+        self._deliveries = deliveries
+        self._clock = clock
+
+    def sign(self, request: SignRequest) -> SignResult:
+        draft = Manifest.from_bytes(self._origin.get_bytes(request.draft_key))
+        if draft.package.sha256 != request.package_sha256:
+            raise ValueError(f"draft {request.draft_key} is not the package the request names")
+        for _ in range(_HEAD_RACE_RETRIES):
+            head = self._ledger.head()
+            if head is not None and head.snapshot_id == draft.snapshot_id:
+                if head.package_sha256 != draft.package.sha256:
+                    return self._reject(draft, RejectionCode.CONFLICT, "snapshot id already "
+                                        "accepted with different content")
+                # A redelivered message after the accept: make sure the fan-out happened.
+                return self._fan_out(head, status="duplicate")
+            if head is not None and datetime.fromisoformat(draft.cut_time) <= datetime.fromisoformat(
+                head.cut_time
+            ):
+                return self._reject(
+                    draft,
+                    RejectionCode.STALE,
+                    f"cut time {draft.cut_time} is not newer than the newest accepted snapshot "
+                    f"{head.snapshot_id} ({head.cut_time})",
+                )
+            try:
+                accepted = self._sign_after(draft, head)
+            except HeadMoved:
+                continue
+            return self._fan_out(accepted, status="accepted")
+        raise RuntimeError(f"the head kept moving while signing {draft.snapshot_id}")
+
+    def _sign_after(self, draft: Manifest, head: Head | None) -> Head:
+        now = self._clock()
+        manifest = draft.chained(
+            sequence=1 if head is None else head.sequence + 1,
+            previous_manifest_sha256=None if head is None else head.manifest_sha256,
+            created_at=now,
+        )
+        body = manifest.canonical_bytes()
+        secret = self._keys.secret_key()
+        signature = sign(
+            body,
+            secret,
+            trusted_comment=trusted_comment(manifest, now),
+            untrusted_comment=f"signature from PREP key {secret.key_id_text}",
+        )
+        key = manifest_key(manifest.sequence, manifest.snapshot_id)
+        text = "text/plain; charset=utf-8"
+        # Key, then signature, then manifest: whoever sees the manifest can verify it.
+        self._origin.put_bytes(PUBLIC_KEY_KEY, secret.public_key.to_file().encode(), text)
+        self._origin.put_bytes(signature_key(key), signature.encode("utf-8"), text)
+        self._origin.put_bytes(key, body, "application/json")
+        accepted = self._ledger.accept(manifest, key, head, now)
+        logger.info(
+            "snapshot accepted",
+            extra={
+                "snapshot_id": manifest.snapshot_id,
+                "sequence": manifest.sequence,
+                "manifest_sha256": manifest.sha256,
+            },
+        )
+        return accepted
+
+    def _fan_out(self, head: Head, status: str) -> SignResult:
+        requests = [
+            DeliveryRequest(
+                election=self._ledger.election,
+                difusor_id=difusor.difusor_id,
+                snapshot_id=head.snapshot_id,
+                sequence=head.sequence,
+                manifest_key=head.manifest_key,
+                manifest_sha256=head.manifest_sha256,
+            )
+            for difusor in self._registry.active()
+        ]
+        self._deliveries.send(requests)
+        return SignResult(
+            head.snapshot_id,
+            status,
+            sequence=head.sequence,
+            manifest_sha256=head.manifest_sha256,
+            deliveries=len(requests),
+        )
+
+    def _reject(self, draft: Manifest, code: RejectionCode, reason: str) -> SignResult:
+        self._ledger.record_rejected(
+            draft.snapshot_id, f"incoming/{draft.package.name}", code, reason, self._clock()
+        )
+        logger.warning(
+            "package rejected", extra={"snapshot_id": draft.snapshot_id, "code": str(code),
+                                       "reason": reason}
+        )
+        return SignResult(draft.snapshot_id, "rejected", code=str(code), reason=reason)

@@ -1,0 +1,116 @@
+"""Typed configuration of each function, read once from its environment at cold start.
+
+Handlers build these from ``os.environ``; everything below them receives the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from difusion.archive import ArchiveLimits
+
+
+class SettingsError(ValueError):
+    """A missing or invalid configuration value, named so an operator can fix it."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    election: str
+    time_zone: str
+    origin_bucket: str
+    ledger_table: str
+    idempotency_table: str
+
+    @staticmethod
+    def common_from_env(env: Mapping[str, str]) -> dict[str, str]:
+        time_zone = env.get("ELECTION_TIME_ZONE", "America/Mazatlan")
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"ELECTION_TIME_ZONE {time_zone!r} is not a time zone") from None
+        return {
+            "election": _required(env, "ELECTION_ID"),
+            "time_zone": time_zone,
+            "origin_bucket": _required(env, "ORIGIN_BUCKET"),
+            "ledger_table": _required(env, "LEDGER_TABLE"),
+            "idempotency_table": _required(env, "IDEMPOTENCY_TABLE"),
+        }
+
+
+@dataclass(frozen=True)
+class IngestSettings(CommonSettings):
+    sign_queue_url: str
+    limits: ArchiveLimits
+    staging_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
+        defaults = ArchiveLimits()
+        limits = ArchiveLimits(
+            max_total_bytes=_int(env, "ARCHIVE_MAX_TOTAL_BYTES", defaults.max_total_bytes),
+            max_file_bytes=_int(env, "ARCHIVE_MAX_FILE_BYTES", defaults.max_file_bytes),
+            max_entries=_int(env, "ARCHIVE_MAX_ENTRIES", defaults.max_entries),
+            max_ratio=float(_int(env, "ARCHIVE_MAX_RATIO", int(defaults.max_ratio))),
+            ratio_floor_bytes=_int(env, "ARCHIVE_RATIO_FLOOR_BYTES", defaults.ratio_floor_bytes),
+        )
+        return cls(
+            **cls.common_from_env(env),
+            sign_queue_url=_required(env, "SIGN_QUEUE_URL"),
+            limits=limits,
+            staging_concurrency=_int(env, "STAGING_CONCURRENCY", 16),
+        )
+
+
+@dataclass(frozen=True)
+class SignSettings(CommonSettings):
+    registry_table: str
+    delivery_queue_url: str
+    signing_secret_id: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SignSettings:
+        return cls(
+            **cls.common_from_env(env),
+            registry_table=_required(env, "REGISTRY_TABLE"),
+            delivery_queue_url=_required(env, "DELIVERY_QUEUE_URL"),
+            signing_secret_id=_required(env, "SIGNING_SECRET_ID"),
+        )
+
+
+@dataclass(frozen=True)
+class ReplicateSettings(CommonSettings):
+    registry_table: str
+    max_attempts: int
+    copy_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReplicateSettings:
+        return cls(
+            **cls.common_from_env(env),
+            registry_table=_required(env, "REGISTRY_TABLE"),
+            max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 5),
+            copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
+        )

@@ -1,0 +1,66 @@
+"""Ingest Lambda: S3 Object Created (EventBridge → SQS) → validate, hash, stage, draft."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from difusion.adapters.factory import ingest_service
+from difusion.settings import IngestSettings
+
+settings = IngestSettings.from_env(os.environ)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+# S3 notifies twice for a multipart upload and SQS may redeliver: one object version
+# (bucket, key, ETag) is ingested once.
+idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, etag]")
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+
+
+@idempotent_function(
+    data_keyword_argument="notification", config=idempotency, persistence_store=persistence
+)
+def ingest_package(notification: dict[str, str]) -> dict[str, Any]:
+    result = ingest_service(settings).ingest(notification["key"])
+    metrics.add_metric(name=f"Packages_{result.status}", unit=MetricUnit.Count, value=1)
+    return result.to_json()
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    event = S3EventBridgeNotificationEvent(json.loads(record.body))
+    notification = {
+        "bucket": event.detail.bucket.name,
+        "key": event.detail.object.key,
+        "etag": event.detail.object.etag,
+    }
+    logger.append_keys(object_key=notification["key"])
+    return ingest_package(notification=notification)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

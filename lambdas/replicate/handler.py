@@ -1,0 +1,61 @@
+"""Replicate Lambda: deliver one signed snapshot to one difusor (SQS FIFO, group per difusor)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from difusion.adapters.factory import replicate_service
+from difusion.models import DeliveryRequest
+from difusion.settings import ReplicateSettings
+
+settings = ReplicateSettings.from_env(os.environ)
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# A failing difusor holds back only its own message group, never the others in the batch.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+idempotency = IdempotencyConfig(event_key_jmespath="request.[difusor_id, snapshot_id]")
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+
+
+@idempotent_function(data_keyword_argument="delivery", config=idempotency,
+                     persistence_store=persistence)
+def deliver(delivery: dict[str, Any]) -> dict[str, Any]:
+    request = DeliveryRequest.from_json(delivery["request"])
+    outcome = replicate_service(settings).deliver(request, attempt=int(delivery["attempt"]))
+    metrics.add_metric(name=f"Deliveries_{outcome.status}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ObjectsCopied", unit=MetricUnit.Count, value=outcome.objects_copied)
+    return outcome.to_json()
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    request = json.loads(record.body)
+    logger.append_keys(difusor_id=request.get("difusor_id"), snapshot_id=request.get("snapshot_id"))
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    return deliver(delivery={"request": request, "attempt": attempt})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
