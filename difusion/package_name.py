@@ -67,3 +67,11 @@ def parse_package_name(key: str, time_zone: str) -> PackageName:
         cut_time=naive.replace(tzinfo=ZoneInfo(time_zone)),
         archive_format=archive_format,
     )
+
+
+def snapshot_id_of(file_name: str) -> str:
+    """The ledger id of an upload: its name without the archive extension, parsed or not."""
+    for extension in (".tar.gz", ".tgz", ".zip"):
+        if file_name.endswith(extension):
+            return file_name[: -len(extension)]
+    return file_name

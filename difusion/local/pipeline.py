@@ -25,6 +25,7 @@ from difusion.local.dispatcher import LocalDispatcher, Route
 from difusion.local.emulator import LocalEmulator
 from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, LocalDeployment, account_session, provision
 from difusion.models import Difusor
+from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
 
 HANDLERS = {
@@ -123,8 +124,7 @@ class LocalPipeline:
         """Upload one package, let the pipeline settle, return its ledger record."""
         self.upload(package, **upload_options)
         self.settle()
-        snapshot_id = package.name.split(".", 1)[0]
-        return self.ledger.snapshot(snapshot_id) or {}
+        return self.ledger.snapshot(snapshot_id_of(upload_options.get("name") or package.name)) or {}
 
     # --- reading -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from difusion.content_types import content_type_for
 from difusion.errors import PackageRejected, RejectionCode
 from difusion.manifest import Manifest, ManifestFile, PackageInfo
 from difusion.models import Head, SignRequest
-from difusion.package_name import PackageName, parse_package_name
+from difusion.package_name import PackageName, parse_package_name, snapshot_id_of
 from difusion.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
@@ -59,11 +59,11 @@ class IngestService:
         """Process one uploaded package. Rejections are results, not exceptions: they are
         final, recorded, and must not be retried."""
         now = self._clock()
-        file_name = object_key.rsplit("/", 1)[-1]
         try:
             name = parse_package_name(object_key, self._settings.time_zone)
         except PackageRejected as rejection:
-            return self._reject(file_name, object_key, rejection, now)
+            provisional_id = snapshot_id_of(object_key.rsplit("/", 1)[-1])
+            return self._reject(provisional_id, object_key, rejection, now)
         with tempfile.TemporaryFile() as spool:
             size, package_sha256 = self._origin.download(object_key, spool)
             self._ledger.record_received(name.snapshot_id, object_key, size, now)

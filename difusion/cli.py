@@ -1,0 +1,341 @@
+"""``difusion``: the operators' command line.
+
+    difusion keys create [--out DIR]            a minisign key pair (prep.key, prep.pub)
+    difusion keys store --secret-id ID KEY      put the secret key into Secrets Manager
+    difusion check PACKAGE...                   validate packages offline, as ingest would
+    difusion submit PACKAGE --bucket B          upload a package to the origin's incoming/
+    difusion difusor register --table T ...     add or update a difusor in the registry
+    difusion difusor list --table T
+    difusion ledger --table T --election E      snapshots and deliveries as recorded
+    difusion generate --out DIR [--small]       a PREP snapshot series, as packages
+    difusion local run PACKAGE... [--json]      run packages through the embedded default
+    difusion demo [--out DIR]                   a whole night on the embedded default
+
+AWS commands use the standard AWS configuration (profile, region, credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from difusion.errors import PackageRejected
+
+EXIT_OK = 0
+EXIT_REJECTED = 3
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    return int(args.run(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="difusion", description="Signed, verifiable delivery of PREP snapshots."
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    keys = commands.add_parser("keys", help="signing keys").add_subparsers(title="keys")
+    create = keys.add_parser("create", help="create a minisign key pair")
+    create.add_argument("--out", type=Path, default=Path("."))
+    create.add_argument("--force", action="store_true", help="overwrite existing files")
+    create.set_defaults(run=_keys_create)
+    store = keys.add_parser("store", help="store the secret key in Secrets Manager")
+    store.add_argument("key", type=Path, help="prep.key")
+    store.add_argument("--secret-id", required=True)
+    store.set_defaults(run=_keys_store)
+
+    check = commands.add_parser("check", help="validate packages offline, as ingest would")
+    check.add_argument("packages", nargs="+", type=Path)
+    check.add_argument("--election", default="DIP_LOC_BCS")
+    check.add_argument("--time-zone", default="America/Mazatlan")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=_check)
+
+    submit = commands.add_parser("submit", help="upload a package to the origin bucket")
+    submit.add_argument("package", type=Path)
+    submit.add_argument("--bucket", required=True)
+    submit.add_argument("--election", default="DIP_LOC_BCS")
+    submit.add_argument("--time-zone", default="America/Mazatlan")
+    submit.set_defaults(run=_submit)
+
+    difusor = commands.add_parser("difusor", help="the difusor registry").add_subparsers()
+    register = difusor.add_parser("register", help="add or update a difusor")
+    register.add_argument("--table", required=True, help="registry table name")
+    register.add_argument("--from-outputs", type=Path,
+                          help="the JSON `cdk deploy --outputs-file` wrote for the difusor stack")
+    for field in ("id", "name", "account", "bucket", "distribution", "role-arn",
+                  "external-id", "url"):
+        register.add_argument(f"--{field}")
+    register.add_argument("--status", default="active",
+                          choices=["active", "suspended", "retired"])
+    register.set_defaults(run=_difusor_register)
+    listing = difusor.add_parser("list", help="list registered difusores")
+    listing.add_argument("--table", required=True)
+    listing.set_defaults(run=_difusor_list)
+
+    ledger = commands.add_parser("ledger", help="show snapshots and deliveries")
+    ledger.add_argument("--table", required=True)
+    ledger.add_argument("--election", required=True)
+    ledger.add_argument("--json", action="store_true")
+    ledger.set_defaults(run=_ledger)
+
+    generate = commands.add_parser("generate", help="write a PREP snapshot series")
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--small", action="store_true", help="test-sized series")
+    generate.add_argument("--casillas", type=int)
+    generate.add_argument("--cuts", type=int)
+    generate.add_argument("--format", choices=["zip", "tar.gz"], default="zip")
+    generate.set_defaults(run=_generate)
+
+    local = commands.add_parser("local", help="the embedded default").add_subparsers()
+    run = local.add_parser("run", help="run packages through the embedded default")
+    run.add_argument("packages", nargs="+", type=Path)
+    run.add_argument("--json", action="store_true", help="print a JSON report")
+    run.add_argument("--work-dir", type=Path, help="keep logs here (default: a temp dir)")
+    run.add_argument("--election", default="DIP_LOC_BCS")
+    run.set_defaults(run=_local_run)
+
+    demo = commands.add_parser("demo", help="a whole night on the embedded default")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--casillas", type=int)
+    demo.add_argument("--cuts", type=int)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from difusion.signing import SecretKey
+
+    secret_path, public_path = args.out / "prep.key", args.out / "prep.pub"
+    if not args.force and (secret_path.exists() or public_path.exists()):
+        print(f"error: {secret_path} or {public_path} exists; use --force", file=sys.stderr)
+        return EXIT_USAGE
+    args.out.mkdir(parents=True, exist_ok=True)
+    key = SecretKey.generate()
+    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        stream.write(key.to_file())
+    public_path.write_text(key.public_key.to_file())
+    print(f"key id      {key.key_id_text}")
+    print(f"fingerprint {key.public_key.fingerprint}")
+    print(f"secret key  {secret_path} (store it with `difusion keys store`, then delete it)")
+    print(f"public key  {public_path} (publish it)")
+    return EXIT_OK
+
+
+def _keys_store(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import client
+    from difusion.adapters.keystore import SecretsManagerKeyStore
+    from difusion.signing import SecretKey
+
+    key = SecretKey.from_file(args.key.read_text())
+    SecretsManagerKeyStore(client("secretsmanager"), args.secret_id).store(key)
+    print(f"stored key {key.key_id_text} in secret {args.secret_id}")
+    return EXIT_OK
+
+
+# --- packages --------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    from difusion.archive import ArchiveLimits, scan_archive
+    from difusion.package_name import parse_package_name
+
+    results: list[dict[str, Any]] = []
+    for package in args.packages:
+        try:
+            name = parse_package_name(package.name, args.time_zone)
+            if name.election != args.election:
+                raise PackageRejected(
+                    _code("wrong_election"),
+                    f"package is for election {name.election}, not {args.election}",
+                )
+            with package.open("rb") as stream:
+                entries = scan_archive(stream, name.archive_format, ArchiveLimits())
+            results.append({"package": package.name, "status": "valid", "files": len(entries),
+                            "bytes": sum(e.size for e in entries)})
+        except PackageRejected as rejection:
+            results.append({"package": package.name, "status": "rejected",
+                            "code": str(rejection.code), "reason": rejection.reason})
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            detail = (f"{r['files']} files, {r['bytes']} bytes" if r["status"] == "valid"
+                      else f"{r['code']}: {r['reason']}")
+            print(f"{r['package']}: {r['status']} — {detail}")
+    return EXIT_OK if all(r["status"] == "valid" for r in results) else EXIT_REJECTED
+
+
+def _code(value: str) -> Any:
+    from difusion.errors import RejectionCode
+
+    return RejectionCode(value)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import client
+    from difusion.adapters.origin import INCOMING_PREFIX
+    from difusion.package_name import parse_package_name
+
+    try:
+        parse_package_name(args.package.name, args.time_zone)
+    except PackageRejected as rejection:
+        print(f"error: {rejection.reason}", file=sys.stderr)
+        return EXIT_REJECTED
+    key = INCOMING_PREFIX + args.package.name
+    client("s3").upload_file(str(args.package), args.bucket, key)
+    print(f"uploaded s3://{args.bucket}/{key}; follow it with `difusion ledger`")
+    return EXIT_OK
+
+
+# --- registry and ledger ---------------------------------------------------------------
+
+_OUTPUT_FIELDS = {
+    "DifusorId": "id",
+    "DifusorName": "name",
+    "AccountId": "account",
+    "SiteBucketName": "bucket",
+    "DistributionId": "distribution",
+    "DeliveryRoleArn": "role-arn",
+    "ExternalId": "external-id",
+    "PublicUrl": "url",
+}
+
+
+def _difusor_register(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb
+    from difusion.adapters.registry import DifusorRegistry
+    from difusion.models import Difusor, DifusorStatus
+
+    values = {field: getattr(args, field.replace("-", "_")) for field in _OUTPUT_FIELDS.values()}
+    if args.from_outputs:
+        outputs = json.loads(args.from_outputs.read_text())
+        # `cdk deploy --outputs-file` nests outputs under the stack name.
+        stacks = [v for v in outputs.values() if isinstance(v, dict)] or [outputs]
+        for output, field in _OUTPUT_FIELDS.items():
+            for stack in stacks:
+                if output in stack and not values.get(field):
+                    values[field] = stack[output]
+    missing = [f"--{field}" for field, value in values.items() if not value]
+    if missing:
+        print(f"error: missing {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    difusor = Difusor(
+        difusor_id=values["id"], name=values["name"], account_id=values["account"],
+        bucket=values["bucket"], distribution_id=values["distribution"],
+        role_arn=values["role-arn"], external_id=values["external-id"],
+        public_url=values["url"], status=DifusorStatus(args.status),
+    )
+    DifusorRegistry(dynamodb(), args.table).put(difusor)
+    print(f"registered {difusor.difusor_id} ({difusor.account_id}, {difusor.public_url})")
+    return EXIT_OK
+
+
+def _difusor_list(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb
+    from difusion.adapters.registry import DifusorRegistry
+
+    for d in DifusorRegistry(dynamodb(), args.table).all():
+        print(f"{d.difusor_id:24} {d.status:10} {d.account_id} {d.bucket} {d.public_url}")
+    return EXIT_OK
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb
+    from difusion.adapters.ledger import Ledger
+
+    ledger = Ledger(dynamodb(), args.table, args.election)
+    snapshots = ledger.items("SNAPSHOT#") + ledger.items("REJECTION#")
+    deliveries = ledger.items("DELIVERY#")
+    if args.json:
+        print(json.dumps({"snapshots": snapshots, "deliveries": deliveries}, indent=2,
+                         ensure_ascii=False, default=str))
+        return EXIT_OK
+    for s in sorted(snapshots, key=lambda s: str(s.get("snapshot_id"))):
+        detail = (s.get("rejection_code", "") + " " + s.get("rejection_reason", "")).strip()
+        print(f"{s.get('snapshot_id', ''):40} {s.get('status', ''):10} "
+              f"seq={s.get('sequence', '-')} files={s.get('file_count', '-')} {detail}")
+        for d in deliveries:
+            if d.get("snapshot_id") == s.get("snapshot_id"):
+                print(f"    {d['difusor_id']:24} {d.get('status', ''):12} "
+                      f"copied={d.get('objects_copied', '-')} attempts={d.get('attempts', '-')} "
+                      f"{d.get('last_error', '')}")
+    return EXIT_OK
+
+
+# --- local -----------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from difusion.generator import SeriesSpec, generate_series
+
+    spec = SeriesSpec.small() if args.small else SeriesSpec()
+    overrides = {k: v for k, v in (("casillas", args.casillas), ("cuts", args.cuts)) if v}
+    if overrides:
+        spec = SeriesSpec(**{**spec.__dict__, **overrides})
+    for snapshot in generate_series(spec):
+        print(snapshot.write_package(args.out, args.format))
+    return EXIT_OK
+
+
+def _local_run(args: argparse.Namespace) -> int:
+    from difusion.local.pipeline import PipelineOptions
+    from difusion.local.session import embedded_pipeline, published_summary, run_package
+
+    missing = [str(p) for p in args.packages if not p.is_file()]
+    if missing:
+        print(f"error: no such package: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="difusion-local-"))
+    options = PipelineOptions(election=args.election)
+    with embedded_pipeline(work_dir, options=options) as pipeline:
+        outcomes = []
+        for package in args.packages:
+            outcome = run_package(pipeline, package)
+            outcomes.append(outcome)
+            if not args.json:
+                detail = f"{outcome.code}: {outcome.reason}" if outcome.code else ""
+                print(f"{package.name}: {outcome.status} {detail}".rstrip(), flush=True)
+        report = {
+            "packages": [o.to_json() for o in outcomes],
+            "difusores": published_summary(pipeline),
+            "logs": str(work_dir / "logs.jsonl"),
+        }
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for d in report["difusores"]:
+            print(f"{d['difusor_id']}: publishes {d['snapshot_id']} (sequence {d['sequence']})")
+    return EXIT_OK if all(o.status == "accepted" for o in outcomes) else EXIT_REJECTED
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from difusion.generator import SeriesSpec
+    from difusion.local.demo import run_demo
+
+    spec = SeriesSpec()
+    overrides = {k: v for k, v in (("casillas", args.casillas), ("cuts", args.cuts)) if v}
+    if overrides:
+        spec = SeriesSpec(**{**spec.__dict__, **overrides})
+    report = run_demo(args.out, spec)
+    return EXIT_OK if report["verified"] and not report["handler_errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
