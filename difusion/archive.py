@@ -287,15 +287,16 @@ def _zip_members(source: BinaryIO, limits: ArchiveLimits) -> Iterator[_Member]:
             )
         for info in infos:
             name = _zip_name(info)
-            mode = info.external_attr >> 16
-            if info.create_system == 3 and mode and stat.S_ISLNK(mode):
+            # Unix file type bits, where the archiver recorded them (0: not recorded).
+            file_type = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+            if file_type == stat.S_IFLNK:
                 raise PackageRejected(RejectionCode.LINK, f"{name!r} is a symbolic link")
-            if name.endswith("/") or (info.create_system == 3 and stat.S_ISDIR(mode)):
+            if name.endswith("/") or file_type == stat.S_IFDIR:
                 if name.rstrip("/"):
                     normalize_member_path(name.rstrip("/"))
                 continue
             path = normalize_member_path(name)
-            if info.create_system == 3 and mode and not stat.S_ISREG(mode):
+            if file_type not in (0, stat.S_IFREG):
                 raise PackageRejected(
                     RejectionCode.SPECIAL_FILE, f"{name!r} is not a regular file"
                 )

@@ -246,7 +246,8 @@ def _snapshot(
 ) -> Snapshot:
     snapshot = Snapshot(cut_time=cut_time, election_code=spec.election_code)
     files = snapshot.files
-    cut_label = f"{cut_time:%d/%m/%Y %H:%M} (UTC{cut_time:%z}"[:-2] + ")"
+    offset = cut_time.strftime("%z")  # e.g. -0700
+    cut_label = f"{cut_time:%d/%m/%Y %H:%M} (UTC{offset[:3]}:{offset[3:]})"
     for election, title in ELECTIONS.items():
         expected = [a for a in actas if a.election == election]
         done = [a for a in registered if a.election == election]

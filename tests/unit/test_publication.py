@@ -1,0 +1,123 @@
+"""The publication plan: only what changed, in an order a reader can never trip over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from difusion.content_types import content_type_for
+from difusion.manifest import Manifest, ManifestFile, PackageInfo
+from difusion.publication import (
+    MANIFEST_PATH,
+    PUBLIC_KEY_PATH,
+    SIGNATURE_PATH,
+    SourceKind,
+    Tier,
+    plan_publication,
+    tier_of,
+)
+
+AT = datetime(2024, 6, 3, 4, 0, tzinfo=UTC)
+TRIO = {PUBLIC_KEY_PATH, SIGNATURE_PATH, MANIFEST_PATH}
+
+
+def manifest(files: dict[str, str], sequence: int = 1) -> Manifest:
+    draft = Manifest.draft(
+        election="DIP_LOC_BCS",
+        snapshot_id=f"s{sequence}",
+        cut_time=AT,
+        package=PackageInfo("p.zip", "0" * 64, 1),
+        files=[ManifestFile(p, h, 1, content_type_for(p)) for p, h in files.items()],
+    )
+    previous = None if sequence == 1 else "f" * 64
+    return draft.chained(sequence=sequence, previous_manifest_sha256=previous, created_at=AT)
+
+
+def plan(target: Manifest, current: Manifest | None):
+    return plan_publication(target, current, manifest_bytes=10, signature_bytes=5,
+                            public_key_bytes=3)
+
+
+def test_tiers_follow_what_references_what():
+    assert tier_of("assets/actas/DIP_LOC/0301B0100.png") is Tier.CONTENT
+    assert tier_of("assets/csv/DIP_LOC_BCS_2024.csv") is Tier.CONTENT
+    assert tier_of("assets/js/prep.js") is Tier.CONTENT
+    assert tier_of("assets/JSON/DIP_LOC/resumen.json") is Tier.DATA
+    assert tier_of("index.html") is Tier.PAGES
+    assert tier_of("Diputaciones.HTM") is Tier.PAGES
+
+
+def test_first_delivery_copies_everything_then_the_signed_manifest():
+    target = manifest({"index.html": "1" * 64, "a.json": "2" * 64, "b.png": "3" * 64})
+    result = plan(target, None)
+    assert [step.path for step in result.copies] == [
+        "b.png", "a.json", "index.html", PUBLIC_KEY_PATH, SIGNATURE_PATH, MANIFEST_PATH,
+    ]
+    assert result.deletions == ()
+    assert result.copies[-1].source is SourceKind.MANIFEST
+    assert result.copies[-1].sha256 == target.sha256
+
+
+def test_a_later_cut_copies_only_changed_files_and_removes_dropped_ones():
+    before = manifest({"index.html": "1" * 64, "a.json": "2" * 64, "old.png": "3" * 64})
+    after = manifest({"index.html": "1" * 64, "a.json": "9" * 64, "new.png": "4" * 64}, 2)
+    result = plan(after, before)
+    assert [s.path for s in result.copies if s.source is SourceKind.STAGED] == [
+        "new.png", "a.json",
+    ]
+    assert result.deletions == ("old.png",)
+
+
+def test_replanning_a_delivered_snapshot_only_rewrites_the_signed_manifest():
+    target = manifest({"index.html": "1" * 64, "a.json": "2" * 64})
+    result = plan(target, target)
+    assert {s.path for s in result.copies} == TRIO
+    assert result.deletions == ()
+
+
+site_files = st.dictionaries(
+    st.sampled_from(
+        [f"assets/actas/{i}.png" for i in range(8)]
+        + [f"assets/JSON/{i}.json" for i in range(6)]
+        + [f"p{i}.html" for i in range(4)]
+        + ["assets/csv/db.csv", "assets/js/prep.js"]
+    ),
+    st.sampled_from(["1" * 64, "2" * 64, "3" * 64]),
+    min_size=1,
+)
+
+
+@settings(max_examples=300)
+@given(site_files, st.one_of(st.none(), site_files))
+def test_applying_a_plan_yields_exactly_the_target_site(target_files, current_files):
+    # Given a difusor bucket holding the current snapshot (or nothing)
+    current = manifest(current_files) if current_files is not None else None
+    target = manifest(target_files, 2)
+    bucket = dict(current_files or {})
+    # When the plan is applied step by step
+    result = plan(target, current)
+    for step in result.copies:
+        bucket[step.path] = step.sha256
+    for path in result.deletions:
+        del bucket[path]
+    # Then the bucket holds the target's files, exactly, plus the signed manifest trio
+    assert {p: h for p, h in bucket.items() if p not in TRIO} == target_files
+    assert TRIO <= set(bucket)
+
+
+@settings(max_examples=300)
+@given(site_files, st.one_of(st.none(), site_files))
+def test_no_write_points_at_something_not_yet_written(target_files, current_files):
+    current = manifest(current_files) if current_files is not None else None
+    result = plan(manifest(target_files, 2), current)
+    tiers = [step.tier for step in result.copies]
+    # Tiers never go backwards: content, then data, then pages, then the signed manifest.
+    assert tiers == sorted(tiers)
+    # The manifest is the very last write; removals come after every write.
+    assert result.copies[-1].path == MANIFEST_PATH
+    # Nothing still listed is removed; nothing unchanged is copied.
+    assert not set(result.deletions) & set(target_files)
+    unchanged = {p for p, h in target_files.items() if (current_files or {}).get(p) == h}
+    assert not unchanged & {s.path for s in result.copies}
