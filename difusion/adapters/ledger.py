@@ -403,23 +403,33 @@ class Ledger:
     def record_delivery_status(
         self, request: DeliveryRequest, status: DeliveryStatus, detail: str, at: datetime
     ) -> None:
-        self._table.update_item(
-            Key=self._delivery_key(request),
-            UpdateExpression=(
-                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
-                "#status = :status, detail = :detail, finished_at = :at"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
-            ExpressionAttributeValues={
-                ":kind": "delivery",
-                ":did": request.difusor_id,
-                ":sid": request.snapshot_id,
-                ":seq": request.sequence,
-                ":status": str(status),
-                ":detail": detail,
-                ":at": _iso(at),
-            },
-        )
+        """Record a delivery that did not run (skipped, superseded). A completed delivery's
+        record is history and is never rewritten by a later replay."""
+        try:
+            self._table.update_item(
+                Key=self._delivery_key(request),
+                UpdateExpression=(
+                    "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                    "#status = :status, detail = :detail, finished_at = :at"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status <> :delivered",
+                ExpressionAttributeNames={
+                    "#status": "status", "#seq": "sequence", "#kind": "kind",
+                },
+                ExpressionAttributeValues={
+                    ":kind": "delivery",
+                    ":did": request.difusor_id,
+                    ":sid": request.snapshot_id,
+                    ":seq": request.sequence,
+                    ":status": str(status),
+                    ":detail": detail,
+                    ":at": _iso(at),
+                    ":delivered": str(DeliveryStatus.DELIVERED),
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
 
     def record_delivery_failure(
         self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime

@@ -46,9 +46,11 @@ class OriginStore:
         self._s3 = s3
         self.bucket = bucket
 
-    def download(self, key: str, sink: BinaryIO) -> tuple[int, str]:
-        """Stream an object into ``sink`` in fixed chunks; return its size and SHA-256."""
-        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def download(self, key: str, sink: BinaryIO, version_id: str = "") -> tuple[int, str]:
+        """Stream an object (the given version, if any) into ``sink`` in fixed chunks;
+        return its size and SHA-256."""
+        version = {"VersionId": version_id} if version_id else {}
+        body = self._s3.get_object(Bucket=self.bucket, Key=key, **version)["Body"]
         digest = hashlib.sha256()
         size = 0
         for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):

@@ -124,7 +124,8 @@ class LocalDispatcher:
     def run_until_idle(
         self,
         timeout: float = 300.0,
-        idle_pause: float = 0.05,
+        idle_pause: float = 0.02,
+        max_idle_pause: float = 0.2,
         on_tick: Callable[[], None] | None = None,
     ) -> None:
         """Keep every route's pollers busy until no queue holds a message."""
@@ -133,10 +134,15 @@ class LocalDispatcher:
         errors: list[BaseException] = []
 
         def poller(route: Route) -> None:
+            pause = idle_pause
             while not stop.is_set():
                 try:
                     if self.poll(route) == 0:
-                        time.sleep(idle_pause)
+                        # Back off while idle so the emulator serves the busy queues.
+                        stop.wait(pause)
+                        pause = min(pause * 2, max_idle_pause)
+                    else:
+                        pause = idle_pause
                 except BaseException as exc:  # surfaced to the caller below
                     errors.append(exc)
                     stop.set()
@@ -157,7 +163,7 @@ class LocalDispatcher:
                             break
                     if time.monotonic() > deadline:
                         raise TimeoutError("the pipeline did not settle in time")
-                    time.sleep(0.1)
+                    time.sleep(0.25)
             finally:
                 stop.set()
         if errors:

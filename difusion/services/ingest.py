@@ -55,9 +55,9 @@ class IngestService:
         self._sign_queue = sign_queue
         self._clock = clock
 
-    def ingest(self, object_key: str) -> IngestResult:
-        """Process one uploaded package. Rejections are results, not exceptions: they are
-        final, recorded, and must not be retried."""
+    def ingest(self, object_key: str, version_id: str = "") -> IngestResult:
+        """Process one uploaded package (the version the event names). Rejections are
+        results, not exceptions: they are final, recorded, and must not be retried."""
         now = self._clock()
         try:
             name = parse_package_name(object_key, self._settings.time_zone)
@@ -65,7 +65,7 @@ class IngestService:
             provisional_id = snapshot_id_of(object_key.rsplit("/", 1)[-1])
             return self._reject(provisional_id, object_key, rejection, now)
         with tempfile.TemporaryFile() as spool:
-            size, package_sha256 = self._origin.download(object_key, spool)
+            size, package_sha256 = self._origin.download(object_key, spool, version_id)
             self._ledger.record_received(name.snapshot_id, object_key, size, now)
             try:
                 head = self._ledger.head()

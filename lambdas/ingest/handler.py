@@ -30,9 +30,10 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
-# S3 notifies twice for a multipart upload and SQS may redeliver: one object version
-# (bucket, key, ETag) is ingested once.
-idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, etag]")
+# S3 notifies twice for a multipart upload and SQS may redeliver: one object version is
+# ingested once. The origin bucket is versioned, so a re-upload under the same name is a
+# new version (and gets its own answer).
+idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version_id, etag]")
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
@@ -40,17 +41,19 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
     data_keyword_argument="notification", config=idempotency, persistence_store=persistence
 )
 def ingest_package(notification: dict[str, str]) -> dict[str, Any]:
-    result = ingest_service(settings).ingest(notification["key"])
+    result = ingest_service(settings).ingest(notification["key"], notification["version_id"])
     metrics.add_metric(name=f"Packages_{result.status}", unit=MetricUnit.Count, value=1)
     return result.to_json()
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     event = S3EventBridgeNotificationEvent(json.loads(record.body))
+    detail = event.detail
     notification = {
-        "bucket": event.detail.bucket.name,
-        "key": event.detail.object.key,
-        "etag": event.detail.object.etag,
+        "bucket": detail.bucket.name,
+        "key": detail.object.key,
+        "version_id": detail.object.get("version-id") or "",
+        "etag": detail.object.etag,
     }
     logger.append_keys(object_key=notification["key"])
     return ingest_package(notification=notification)

@@ -1,0 +1,57 @@
+"""One moto server per test worker; every test starts from a freshly provisioned pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from difusion.generator import SeriesSpec, Snapshot, generate_series
+from difusion.local.emulator import LocalEmulator
+from difusion.local.pipeline import LocalPipeline, PipelineOptions
+from difusion.signing import SecretKey
+
+OPTIONS = PipelineOptions(visibility_timeout=4, max_attempts=3)
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def emulator(work_dir: Path) -> Iterator[LocalEmulator]:
+    with LocalEmulator(log_path=work_dir / "emulator.log") as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> SecretKey:
+    return SecretKey.generate()
+
+
+@pytest.fixture(scope="session")
+def _session_pipeline(emulator: LocalEmulator, secret_key: SecretKey, work_dir: Path):
+    with open(work_dir / "logs.jsonl", "w", encoding="utf-8") as log:
+        yield LocalPipeline(emulator, secret_key, OPTIONS, log_stream=log), {"used": False}
+
+
+@pytest.fixture
+def pipeline(_session_pipeline) -> LocalPipeline:
+    pipeline, state = _session_pipeline
+    if state["used"]:
+        pipeline.reset()
+    state["used"] = True
+    pipeline.dispatcher.handler_errors.clear()
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def series() -> list[Snapshot]:
+    return generate_series(SeriesSpec.small(cuts=3))
+
+
+@pytest.fixture
+def packages(series: list[Snapshot], tmp_path: Path) -> list[Path]:
+    return [snapshot.write_package(tmp_path / "packages") for snapshot in series]

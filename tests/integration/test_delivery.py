@@ -1,0 +1,159 @@
+"""The pipeline end to end on the emulator: three difusor accounts, real handlers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from difusion.manifest import Manifest
+from difusion.publication import MANIFEST_PATH, PUBLIC_KEY_PATH, SIGNATURE_PATH
+from difusion.signing import PublicKey, verify
+
+pytestmark = pytest.mark.integration
+TRIO = {MANIFEST_PATH, SIGNATURE_PATH, PUBLIC_KEY_PATH}
+
+
+def test_an_accepted_package_reaches_every_difusor_signed_and_unaltered(
+    pipeline, packages, series, secret_key
+):
+    # When UCSI drops the first cut into the origin bucket
+    record = pipeline.process(packages[0])
+    # Then it is accepted as the first link of the chain
+    assert record["status"] == "accepted"
+    assert record["sequence"] == 1
+    snapshot = series[0]
+    for difusor in pipeline.deployment.difusores:
+        # ...and each difusor's bucket, in its own account, holds exactly the site
+        objects = pipeline.site_objects(difusor.difusor_id)
+        assert set(objects) == set(snapshot.files) | TRIO
+        for path, data in snapshot.files.items():
+            assert objects[path] == data, path
+        # ...with a manifest that verifies against the institute's key
+        trusted = verify(objects[MANIFEST_PATH], objects[SIGNATURE_PATH].decode(),
+                         secret_key.public_key)
+        manifest = Manifest.from_bytes(objects[MANIFEST_PATH])
+        assert f"snapshot:{snapshot.snapshot_id}" in trusted
+        assert f"manifest_sha256:{manifest.sha256}" in trusted
+        assert PublicKey.from_text(objects[PUBLIC_KEY_PATH].decode()) == secret_key.public_key
+        assert {f.path: f.sha256 for f in manifest.files} == {
+            p: hashlib.sha256(d).hexdigest() for p, d in snapshot.files.items()
+        }
+        assert manifest.previous_manifest_sha256 is None
+    assert pipeline.dispatcher.handler_errors == []
+
+
+def test_difusor_objects_carry_type_revalidation_and_hash(pipeline, packages):
+    pipeline.process(packages[0])
+    difusor = pipeline.deployment.difusores[0]
+    s3 = pipeline.difusor_s3(difusor.difusor_id)
+    head = s3.head_object(Bucket=difusor.bucket, Key="index.html")
+    assert head["ContentType"] == "text/html; charset=utf-8"
+    assert head["CacheControl"] == "no-cache"
+    assert head["Metadata"]["sha256"] == hashlib.sha256(
+        s3.get_object(Bucket=difusor.bucket, Key="index.html")["Body"].read()
+    ).hexdigest()
+
+
+def test_every_delivery_is_recorded_and_invalidates_the_distribution_once(pipeline, packages):
+    pipeline.process(packages[0])
+    deliveries = pipeline.ledger.items("DELIVERY#")
+    assert {d["difusor_id"] for d in deliveries} == {
+        d.difusor_id for d in pipeline.deployment.difusores
+    }
+    for delivery in deliveries:
+        assert delivery["status"] == "delivered"
+        assert delivery["attempts"] == 1
+        assert delivery["objects_copied"] > 0 and delivery["bytes_copied"] > 0
+        assert delivery["started_at"] <= delivery["finished_at"]
+        difusor = pipeline.difusor(delivery["difusor_id"])
+        cloudfront = _difusor_client(pipeline, difusor, "cloudfront")
+        invalidations = cloudfront.list_invalidations(DistributionId=difusor.distribution_id)
+        items = invalidations["InvalidationList"].get("Items", [])
+        assert [i["Id"] for i in items] == [delivery["invalidation_id"]]
+        batch = cloudfront.get_invalidation(
+            DistributionId=difusor.distribution_id, Id=delivery["invalidation_id"]
+        )["Invalidation"]
+        assert batch["InvalidationBatch"]["Paths"]["Items"] == ["/*"]
+        assert batch["Status"].upper() == "COMPLETED"
+
+
+def test_a_later_cut_copies_only_what_changed_and_extends_the_chain(pipeline, packages, series):
+    first = pipeline.process(packages[0])
+    second = pipeline.process(packages[1])
+    assert second["status"] == "accepted" and second["sequence"] == 2
+    assert second["previous_manifest_sha256"] == first["manifest_sha256"]
+    changed = {p for p, d in series[1].files.items() if series[0].files.get(p) != d}
+    assert 0 < len(changed) < len(series[1].files)
+    for delivery in pipeline.ledger.items(f"DELIVERY#{series[1].snapshot_id}#"):
+        # the changed files, plus the signed manifest, its signature and the key
+        assert delivery["objects_copied"] == len(changed) + len(TRIO)
+    objects = pipeline.site_objects(pipeline.deployment.difusores[1].difusor_id)
+    assert {p: objects[p] for p in series[1].files} == series[1].files
+
+
+def test_staging_uploads_each_content_once(pipeline, packages, series):
+    pipeline.process(packages[0])
+    pipeline.process(packages[1])
+    staged = _keys(pipeline, "objects/sha256/")
+    hashes = {hashlib.sha256(d).hexdigest() for s in series[:2] for d in s.files.values()}
+    assert {k.rsplit("/", 1)[-1] for k in staged} == hashes
+
+
+def test_files_dropped_from_a_cut_are_removed_after_everything_else(pipeline, tmp_path, series):
+    from tests.builders import SITE, zip_bytes
+
+    first = tmp_path / "20240602_2000_PREP_DIP_LOC_BCS.zip"
+    first.write_bytes(zip_bytes({**SITE, "aviso.html": b"temporal"}))
+    second = tmp_path / "20240602_2020_PREP_DIP_LOC_BCS.zip"
+    second.write_bytes(zip_bytes({**SITE, "index.html": b"<html>nuevo corte</html>"}))
+    pipeline.process(first)
+    pipeline.process(second)
+    for difusor in pipeline.deployment.difusores:
+        objects = pipeline.site_objects(difusor.difusor_id)
+        assert "aviso.html" not in objects
+        assert objects["index.html"] == b"<html>nuevo corte</html>"
+    delivery = pipeline.ledger.items("DELIVERY#20240602_2020_PREP_DIP_LOC_BCS#")[0]
+    assert delivery["objects_deleted"] == 1
+    assert delivery["objects_copied"] == 1 + len(TRIO)
+
+
+def test_tar_gz_packages_are_published_like_zips(pipeline, series, tmp_path):
+    package = series[0].write_package(tmp_path, "tar.gz")
+    assert pipeline.process(package)["status"] == "accepted"
+    objects = pipeline.site_objects(pipeline.deployment.difusores[0].difusor_id)
+    assert {p: objects[p] for p in series[0].files} == series[0].files
+
+
+def test_the_origin_keeps_the_package_and_every_signed_manifest(pipeline, packages):
+    pipeline.process(packages[0])
+    pipeline.process(packages[1])
+    assert _keys(pipeline, "incoming/") == {f"incoming/{p.name}" for p in packages[:2]}
+    manifests = sorted(_keys(pipeline, "manifests/"))
+    assert [m.split("/")[1][:6] for m in manifests if m.endswith(".json")] == ["000001", "000002"]
+    assert sum(m.endswith(".minisig") for m in manifests) == 2
+
+
+def _keys(pipeline, prefix: str) -> set[str]:
+    s3 = pipeline.s3
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=pipeline.deployment.origin_bucket, Prefix=prefix
+    ):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def _difusor_client(pipeline, difusor, service: str):
+    from difusion.local.provision import account_session
+
+    return account_session(difusor.account_id).client(service)
+
+
+def test_report_lists_snapshots_and_deliveries(pipeline, packages):
+    pipeline.process(packages[0])
+    report = json.loads(json.dumps(pipeline.report(), default=str))
+    assert [s["status"] for s in report["snapshots"]] == ["accepted"]
+    assert len(report["deliveries"]) == 3
+    assert all("external_id" not in d for d in report["difusores"])
