@@ -12,7 +12,7 @@ from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.signing import SecretKey
 
-OPTIONS = PipelineOptions(visibility_timeout=4, max_attempts=3)
+OPTIONS = PipelineOptions(visibility_timeout=8, max_attempts=3)
 
 
 @pytest.fixture(scope="session")

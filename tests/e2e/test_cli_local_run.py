@@ -1,0 +1,119 @@
+"""`difusion local run` and `difusion demo`, as an operator runs them, in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from difusion.generator import SeriesSpec, generate_series
+from difusion.manifest import Manifest
+from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
+from tests.builders import zip_bytes
+from tests.minisign_tool import minisign_verify
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "difusion.cli"]
+
+
+def test_local_run_reports_each_package_and_what_each_difusor_publishes(tmp_path):
+    # Given two good cuts, a traversal attempt, a duplicate upload and a late, older cut
+    series = generate_series(SeriesSpec.small(cuts=2))
+    good = [s.write_package(tmp_path) for s in series]
+    evil = tmp_path / "20240602_2030_PREP_DIP_LOC_BCS.zip"
+    evil.write_bytes(zip_bytes({"../../etc/passwd": b"root"}))
+    # When they run through the embedded default in this order
+    result = subprocess.run(
+        [*CLI, "local", "run", str(good[0]), str(evil), str(good[1]), str(good[1]), str(good[0]),
+         "--json",
+         "--work-dir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    # Then the exit code says not everything was accepted, and the JSON says what happened
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    statuses = [(p["package"], p["status"], p["code"]) for p in report["packages"]]
+    assert statuses == [
+        (good[0].name, "accepted", None),
+        (evil.name, "rejected", "unsafe_path"),
+        (good[1].name, "accepted", None),
+        (good[1].name, "accepted", None),  # the same package again: a duplicate, no change
+        (good[0].name, "rejected", "stale"),  # an older cut uploaded late
+    ]
+    assert report["packages"][1]["reason"]
+    assert len(report["difusores"]) == 3
+    for difusor in report["difusores"]:
+        assert difusor["snapshot_id"] == series[1].snapshot_id
+        assert difusor["sequence"] == 2
+    assert len({d["account_id"] for d in report["difusores"]}) == 3
+    assert (tmp_path / "work" / "logs.jsonl").stat().st_size > 0
+
+
+def test_local_run_names_a_missing_package(tmp_path):
+    result = subprocess.run([*CLI, "local", "run", str(tmp_path / "nope.zip")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "no such package" in result.stderr
+
+
+def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [*CLI, "demo", "--out", str(out), "--casillas", "60", "--cuts", "3"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Deliveries" in result.stdout and "verified" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert [p["status"] for p in report["packages"]] == ["accepted"] * 3
+    assert len(report["deliveries"]) == 3 * 3
+    assert all(d["status"] == "delivered" for d in report["deliveries"])
+    # Later cuts copy only changed files: fewer copies than files published
+    later = [d for d in report["deliveries"] if d["sequence"] == 3]
+    final_files = next(s for s in report["snapshots"] if s["sequence"] == 3)["file_count"]
+    assert all(d["objects_copied"] < final_files for d in later)
+    for difusor in report["difusores"]:
+        site = out / "sites" / difusor["difusor_id"]
+        # The stock minisign tool verifies the published manifest with the demo's key
+        check = minisign_verify(site / MANIFEST_PATH, site / SIGNATURE_PATH,
+                                out / "keys" / "prep.pub")
+        assert check.returncode == 0, check.stderr
+        # ...and every file matches its manifest hash
+        manifest = Manifest.from_bytes((site / MANIFEST_PATH).read_bytes())
+        for entry in manifest.files:
+            assert hashlib.sha256((site / entry.path).read_bytes()).hexdigest() == entry.sha256
+        published = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+        assert published - {f.path for f in manifest.files} == {
+            ".well-known/prep/manifest.json", ".well-known/prep/manifest.json.minisig",
+            ".well-known/prep/prep.pub",
+        }
+
+
+def test_check_validates_packages_offline(tmp_path):
+    good = generate_series(SeriesSpec.small(cuts=1))[0].write_package(tmp_path)
+    bad = tmp_path / "20240602_2020_PREP_DIP_LOC_BCS.zip"
+    bad.write_bytes(b"not a zip")
+    result = subprocess.run([*CLI, "check", str(good), str(bad), "--json"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 3
+    verdicts = {r["package"]: r for r in json.loads(result.stdout)}
+    assert verdicts[good.name]["status"] == "valid"
+    assert verdicts[bad.name]["code"] == "not_an_archive"
+
+
+def test_keys_create_writes_minisign_files_that_sign_and_verify(tmp_path):
+    result = subprocess.run([*CLI, "keys", "create", "--out", str(tmp_path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "prep.key").stat().st_mode & 0o077 == 0  # private to its owner
+    from difusion.signing import PublicKey, SecretKey
+
+    secret = SecretKey.from_file((tmp_path / "prep.key").read_text())
+    assert secret.public_key == PublicKey.from_text((tmp_path / "prep.pub").read_text())
+    again = subprocess.run([*CLI, "keys", "create", "--out", str(tmp_path)],
+                           capture_output=True, text=True, check=False)
+    assert again.returncode == 2 and "exists" in again.stderr
