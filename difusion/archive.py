@@ -70,9 +70,7 @@ def normalize_member_path(name: str) -> str:
             RejectionCode.BAD_FILE_NAME, f"file name {name!r} contains control characters"
         )
     if "\\" in name:
-        raise PackageRejected(
-            RejectionCode.UNSAFE_PATH, f"path {name!r} contains a backslash"
-        )
+        raise PackageRejected(RejectionCode.UNSAFE_PATH, f"path {name!r} contains a backslash")
     if name.startswith("/"):
         raise PackageRejected(RejectionCode.UNSAFE_PATH, f"path {name!r} is absolute")
     if _DRIVE_LETTER.match(name):
@@ -238,8 +236,7 @@ class _PathRegistry:
                 if parent in self._folded:
                     raise PackageRejected(
                         RejectionCode.DUPLICATE_PATH,
-                        f"{self._folded[parent]!r} is a file and also the directory of "
-                        f"{path!r}",
+                        f"{self._folded[parent]!r} is a file and also the directory of {path!r}",
                     )
 
 
@@ -297,13 +294,13 @@ def _zip_members(source: BinaryIO, limits: ArchiveLimits) -> Iterator[_Member]:
                 continue
             path = normalize_member_path(name)
             if file_type not in (0, stat.S_IFREG):
-                raise PackageRejected(
-                    RejectionCode.SPECIAL_FILE, f"{name!r} is not a regular file"
-                )
+                raise PackageRejected(RejectionCode.SPECIAL_FILE, f"{name!r} is not a regular file")
             if info.flag_bits & 0x1:
                 raise PackageRejected(RejectionCode.ENCRYPTED, f"{name!r} is encrypted")
 
-            def opener(info: zipfile.ZipInfo = info) -> contextlib.AbstractContextManager[IO[bytes]]:
+            def opener(
+                info: zipfile.ZipInfo = info,
+            ) -> contextlib.AbstractContextManager[IO[bytes]]:
                 return archive.open(info)
 
             yield _Member(
@@ -347,9 +344,7 @@ def _tar_members(source: BinaryIO) -> Iterator[_Member]:
                 continue
             path = normalize_member_path(name)
             if not info.isfile() or info.issparse():
-                raise PackageRejected(
-                    RejectionCode.SPECIAL_FILE, f"{name!r} is not a regular file"
-                )
+                raise PackageRejected(RejectionCode.SPECIAL_FILE, f"{name!r} is not a regular file")
 
             @contextlib.contextmanager
             def opener(info: tarfile.TarInfo = info) -> Iterator[IO[bytes]]:
@@ -357,9 +352,7 @@ def _tar_members(source: BinaryIO) -> Iterator[_Member]:
                 assert stream is not None  # regular files always have a stream
                 yield stream
 
-            yield _Member(
-                path=path, declared_size=info.size, compressed_size=None, open=opener
-            )
+            yield _Member(path=path, declared_size=info.size, compressed_size=None, open=opener)
 
 
 @contextlib.contextmanager

@@ -73,13 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     difusor = commands.add_parser("difusor", help="the difusor registry").add_subparsers()
     register = difusor.add_parser("register", help="add or update a difusor")
     register.add_argument("--table", required=True, help="registry table name")
-    register.add_argument("--from-outputs", type=Path,
-                          help="the JSON `cdk deploy --outputs-file` wrote for the difusor stack")
-    for field in ("id", "name", "account", "bucket", "distribution", "role-arn",
-                  "external-id", "url"):
+    register.add_argument(
+        "--from-outputs",
+        type=Path,
+        help="the JSON `cdk deploy --outputs-file` wrote for the difusor stack",
+    )
+    for field in (
+        "id",
+        "name",
+        "account",
+        "bucket",
+        "distribution",
+        "role-arn",
+        "external-id",
+        "url",
+    ):
         register.add_argument(f"--{field}")
-    register.add_argument("--status", default="active",
-                          choices=["active", "suspended", "retired"])
+    register.add_argument("--status", default="active", choices=["active", "suspended", "retired"])
     register.set_defaults(run=_difusor_register)
     listing = difusor.add_parser("list", help="list registered difusores")
     listing.add_argument("--table", required=True)
@@ -167,17 +177,32 @@ def _check(args: argparse.Namespace) -> int:
                 )
             with package.open("rb") as stream:
                 entries = scan_archive(stream, name.archive_format, ArchiveLimits())
-            results.append({"package": package.name, "status": "valid", "files": len(entries),
-                            "bytes": sum(e.size for e in entries)})
+            results.append(
+                {
+                    "package": package.name,
+                    "status": "valid",
+                    "files": len(entries),
+                    "bytes": sum(e.size for e in entries),
+                }
+            )
         except PackageRejected as rejection:
-            results.append({"package": package.name, "status": "rejected",
-                            "code": str(rejection.code), "reason": rejection.reason})
+            results.append(
+                {
+                    "package": package.name,
+                    "status": "rejected",
+                    "code": str(rejection.code),
+                    "reason": rejection.reason,
+                }
+            )
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         for r in results:
-            detail = (f"{r['files']} files, {r['bytes']} bytes" if r["status"] == "valid"
-                      else f"{r['code']}: {r['reason']}")
+            detail = (
+                f"{r['files']} files, {r['bytes']} bytes"
+                if r["status"] == "valid"
+                else f"{r['code']}: {r['reason']}"
+            )
             print(f"{r['package']}: {r['status']} — {detail}")
     return EXIT_OK if all(r["status"] == "valid" for r in results) else EXIT_REJECTED
 
@@ -237,10 +262,15 @@ def _difusor_register(args: argparse.Namespace) -> int:
         print(f"error: missing {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     difusor = Difusor(
-        difusor_id=values["id"], name=values["name"], account_id=values["account"],
-        bucket=values["bucket"], distribution_id=values["distribution"],
-        role_arn=values["role-arn"], external_id=values["external-id"],
-        public_url=values["url"], status=DifusorStatus(args.status),
+        difusor_id=values["id"],
+        name=values["name"],
+        account_id=values["account"],
+        bucket=values["bucket"],
+        distribution_id=values["distribution"],
+        role_arn=values["role-arn"],
+        external_id=values["external-id"],
+        public_url=values["url"],
+        status=DifusorStatus(args.status),
     )
     DifusorRegistry(dynamodb(), args.table).put(difusor)
     print(f"registered {difusor.difusor_id} ({difusor.account_id}, {difusor.public_url})")
@@ -264,18 +294,28 @@ def _ledger(args: argparse.Namespace) -> int:
     snapshots = ledger.items("SNAPSHOT#") + ledger.items("REJECTION#")
     deliveries = ledger.items("DELIVERY#")
     if args.json:
-        print(json.dumps({"snapshots": snapshots, "deliveries": deliveries}, indent=2,
-                         ensure_ascii=False, default=str))
+        print(
+            json.dumps(
+                {"snapshots": snapshots, "deliveries": deliveries},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            )
+        )
         return EXIT_OK
     for s in sorted(snapshots, key=lambda s: str(s.get("snapshot_id"))):
         detail = (s.get("rejection_code", "") + " " + s.get("rejection_reason", "")).strip()
-        print(f"{s.get('snapshot_id', ''):40} {s.get('status', ''):10} "
-              f"seq={s.get('sequence', '-')} files={s.get('file_count', '-')} {detail}")
+        print(
+            f"{s.get('snapshot_id', ''):40} {s.get('status', ''):10} "
+            f"seq={s.get('sequence', '-')} files={s.get('file_count', '-')} {detail}"
+        )
         for d in deliveries:
             if d.get("snapshot_id") == s.get("snapshot_id"):
-                print(f"    {d['difusor_id']:24} {d.get('status', ''):12} "
-                      f"copied={d.get('objects_copied', '-')} attempts={d.get('attempts', '-')} "
-                      f"{d.get('last_error', '')}")
+                print(
+                    f"    {d['difusor_id']:24} {d.get('status', ''):12} "
+                    f"copied={d.get('objects_copied', '-')} attempts={d.get('attempts', '-')} "
+                    f"{d.get('last_error', '')}"
+                )
     return EXIT_OK
 
 
@@ -312,7 +352,7 @@ def _local_run(args: argparse.Namespace) -> int:
             if not args.json:
                 detail = f"{outcome.code}: {outcome.reason}" if outcome.code else ""
                 print(f"{package.name}: {outcome.status} {detail}".rstrip(), flush=True)
-        report = {
+        report: dict[str, Any] = {
             "packages": [o.to_json() for o in outcomes],
             "difusores": published_summary(pipeline),
             "logs": str(work_dir / "logs.jsonl"),

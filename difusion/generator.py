@@ -65,7 +65,10 @@ class SeriesSpec:
     @classmethod
     def small(cls, **overrides: object) -> SeriesSpec:
         values: dict[str, object] = {
-            "casillas": 24, "cuts": 3, "image_bytes": 600, "arrival_minutes": 40,
+            "casillas": 24,
+            "cuts": 3,
+            "image_bytes": 600,
+            "arrival_minutes": 40,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -128,20 +131,21 @@ class Snapshot:
         if archive_format == "zip":
             with zipfile.ZipFile(path, "w") as archive:
                 for name in sorted(self.files):
-                    info = zipfile.ZipInfo(name, date_time=self.cut_time.timetuple()[:6])
-                    info.external_attr = 0o100644 << 16
-                    info.create_system = 3
-                    compress = name.endswith(".png")
-                    info.compress_type = zipfile.ZIP_STORED if compress else zipfile.ZIP_DEFLATED
-                    archive.writestr(info, self.files[name])
+                    entry = zipfile.ZipInfo(name, date_time=self.cut_time.timetuple()[:6])
+                    entry.external_attr = 0o100644 << 16
+                    entry.create_system = 3
+                    # Images are compressed already; deflating them again only costs time.
+                    stored = name.endswith(".png")
+                    entry.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+                    archive.writestr(entry, self.files[name])
         else:
             with tarfile.open(path, "w:gz") as archive:
                 for name in sorted(self.files):
-                    info = tarfile.TarInfo(name)
-                    info.size = len(self.files[name])
-                    info.mtime = int(self.cut_time.timestamp())
-                    info.mode = 0o644
-                    archive.addfile(info, io.BytesIO(self.files[name]))
+                    member = tarfile.TarInfo(name)
+                    member.size = len(self.files[name])
+                    member.mtime = int(self.cut_time.timestamp())
+                    member.mode = 0o644
+                    archive.addfile(member, io.BytesIO(self.files[name]))
         return path
 
 
@@ -176,8 +180,16 @@ def _casillas(spec: SeriesSpec, rng: random.Random) -> list[Casilla]:
             ext = 0 if tipo != "C" else id_casilla - 1
             clave = f"03{seccion:04d}{tipo}{id_casilla:02d}{ext:02d}"
             casillas.append(
-                Casilla(clave, seccion, tipo, id_casilla, ext, distrito, municipio,
-                        rng.randint(350, 750))
+                Casilla(
+                    clave,
+                    seccion,
+                    tipo,
+                    id_casilla,
+                    ext,
+                    distrito,
+                    municipio,
+                    rng.randint(350, 750),
+                )
             )
             if len(casillas) == spec.casillas:
                 break
@@ -208,9 +220,11 @@ def _acta_image(acta: Acta, spec: SeriesSpec) -> bytes:
     seed = hashlib.sha256(f"{spec.seed}:{acta.clave_acta}".encode()).digest()
     noise = random.Random(seed)
     raw = b"".join(b"\x00" + bytes(noise.getrandbits(8) for _ in range(width)) for _ in range(rows))
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
     header = struct.pack(">IIBBBBB", width, rows, 8, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -221,19 +235,53 @@ def _acta_image(acta: Acta, spec: SeriesSpec) -> bytes:
 
 
 CSV_COLUMNS = (
-    "CLAVE_CASILLA", "CLAVE_ACTA", "ID_ENTIDAD", "ENTIDAD", "ID_DISTRITO_LOCAL",
-    "DISTRITO_LOCAL", "ID_MUNICIPIO", "MUNICIPIO", "SECCION", "ID_CASILLA", "TIPO_CASILLA",
-    "EXT_CONTIGUA", "UBICACION_CASILLA", "TIPO_ACTA", *PARTIES, "NO_REGISTRADOS", "NULOS",
-    "TOTAL_VOTOS_ASENTADO", "TOTAL_VOTOS_CALCULADO", "LISTA_NOMINAL", "REPRESENTANTES_PP_CI",
-    "OBSERVACIONES", "CONTABILIZADA", "MECANISMOS_TRASLADO", "CODIGO_INTEGRIDAD",
-    "FECHA_HORA_ACOPIO", "FECHA_HORA_CAPTURA", "FECHA_HORA_VERIFICACION", "ORIGEN",
-    "DIGITALIZACION", "TIPO_DOCUMENTO", "COTEJADA",
+    "CLAVE_CASILLA",
+    "CLAVE_ACTA",
+    "ID_ENTIDAD",
+    "ENTIDAD",
+    "ID_DISTRITO_LOCAL",
+    "DISTRITO_LOCAL",
+    "ID_MUNICIPIO",
+    "MUNICIPIO",
+    "SECCION",
+    "ID_CASILLA",
+    "TIPO_CASILLA",
+    "EXT_CONTIGUA",
+    "UBICACION_CASILLA",
+    "TIPO_ACTA",
+    *PARTIES,
+    "NO_REGISTRADOS",
+    "NULOS",
+    "TOTAL_VOTOS_ASENTADO",
+    "TOTAL_VOTOS_CALCULADO",
+    "LISTA_NOMINAL",
+    "REPRESENTANTES_PP_CI",
+    "OBSERVACIONES",
+    "CONTABILIZADA",
+    "MECANISMOS_TRASLADO",
+    "CODIGO_INTEGRIDAD",
+    "FECHA_HORA_ACOPIO",
+    "FECHA_HORA_CAPTURA",
+    "FECHA_HORA_VERIFICACION",
+    "ORIGEN",
+    "DIGITALIZACION",
+    "TIPO_DOCUMENTO",
+    "COTEJADA",
 )
 SUMMARY_COLUMNS = (
-    "ACTAS_ESPERADAS", "ACTAS_REGISTRADAS", "ACTAS_FUERA_CATALOGO", "ACTAS_CAPTURADAS",
-    "PORCENTAJE_ACTAS_CAPTURADAS", "ACTAS_CONTABILIZADAS", "PORCENTAJE_ACTAS_CONTABILIZADAS",
-    "PORCENTAJE_ACTAS_INCONSISTENCIAS", "ACTAS_NO_CONTABILIZADAS", "LISTA_NOMINAL_ACTAS_CONTABILIZADAS",
-    "TOTAL_VOTOS_C_CS", "TOTAL_VOTOS_S_CS", "PORCENTAJE_PARTICIPACION_CIUDADANA",
+    "ACTAS_ESPERADAS",
+    "ACTAS_REGISTRADAS",
+    "ACTAS_FUERA_CATALOGO",
+    "ACTAS_CAPTURADAS",
+    "PORCENTAJE_ACTAS_CAPTURADAS",
+    "ACTAS_CONTABILIZADAS",
+    "PORCENTAJE_ACTAS_CONTABILIZADAS",
+    "PORCENTAJE_ACTAS_INCONSISTENCIAS",
+    "ACTAS_NO_CONTABILIZADAS",
+    "LISTA_NOMINAL_ACTAS_CONTABILIZADAS",
+    "TOTAL_VOTOS_C_CS",
+    "TOTAL_VOTOS_S_CS",
+    "PORCENTAJE_PARTICIPACION_CIUDADANA",
 )
 
 
@@ -277,25 +325,64 @@ def _csv(
     votes = sum(a.total for a in counted)
     nominal = sum(a.casilla.lista_nominal for a in counted)
     writer.writerow(SUMMARY_COLUMNS)
-    writer.writerow([
-        len(expected), len(done), 0, len(done),
-        f"{100 * len(done) / len(expected):.4f}", len(counted),
-        f"{100 * len(counted) / len(expected):.4f}", "0.0000", len(done) - len(counted),
-        nominal, votes, votes, f"{100 * votes / nominal if nominal else 0:.4f}",
-    ])
+    writer.writerow(
+        [
+            len(expected),
+            len(done),
+            0,
+            len(done),
+            f"{100 * len(done) / len(expected):.4f}",
+            len(counted),
+            f"{100 * len(counted) / len(expected):.4f}",
+            "0.0000",
+            len(done) - len(counted),
+            nominal,
+            votes,
+            votes,
+            f"{100 * votes / nominal if nominal else 0:.4f}",
+        ]
+    )
     writer.writerow(CSV_COLUMNS)
     for acta in sorted(done, key=lambda a: a.clave_acta):
         c = acta.casilla
         at = cut_time - timedelta(minutes=5)
         stamp = f"{at:%d/%m/%Y %H:%M:%S}"
-        writer.writerow([
-            c.clave, acta.clave_acta, 3, "BAJA CALIFORNIA SUR", c.distrito, f"DISTRITO {c.distrito}",
-            c.municipio, MUNICIPIOS[c.municipio - 1], c.seccion, c.id_casilla, c.tipo,
-            c.ext_contigua, 1, 2 if acta.election == "DIP_LOC" else 3, *acta.votes,
-            acta.no_registrados, acta.nulos, acta.total, acta.total, c.lista_nominal, 2, "",
-            1, "F", hashlib.sha256(images[acta.clave_acta]).hexdigest(), stamp, stamp, stamp,
-            "CATD", "ESCANER", "ACTA PREP", 1,
-        ])
+        writer.writerow(
+            [
+                c.clave,
+                acta.clave_acta,
+                3,
+                "BAJA CALIFORNIA SUR",
+                c.distrito,
+                f"DISTRITO {c.distrito}",
+                c.municipio,
+                MUNICIPIOS[c.municipio - 1],
+                c.seccion,
+                c.id_casilla,
+                c.tipo,
+                c.ext_contigua,
+                1,
+                2 if acta.election == "DIP_LOC" else 3,
+                *acta.votes,
+                acta.no_registrados,
+                acta.nulos,
+                acta.total,
+                acta.total,
+                c.lista_nominal,
+                2,
+                "",
+                1,
+                "F",
+                hashlib.sha256(images[acta.clave_acta]).hexdigest(),
+                stamp,
+                stamp,
+                stamp,
+                "CATD",
+                "ESCANER",
+                "ACTA PREP",
+                1,
+            ]
+        )
     return out.getvalue().encode("utf-8")
 
 
@@ -309,31 +396,51 @@ def _json_files(
         return {p: sum(a.votes[i] for a in actas) for i, p in enumerate(PARTIES)}
 
     base = f"assets/JSON/{election}"
-    yield f"{base}/resumen.json", dump({
-        "eleccion": title, "corte": cut_label, "actas_esperadas": len(expected),
-        "actas_registradas": len(done), "votos": totals(done),
-        "nulos": sum(a.nulos for a in done),
-    })
+    yield (
+        f"{base}/resumen.json",
+        dump(
+            {
+                "eleccion": title,
+                "corte": cut_label,
+                "actas_esperadas": len(expected),
+                "actas_registradas": len(done),
+                "votos": totals(done),
+                "nulos": sum(a.nulos for a in done),
+            }
+        ),
+    )
     if election == "DIP_LOC":
-        groups = {f"distrito_{d:02d}": [a for a in done if a.casilla.distrito == d]
-                  for d in range(1, DISTRITOS + 1)}
+        groups = {
+            f"distrito_{d:02d}": [a for a in done if a.casilla.distrito == d]
+            for d in range(1, DISTRITOS + 1)
+        }
     else:
-        groups = {f"municipio_{m}": [a for a in done if a.casilla.municipio == m]
-                  for m in range(1, len(MUNICIPIOS) + 1)}
+        groups = {
+            f"municipio_{m}": [a for a in done if a.casilla.municipio == m]
+            for m in range(1, len(MUNICIPIOS) + 1)
+        }
     for name, actas in groups.items():
         yield f"{base}/{name}.json", dump({"actas_registradas": len(actas), "votos": totals(actas)})
     by_seccion: dict[int, list[Acta]] = {}
     for acta in done:
         by_seccion.setdefault(acta.casilla.seccion, []).append(acta)
     for seccion, actas in sorted(by_seccion.items()):
-        yield f"{base}/secciones/{seccion:04d}.json", dump({
-            "seccion": seccion,
-            "casillas": [
-                {"clave_acta": a.clave_acta, "votos": dict(zip(PARTIES, a.votes, strict=True)),
-                 "acta": "/" + a.image_path}
-                for a in sorted(actas, key=lambda a: a.clave_acta)
-            ],
-        })
+        yield (
+            f"{base}/secciones/{seccion:04d}.json",
+            dump(
+                {
+                    "seccion": seccion,
+                    "casillas": [
+                        {
+                            "clave_acta": a.clave_acta,
+                            "votos": dict(zip(PARTIES, a.votes, strict=True)),
+                            "acta": "/" + a.image_path,
+                        }
+                        for a in sorted(actas, key=lambda a: a.clave_acta)
+                    ],
+                }
+            ),
+        )
 
 
 def _site_pages(cut_label: str) -> dict[str, bytes]:

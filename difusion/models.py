@@ -83,6 +83,18 @@ class DeliveryRequest:
     manifest_key: str
     manifest_sha256: str
 
+    @classmethod
+    def for_head(cls, election: str, difusor_id: str, head: Head) -> DeliveryRequest:
+        """Deliver the snapshot at ``head`` to ``difusor_id``."""
+        return cls(
+            election=election,
+            difusor_id=difusor_id,
+            snapshot_id=head.snapshot_id,
+            sequence=head.sequence,
+            manifest_key=head.manifest_key,
+            manifest_sha256=head.manifest_sha256,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -99,18 +99,30 @@ def plan_publication(
     signed = Tier.SIGNED_MANIFEST
     by_tier[signed] = [
         CopyStep(
-            PUBLIC_KEY_PATH, SourceKind.PUBLIC_KEY, "", public_key_bytes,
-            content_type_for(PUBLIC_KEY_PATH), signed,
+            PUBLIC_KEY_PATH,
+            SourceKind.PUBLIC_KEY,
+            "",
+            public_key_bytes,
+            content_type_for(PUBLIC_KEY_PATH),
+            signed,
         ),
         # The signature lands before the manifest it signs, so a verifier never pairs the
         # new manifest with the old signature.
         CopyStep(
-            SIGNATURE_PATH, SourceKind.SIGNATURE, "", signature_bytes,
-            content_type_for(SIGNATURE_PATH), signed,
+            SIGNATURE_PATH,
+            SourceKind.SIGNATURE,
+            "",
+            signature_bytes,
+            content_type_for(SIGNATURE_PATH),
+            signed,
         ),
         CopyStep(
-            MANIFEST_PATH, SourceKind.MANIFEST, target.sha256, manifest_bytes,
-            "application/json", signed,
+            MANIFEST_PATH,
+            SourceKind.MANIFEST,
+            target.sha256,
+            manifest_bytes,
+            "application/json",
+            signed,
         ),
     ]
     target_paths = {f.path for f in target.files}

@@ -13,8 +13,12 @@ def minisign() -> str:
     return path
 
 
-def minisign_verify(message: Path, signature: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+def minisign_verify(
+    message: Path, signature: Path, public_key: Path
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [minisign(), "-V", "-m", str(message), "-x", str(signature), "-p", str(public_key)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )

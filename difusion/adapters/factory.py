@@ -34,7 +34,7 @@ def utc_now() -> datetime:
 
 def client(service: str, max_pool: int = 10) -> Any:
     config = Config(max_pool_connections=max_pool, retries={"mode": "standard"})
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=config)
 
 
 def dynamodb() -> Any:
@@ -70,9 +70,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         OriginStore(client("s3"), settings.origin_bucket),
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
-        DifusorSites(
-            client("sts"), f"difusion-{settings.election}", settings.copy_concurrency + 2
-        ),
+        DifusorSites(client("sts"), f"difusion-{settings.election}", settings.copy_concurrency + 2),
         max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=LEASE_SECONDS,

@@ -32,6 +32,7 @@ from difusion.models import (
     SnapshotStatus,
 )
 
+
 class HeadMoved(Exception):
     """Another snapshot was accepted since the head was read."""
 
@@ -181,9 +182,9 @@ class Ledger:
         )
 
     def head(self) -> Head | None:
-        item = self._table.get_item(
-            Key={"pk": self._pk, "sk": "HEAD"}, ConsistentRead=True
-        ).get("Item")
+        item = self._table.get_item(Key={"pk": self._pk, "sk": "HEAD"}, ConsistentRead=True).get(
+            "Item"
+        )
         if item is None:
             return None
         return Head(
@@ -322,23 +323,12 @@ class Ledger:
             raise DifusorBusy(request.difusor_id) from None
 
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
-        self._table.update_item(
-            Key=self._delivery_key(request),
-            UpdateExpression=(
-                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
-                "#status = :status, attempts = :attempt, started_at = if_not_exists(started_at, :at), "
-                "attempt_started_at = :at"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
-            ExpressionAttributeValues={
-                ":kind": "delivery",
-                ":did": request.difusor_id,
-                ":sid": request.snapshot_id,
-                ":seq": request.sequence,
-                ":status": str(DeliveryStatus.IN_PROGRESS),
-                ":attempt": attempt,
-                ":at": _iso(at),
-            },
+        self._update_delivery(
+            request,
+            DeliveryStatus.IN_PROGRESS,
+            "attempts = :attempt, started_at = if_not_exists(started_at, :at), "
+            "attempt_started_at = :at",
+            {":attempt": attempt, ":at": _iso(at)},
         )
 
     def finish_delivery(
@@ -406,26 +396,12 @@ class Ledger:
         """Record a delivery that did not run (skipped, superseded). A completed delivery's
         record is history and is never rewritten by a later replay."""
         try:
-            self._table.update_item(
-                Key=self._delivery_key(request),
-                UpdateExpression=(
-                    "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
-                    "#status = :status, detail = :detail, finished_at = :at"
-                ),
-                ConditionExpression="attribute_not_exists(pk) OR #status <> :delivered",
-                ExpressionAttributeNames={
-                    "#status": "status", "#seq": "sequence", "#kind": "kind",
-                },
-                ExpressionAttributeValues={
-                    ":kind": "delivery",
-                    ":did": request.difusor_id,
-                    ":sid": request.snapshot_id,
-                    ":seq": request.sequence,
-                    ":status": str(status),
-                    ":detail": detail,
-                    ":at": _iso(at),
-                    ":delivered": str(DeliveryStatus.DELIVERED),
-                },
+            self._update_delivery(
+                request,
+                status,
+                "detail = :detail, finished_at = :at",
+                {":detail": detail, ":at": _iso(at), ":delivered": str(DeliveryStatus.DELIVERED)},
+                condition="attribute_not_exists(pk) OR #status <> :delivered",
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):
@@ -435,25 +411,11 @@ class Ledger:
         self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
     ) -> None:
         """Record a failed attempt; release the lease so the next attempt can take it."""
-        status = DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING
-        self._table.update_item(
-            Key=self._delivery_key(request),
-            UpdateExpression=(
-                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
-                "#status = :status, attempts = :attempt, last_error = :error, "
-                "failed_at = :at"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
-            ExpressionAttributeValues={
-                ":kind": "delivery",
-                ":did": request.difusor_id,
-                ":sid": request.snapshot_id,
-                ":seq": request.sequence,
-                ":status": str(status),
-                ":attempt": attempt,
-                ":error": error[:2000],
-                ":at": _iso(at),
-            },
+        self._update_delivery(
+            request,
+            DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING,
+            "attempts = :attempt, last_error = :error, failed_at = :at",
+            {":attempt": attempt, ":error": error[:2000], ":at": _iso(at)},
         )
         try:
             self._table.update_item(
@@ -481,6 +443,34 @@ class Ledger:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _update_delivery(
+        self,
+        request: DeliveryRequest,
+        status: DeliveryStatus,
+        assignments: str,
+        values: dict[str, Any],
+        condition: str | None = None,
+    ) -> None:
+        """Set a delivery record's status and ``assignments``, with its identifying fields."""
+        kwargs: dict[str, Any] = {"ConditionExpression": condition} if condition else {}
+        self._table.update_item(
+            Key=self._delivery_key(request),
+            UpdateExpression=(
+                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                f"#status = :status, {assignments}"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
+            ExpressionAttributeValues={
+                ":kind": "delivery",
+                ":did": request.difusor_id,
+                ":sid": request.snapshot_id,
+                ":seq": request.sequence,
+                ":status": str(status),
+                **values,
+            },
+            **kwargs,
+        )
 
     def _delivery_key(self, request: DeliveryRequest) -> dict[str, str]:
         return {"pk": self._pk, "sk": f"DELIVERY#{request.snapshot_id}#{request.difusor_id}"}

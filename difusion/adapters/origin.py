@@ -12,7 +12,7 @@ Layout::
 from __future__ import annotations
 
 import hashlib
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -20,6 +20,10 @@ INCOMING_PREFIX = "incoming/"
 STAGED_PREFIX = "objects/sha256/"
 PUBLIC_KEY_KEY = "keys/prep.pub"
 _DOWNLOAD_CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def staged_key(sha256: str) -> str:
@@ -66,7 +70,7 @@ class OriginStore:
             Bucket=self.bucket, Key=staged_key(sha256), Body=data, Metadata={"sha256": sha256}
         )
 
-    def stage_stream(self, sha256: str, stream: IO[bytes]) -> None:
+    def stage_stream(self, sha256: str, stream: Readable) -> None:
         """Like :meth:`stage_bytes` for large files: a multipart upload in bounded chunks."""
         self._s3.upload_fileobj(
             stream, self.bucket, staged_key(sha256), ExtraArgs={"Metadata": {"sha256": sha256}}

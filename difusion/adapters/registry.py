@@ -19,9 +19,7 @@ class DifusorRegistry:
         self._table.put_item(Item=difusor.to_item())
 
     def get(self, difusor_id: str) -> Difusor:
-        item = self._table.get_item(Key={"difusor_id": difusor_id}, ConsistentRead=True).get(
-            "Item"
-        )
+        item = self._table.get_item(Key={"difusor_id": difusor_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise UnknownDifusor(f"difusor {difusor_id!r} is not registered")
         return Difusor.from_item(item)

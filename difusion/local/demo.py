@@ -37,8 +37,10 @@ def run_demo(out_dir: Path, spec: SeriesSpec, console: Console | None = None) ->
     with console.status("generating the PREP snapshot series…"):
         snapshots = generate_series(spec)
         packages = [s.write_package(out_dir / "packages") for s in snapshots]
-    console.print(f"public key {secret_key.public_key.key_id_text}  "
-                  f"fingerprint {secret_key.public_key.fingerprint}")
+    console.print(
+        f"public key {secret_key.public_key.key_id_text}  "
+        f"fingerprint {secret_key.public_key.fingerprint}"
+    )
 
     table = Table(title=f"Deliveries (snapshot × difusor), {spec.election_code}")
     table.add_column("cut")
@@ -58,8 +60,12 @@ def run_demo(out_dir: Path, spec: SeriesSpec, console: Console | None = None) ->
         )
         outcomes = []
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
         ) as progress:
             task = progress.add_task("publishing cuts", total=len(packages))
             for package in packages:
@@ -91,8 +97,10 @@ def run_demo(out_dir: Path, spec: SeriesSpec, console: Console | None = None) ->
         result = verify_directory(out_dir / "sites" / difusor["difusor_id"], secret_key.public_key)
         verdicts.append(result)
         mark = "[green]verified[/]" if result.ok else f"[red]FAILED[/] {result.problems[:3]}"
-        console.print(f"  {difusor['difusor_id']}: {result.files} files, snapshot "
-                      f"{result.snapshot_id} — {mark}")
+        console.print(
+            f"  {difusor['difusor_id']}: {result.files} files, snapshot "
+            f"{result.snapshot_id} — {mark}"
+        )
     console.print(
         f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ "
         "(report.json, sites/, keys/prep.pub). Check a site with the stock tool:\n"
@@ -109,8 +117,15 @@ def _add_rows(
 ) -> None:
     if outcome.status != "accepted":
         reason = outcome.reason or outcome.code
-        table.add_row(_cut_label(outcome.snapshot_id), "", "—", f"[red]{outcome.status}[/] {reason}", "", "",
-                      "")
+        table.add_row(
+            _cut_label(outcome.snapshot_id),
+            "",
+            "—",
+            f"[red]{outcome.status}[/] {reason}",
+            "",
+            "",
+            "",
+        )
         return
     for index, delivery in enumerate(sorted(deliveries, key=lambda d: d["difusor_id"])):
         status = str(delivery.get("status"))

@@ -63,9 +63,9 @@ class LocalDispatcher:
         self._sqs = sqs
         self._routes = routes
         self._arns = {
-            r.queue_url: sqs.get_queue_attributes(QueueUrl=r.queue_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
+            r.queue_url: sqs.get_queue_attributes(
+                QueueUrl=r.queue_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
             for r in routes
         }
         self.invocations = 0

@@ -23,7 +23,13 @@ from difusion.adapters.origin import INCOMING_PREFIX
 from difusion.adapters.registry import DifusorRegistry
 from difusion.local.dispatcher import LocalDispatcher, Route
 from difusion.local.emulator import LocalEmulator
-from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, LocalDeployment, account_session, provision
+from difusion.local.provision import (
+    DEMO_DIFUSORES,
+    DifusorAccount,
+    LocalDeployment,
+    account_session,
+    provision,
+)
 from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
@@ -52,12 +58,12 @@ class LocalPipeline:
         self,
         emulator: LocalEmulator,
         secret_key: SecretKey,
-        options: PipelineOptions = PipelineOptions(),
+        options: PipelineOptions | None = None,
         log_stream: TextIO | None = None,
     ) -> None:
         self.emulator = emulator
         self.secret_key = secret_key
-        self.options = options
+        self.options = options or PipelineOptions()
         self._log_stream = log_stream
         self.deployment: LocalDeployment = self._provision()
 
@@ -78,19 +84,34 @@ class LocalPipeline:
             build.cache_clear()
         modules = {name: importlib.import_module(path) for name, path in HANDLERS.items()}
         for module in modules.values():
-            module.settings = type(module.settings).from_env(os.environ)
+            # Each handler read its settings at import (its cold start); read them again.
+            settings = getattr(module, "settings")  # noqa: B009
+            setattr(module, "settings", type(settings).from_env(os.environ))  # noqa: B010
         self._route_logs(modules["ingest"].logger)
         sqs = boto3.session.Session().client("sqs")
         self.dispatcher = LocalDispatcher(
             sqs,
             [
-                Route("difusion-ingest", deployment.ingest_queue_url, modules["ingest"].handler,
-                      batch_size=1, pollers=2),
-                Route("difusion-sign", deployment.sign_queue_url, modules["sign"].handler,
-                      batch_size=1),
-                Route("difusion-replicate", deployment.delivery_queue_url,
-                      modules["replicate"].handler, batch_size=1,
-                      pollers=max(len(deployment.difusores), 1)),
+                Route(
+                    "difusion-ingest",
+                    deployment.ingest_queue_url,
+                    modules["ingest"].handler,
+                    batch_size=1,
+                    pollers=2,
+                ),
+                Route(
+                    "difusion-sign",
+                    deployment.sign_queue_url,
+                    modules["sign"].handler,
+                    batch_size=1,
+                ),
+                Route(
+                    "difusion-replicate",
+                    deployment.delivery_queue_url,
+                    modules["replicate"].handler,
+                    batch_size=1,
+                    pollers=max(len(deployment.difusores), 1),
+                ),
             ],
         )
         return deployment
@@ -124,7 +145,9 @@ class LocalPipeline:
         """Upload one package, let the pipeline settle, return its ledger record."""
         self.upload(package, **upload_options)
         self.settle()
-        return self.ledger.snapshot(snapshot_id_of(upload_options.get("name") or package.name)) or {}
+        return (
+            self.ledger.snapshot(snapshot_id_of(upload_options.get("name") or package.name)) or {}
+        )
 
     # --- reading -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import boto3
 
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.registry import DifusorRegistry
-from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
+from difusion.local.emulator import REGION
 from difusion.models import Difusor
 from difusion.signing import SecretKey
 
@@ -90,9 +90,7 @@ def provision(
     origin_bucket = f"difusion-origin-{slug}"
     s3 = session.client("s3")
     s3.create_bucket(Bucket=origin_bucket)
-    s3.put_bucket_versioning(
-        Bucket=origin_bucket, VersioningConfiguration={"Status": "Enabled"}
-    )
+    s3.put_bucket_versioning(Bucket=origin_bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=origin_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
@@ -180,7 +178,9 @@ def provision(
         sign_queue_url=sign_url,
         delivery_queue_url=delivery_url,
         dead_letter_queue_urls={
-            "ingest": ingest_dlq, "sign": sign_dlq, "deliveries": delivery_dlq,
+            "ingest": ingest_dlq,
+            "sign": sign_dlq,
+            "deliveries": delivery_dlq,
         },
         max_attempts=max_attempts,
         difusores=tuple(registered),

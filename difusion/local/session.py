@@ -42,7 +42,7 @@ class PackageOutcome:
 def embedded_pipeline(
     work_dir: Path,
     secret_key: SecretKey | None = None,
-    options: PipelineOptions = PipelineOptions(),
+    options: PipelineOptions | None = None,
 ) -> Iterator[LocalPipeline]:
     """Start the emulator, provision everything, yield the pipeline, stop the emulator."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,12 @@ def embedded_pipeline(
         open(work_dir / "logs.jsonl", "w", encoding="utf-8") as log,
         LocalEmulator(log_path=work_dir / "emulator.log") as emulator,
     ):
-        yield LocalPipeline(emulator, secret_key or SecretKey.generate(), options, log_stream=log)
+        yield LocalPipeline(
+            emulator,
+            secret_key or SecretKey.generate(),
+            options or PipelineOptions(),
+            log_stream=log,
+        )
 
 
 def run_package(pipeline: LocalPipeline, package: Path) -> PackageOutcome:

@@ -58,8 +58,9 @@ class ReplicateService:
             self._ledger.record_delivery_status(
                 request, DeliveryStatus.SKIPPED, detail, self._clock()
             )
-            return DeliveryOutcome(request.difusor_id, request.snapshot_id, DeliveryStatus.SKIPPED,
-                                   detail=detail)
+            return DeliveryOutcome(
+                request.difusor_id, request.snapshot_id, DeliveryStatus.SKIPPED, detail=detail
+            )
         try:
             self._ledger.claim(request, self._lease_seconds, self._clock())
         except AlreadyPublished:
@@ -101,7 +102,9 @@ class ReplicateService:
         if state is not None and state.sequence == request.sequence:
             # A duplicate of a delivery that already happened: nothing to do, nothing to record.
             return DeliveryOutcome(
-                request.difusor_id, request.snapshot_id, DeliveryStatus.DELIVERED,
+                request.difusor_id,
+                request.snapshot_id,
+                DeliveryStatus.DELIVERED,
                 detail="already delivered",
             )
         newer = state.snapshot_id if state else "?"
@@ -123,9 +126,7 @@ class ReplicateService:
         verify(manifest_bytes, signature.decode("utf-8"), PublicKey.from_text(public_key.decode()))
         target = Manifest.from_bytes(manifest_bytes)
         state = self._ledger.published(request.difusor_id)
-        current = (
-            Manifest.from_bytes(self._origin.get_bytes(state.manifest_key)) if state else None
-        )
+        current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key)) if state else None
         plan = plan_publication(
             target,
             current,
@@ -141,7 +142,9 @@ class ReplicateService:
 
         def copy(step: CopyStep) -> None:
             source_key = (
-                staged_key(step.sha256) if step.source is SourceKind.STAGED else sources[step.source]
+                staged_key(step.sha256)
+                if step.source is SourceKind.STAGED
+                else sources[step.source]
             )
             site.copy_in(
                 source_bucket=self._origin.bucket,

@@ -74,13 +74,16 @@ class SignService:
             head = self._ledger.head()
             if head is not None and head.snapshot_id == draft.snapshot_id:
                 if head.package_sha256 != draft.package.sha256:
-                    return self._reject(draft, RejectionCode.CONFLICT, "snapshot id already "
-                                        "accepted with different content")
+                    return self._reject(
+                        draft,
+                        RejectionCode.CONFLICT,
+                        "snapshot id already accepted with different content",
+                    )
                 # A redelivered message after the accept: make sure the fan-out happened.
                 return self._fan_out(head, status="duplicate")
-            if head is not None and datetime.fromisoformat(draft.cut_time) <= datetime.fromisoformat(
-                head.cut_time
-            ):
+            if head is not None and datetime.fromisoformat(
+                draft.cut_time
+            ) <= datetime.fromisoformat(head.cut_time):
                 return self._reject(
                     draft,
                     RejectionCode.STALE,
@@ -128,14 +131,7 @@ class SignService:
 
     def _fan_out(self, head: Head, status: str) -> SignResult:
         requests = [
-            DeliveryRequest(
-                election=self._ledger.election,
-                difusor_id=difusor.difusor_id,
-                snapshot_id=head.snapshot_id,
-                sequence=head.sequence,
-                manifest_key=head.manifest_key,
-                manifest_sha256=head.manifest_sha256,
-            )
+            DeliveryRequest.for_head(self._ledger.election, difusor.difusor_id, head)
             for difusor in self._registry.active()
         ]
         self._deliveries.send(requests)
@@ -152,7 +148,7 @@ class SignService:
             draft.snapshot_id, f"incoming/{draft.package.name}", code, reason, self._clock()
         )
         logger.warning(
-            "package rejected", extra={"snapshot_id": draft.snapshot_id, "code": str(code),
-                                       "reason": reason}
+            "package rejected",
+            extra={"snapshot_id": draft.snapshot_id, "code": str(code), "reason": reason},
         )
         return SignResult(draft.snapshot_id, "rejected", code=str(code), reason=reason)

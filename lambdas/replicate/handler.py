@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
     SqsFifoPartialProcessor,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -34,8 +35,9 @@ idempotency = IdempotencyConfig(event_key_jmespath="request.[difusor_id, snapsho
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
-@idempotent_function(data_keyword_argument="delivery", config=idempotency,
-                     persistence_store=persistence)
+@idempotent_function(
+    data_keyword_argument="delivery", config=idempotency, persistence_store=persistence
+)
 def deliver(delivery: dict[str, Any]) -> dict[str, Any]:
     request = DeliveryRequest.from_json(delivery["request"])
     outcome = replicate_service(settings).deliver(request, attempt=int(delivery["attempt"]))
@@ -54,7 +56,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
     SqsFifoPartialProcessor,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -33,8 +34,9 @@ idempotency = IdempotencyConfig(event_key_jmespath="[snapshot_id, package_sha256
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
-@idempotent_function(data_keyword_argument="request", config=idempotency,
-                     persistence_store=persistence)
+@idempotent_function(
+    data_keyword_argument="request", config=idempotency, persistence_store=persistence
+)
 def sign_snapshot(request: dict[str, Any]) -> dict[str, Any]:
     result = sign_service(settings).sign(SignRequest.from_json(request))
     metrics.add_metric(name=f"Snapshots_{result.status}", unit=MetricUnit.Count, value=1)
@@ -50,7 +52,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

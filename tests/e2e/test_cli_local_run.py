@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,10 +27,23 @@ def test_local_run_reports_each_package_and_what_each_difusor_publishes(tmp_path
     evil.write_bytes(zip_bytes({"../../etc/passwd": b"root"}))
     # When they run through the embedded default in this order
     result = subprocess.run(
-        [*CLI, "local", "run", str(good[0]), str(evil), str(good[1]), str(good[1]), str(good[0]),
-         "--json",
-         "--work-dir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            *CLI,
+            "local",
+            "run",
+            str(good[0]),
+            str(evil),
+            str(good[1]),
+            str(good[1]),
+            str(good[0]),
+            "--json",
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     # Then the exit code says not everything was accepted, and the JSON says what happened
     assert result.returncode == 3, result.stderr
@@ -54,8 +66,12 @@ def test_local_run_reports_each_package_and_what_each_difusor_publishes(tmp_path
 
 
 def test_local_run_names_a_missing_package(tmp_path):
-    result = subprocess.run([*CLI, "local", "run", str(tmp_path / "nope.zip")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*CLI, "local", "run", str(tmp_path / "nope.zip")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert "no such package" in result.stderr
 
@@ -64,7 +80,10 @@ def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
         [*CLI, "demo", "--out", str(out), "--casillas", "60", "--cuts", "3"],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Deliveries" in result.stdout and "verified" in result.stdout
@@ -79,8 +98,9 @@ def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
     for difusor in report["difusores"]:
         site = out / "sites" / difusor["difusor_id"]
         # The stock minisign tool verifies the published manifest with the demo's key
-        check = minisign_verify(site / MANIFEST_PATH, site / SIGNATURE_PATH,
-                                out / "keys" / "prep.pub")
+        check = minisign_verify(
+            site / MANIFEST_PATH, site / SIGNATURE_PATH, out / "keys" / "prep.pub"
+        )
         assert check.returncode == 0, check.stderr
         # ...and every file matches its manifest hash
         manifest = Manifest.from_bytes((site / MANIFEST_PATH).read_bytes())
@@ -88,7 +108,8 @@ def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
             assert hashlib.sha256((site / entry.path).read_bytes()).hexdigest() == entry.sha256
         published = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
         assert published - {f.path for f in manifest.files} == {
-            ".well-known/prep/manifest.json", ".well-known/prep/manifest.json.minisig",
+            ".well-known/prep/manifest.json",
+            ".well-known/prep/manifest.json.minisig",
             ".well-known/prep/prep.pub",
         }
 
@@ -97,8 +118,9 @@ def test_check_validates_packages_offline(tmp_path):
     good = generate_series(SeriesSpec.small(cuts=1))[0].write_package(tmp_path)
     bad = tmp_path / "20240602_2020_PREP_DIP_LOC_BCS.zip"
     bad.write_bytes(b"not a zip")
-    result = subprocess.run([*CLI, "check", str(good), str(bad), "--json"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*CLI, "check", str(good), str(bad), "--json"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 3
     verdicts = {r["package"]: r for r in json.loads(result.stdout)}
     assert verdicts[good.name]["status"] == "valid"
@@ -106,14 +128,22 @@ def test_check_validates_packages_offline(tmp_path):
 
 
 def test_keys_create_writes_minisign_files_that_sign_and_verify(tmp_path):
-    result = subprocess.run([*CLI, "keys", "create", "--out", str(tmp_path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*CLI, "keys", "create", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "prep.key").stat().st_mode & 0o077 == 0  # private to its owner
     from difusion.signing import PublicKey, SecretKey
 
     secret = SecretKey.from_file((tmp_path / "prep.key").read_text())
     assert secret.public_key == PublicKey.from_text((tmp_path / "prep.pub").read_text())
-    again = subprocess.run([*CLI, "keys", "create", "--out", str(tmp_path)],
-                           capture_output=True, text=True, check=False)
+    again = subprocess.run(
+        [*CLI, "keys", "create", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 2 and "exists" in again.stderr

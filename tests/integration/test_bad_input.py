@@ -10,18 +10,22 @@ pytestmark = pytest.mark.integration
 
 
 def _snapshot_of_buckets(pipeline):
-    return {d.difusor_id: pipeline.site_objects(d.difusor_id) for d in pipeline.deployment.difusores}
+    return {
+        d.difusor_id: pipeline.site_objects(d.difusor_id) for d in pipeline.deployment.difusores
+    }
 
 
 @pytest.mark.parametrize(
     ("name", "data", "code"),
     [
-        ("20240602_2020_PREP_DIP_LOC_BCS.zip", zip_bytes({"../../evil.html": b"x"}),
-         "unsafe_path"),
+        ("20240602_2020_PREP_DIP_LOC_BCS.zip", zip_bytes({"../../evil.html": b"x"}), "unsafe_path"),
         ("20240602_2020_PREP_DIP_LOC_BCS.zip", b"PK\x03\x04 truncated", "corrupt"),
         ("20240602_2020_PREP_DIP_LOC_BCS.zip", set_zip_flag(zip_bytes(SITE), 1), "encrypted"),
-        ("20240602_2020_PREP_DIP_LOC_BCS.zip",
-         zip_bytes({**SITE, ".well-known/prep/manifest.json": b"{}"}), "reserved_path"),
+        (
+            "20240602_2020_PREP_DIP_LOC_BCS.zip",
+            zip_bytes({**SITE, ".well-known/prep/manifest.json": b"{}"}),
+            "reserved_path",
+        ),
         ("resultados_finales.zip", zip_bytes(SITE), "bad_name"),
         ("20240602_2020_PREP_GUB_CDMX.zip", zip_bytes(SITE), "wrong_election"),
         ("20240602_1950_PREP_DIP_LOC_BCS.zip", zip_bytes(SITE), "stale"),
@@ -45,8 +49,7 @@ def test_a_rejected_package_changes_no_difusor_and_records_why(
     assert _snapshot_of_buckets(pipeline) == before
     assert pipeline.ledger.items(f"DELIVERY#{record['snapshot_id']}#") == []
     # ...the origin keeps the package for inspection, and the head did not move
-    assert pipeline.s3.head_object(Bucket=pipeline.deployment.origin_bucket,
-                                   Key=f"incoming/{name}")
+    assert pipeline.s3.head_object(Bucket=pipeline.deployment.origin_bucket, Key=f"incoming/{name}")
     assert pipeline.ledger.head().snapshot_id == packages[0].name.removesuffix(".zip")
     # ...and a rejection is a final answer, not a failure to retry
     assert pipeline.dispatcher.handler_errors == []

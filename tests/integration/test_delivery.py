@@ -31,8 +31,9 @@ def test_an_accepted_package_reaches_every_difusor_signed_and_unaltered(
         for path, data in snapshot.files.items():
             assert objects[path] == data, path
         # ...with a manifest that verifies against the institute's key
-        trusted = verify(objects[MANIFEST_PATH], objects[SIGNATURE_PATH].decode(),
-                         secret_key.public_key)
+        trusted = verify(
+            objects[MANIFEST_PATH], objects[SIGNATURE_PATH].decode(), secret_key.public_key
+        )
         manifest = Manifest.from_bytes(objects[MANIFEST_PATH])
         assert f"snapshot:{snapshot.snapshot_id}" in trusted
         assert f"manifest_sha256:{manifest.sha256}" in trusted
@@ -51,9 +52,12 @@ def test_difusor_objects_carry_type_revalidation_and_hash(pipeline, packages):
     head = s3.head_object(Bucket=difusor.bucket, Key="index.html")
     assert head["ContentType"] == "text/html; charset=utf-8"
     assert head["CacheControl"] == "no-cache"
-    assert head["Metadata"]["sha256"] == hashlib.sha256(
-        s3.get_object(Bucket=difusor.bucket, Key="index.html")["Body"].read()
-    ).hexdigest()
+    assert (
+        head["Metadata"]["sha256"]
+        == hashlib.sha256(
+            s3.get_object(Bucket=difusor.bucket, Key="index.html")["Body"].read()
+        ).hexdigest()
+    )
 
 
 def test_every_delivery_is_recorded_and_invalidates_the_distribution_once(pipeline, packages):

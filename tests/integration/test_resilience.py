@@ -33,19 +33,14 @@ def test_a_multipart_upload_notifies_twice_and_is_delivered_once(pipeline, serie
     assert len(_invalidations(pipeline, pipeline.deployment.difusores[0])) == 1
     # The second notification may reach a second ingest while the first still runs: it is
     # told so by the idempotency layer and retried later, when it finds the stored result.
-    assert all("IdempotencyAlreadyInProgressError" in e
-               for e in pipeline.dispatcher.handler_errors)
+    assert all("IdempotencyAlreadyInProgressError" in e for e in pipeline.dispatcher.handler_errors)
 
 
 def test_a_redelivered_delivery_message_does_not_deliver_twice(pipeline, packages, series):
     pipeline.process(packages[0])
     difusor = pipeline.deployment.difusores[0]
     head = pipeline.ledger.head()
-    request = DeliveryRequest(
-        election=pipeline.deployment.election, difusor_id=difusor.difusor_id,
-        snapshot_id=head.snapshot_id, sequence=head.sequence,
-        manifest_key=head.manifest_key, manifest_sha256=head.manifest_sha256,
-    )
+    request = DeliveryRequest.for_head(pipeline.deployment.election, difusor.difusor_id, head)
     # When SQS hands the same delivery to the function again (a new message id)
     _send_delivery(pipeline, request, dedup="replay-1")
     pipeline.settle()
@@ -65,11 +60,7 @@ def test_an_old_delivery_replayed_after_a_newer_one_never_rolls_a_difusor_back(
     before = pipeline.site_objects(difusor.difusor_id)
     # When the first snapshot's delivery is replayed (idempotency records have expired)
     _clear_idempotency(pipeline)
-    request = DeliveryRequest(
-        election=pipeline.deployment.election, difusor_id=difusor.difusor_id,
-        snapshot_id=first_head.snapshot_id, sequence=first_head.sequence,
-        manifest_key=first_head.manifest_key, manifest_sha256=first_head.manifest_sha256,
-    )
+    request = DeliveryRequest.for_head(pipeline.deployment.election, difusor.difusor_id, first_head)
     _send_delivery(pipeline, request, dedup="replay-old")
     pipeline.settle()
     # Then the difusor still publishes the newer snapshot, byte for byte
@@ -84,8 +75,12 @@ def test_a_broken_difusor_fails_alone_into_the_dead_letter_queue(pipeline, packa
     # Given a fourth difusor whose delivery target is broken: its role resolves to an
     # account where its site bucket does not exist
     broken = Difusor(
-        difusor_id="medio-roto", name="Medio con configuración rota", account_id="444444444444",
-        bucket="prep-medio-roto", distribution_id="E000BROKEN", external_id="x" * 32,
+        difusor_id="medio-roto",
+        name="Medio con configuración rota",
+        account_id="444444444444",
+        bucket="prep-medio-roto",
+        distribution_id="E000BROKEN",
+        external_id="x" * 32,
         role_arn="arn:aws:iam::444444444444:role/difusion-delivery",
         public_url="https://prep.medio-roto.example",
     )
@@ -125,8 +120,9 @@ def test_a_suspended_difusor_is_not_delivered_to(pipeline, packages):
 # --- the ledger's ordering invariant, as a property ----------------------------------------
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=12))
 def test_a_difusors_published_sequence_only_moves_forward(pipeline, arrivals):
     # Deliveries for sequences arriving in any order, duplicates included
@@ -136,8 +132,9 @@ def test_a_difusors_published_sequence_only_moves_forward(pipeline, arrivals):
     difusor_id = f"prop-{abs(hash(tuple(arrivals)))}"
     published: list[int] = []
     for sequence in arrivals:
-        request = DeliveryRequest(ledger.election, difusor_id, f"s{sequence}", sequence,
-                                  f"m{sequence}", "0" * 64)
+        request = DeliveryRequest(
+            ledger.election, difusor_id, f"s{sequence}", sequence, f"m{sequence}", "0" * 64
+        )
         try:
             ledger.claim(request, 60, datetime.now(UTC))
             ledger.start_delivery(request, 1, datetime.now(UTC))
@@ -154,8 +151,9 @@ def test_a_difusors_published_sequence_only_moves_forward(pipeline, arrivals):
     assert published == sorted(published)
     assert published[-1] == max(arrivals)
     # A delivery is only ever accepted for a sequence above the one published before it
-    accepted = [s for i, s in enumerate(arrivals) if s == published[i] and
-                (i == 0 or s > published[i - 1])]
+    accepted = [
+        s for i, s in enumerate(arrivals) if s == published[i] and (i == 0 or s > published[i - 1])
+    ]
     assert accepted == sorted(set(accepted))
 
 
@@ -169,8 +167,8 @@ def _send_delivery(pipeline, request: DeliveryRequest, dedup: str) -> None:
 
 
 def _clear_idempotency(pipeline) -> None:
-    table = boto3.session.Session().resource("dynamodb").Table(
-        pipeline.deployment.idempotency_table
+    table = (
+        boto3.session.Session().resource("dynamodb").Table(pipeline.deployment.idempotency_table)
     )
     for item in table.scan()["Items"]:
         table.delete_item(Key={"id": item["id"]})

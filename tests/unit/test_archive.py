@@ -57,8 +57,14 @@ def test_a_valid_package_yields_every_file_with_its_size_and_sha256(fmt):
 
 
 def test_directory_entries_and_leading_dot_slash_are_normalized():
-    data = tar_gz_bytes([tar_member("./", tarfile.DIRTYPE), ("./index.html", b"x"),
-                         tar_member("./assets", tarfile.DIRTYPE), ("./assets/a.css", b"y")])
+    data = tar_gz_bytes(
+        [
+            tar_member("./", tarfile.DIRTYPE),
+            ("./index.html", b"x"),
+            tar_member("./assets", tarfile.DIRTYPE),
+            ("./assets/a.css", b"y"),
+        ]
+    )
     assert [e.path for e in scan(data, TGZ)] == ["assets/a.css", "index.html"]
 
 
@@ -72,8 +78,9 @@ def test_utf8_names_without_the_utf8_flag_are_read_as_utf8():
 def test_read_members_yields_only_the_wanted_files_with_their_bytes():
     data = zip_bytes(SITE)
     wanted = {"index.html", "assets/csv/DIP_LOC_BCS_2024.csv"}
-    got = {path: stream.read() for path, stream in read_members(io.BytesIO(data), ZIP, wanted,
-                                                                 LIMITS)}
+    got = {
+        path: stream.read() for path, stream in read_members(io.BytesIO(data), ZIP, wanted, LIMITS)
+    }
     assert got == {path: SITE[path] for path in wanted}
 
 
@@ -84,71 +91,169 @@ def test_read_members_yields_only_the_wanted_files_with_their_bytes():
     ("data", "fmt", "code"),
     [
         pytest.param(b"", ZIP, RejectionCode.EMPTY, id="zero-byte object"),
-        pytest.param(b"this is not a zip at all" * 10, ZIP, RejectionCode.NOT_AN_ARCHIVE,
-                     id="text named .zip"),
+        pytest.param(
+            b"this is not a zip at all" * 10,
+            ZIP,
+            RejectionCode.NOT_AN_ARCHIVE,
+            id="text named .zip",
+        ),
         pytest.param(zip_bytes(SITE)[:300], ZIP, RejectionCode.CORRUPT, id="truncated zip"),
         pytest.param(zip_bytes({}), ZIP, RejectionCode.EMPTY, id="zip without files"),
         pytest.param(b"\x1f\x8b" + b"\x00" * 50, TGZ, RejectionCode.CORRUPT, id="damaged gzip"),
-        pytest.param(tar_gz_bytes(SITE.items())[:200], TGZ, RejectionCode.CORRUPT,
-                     id="truncated tar.gz"),
-        pytest.param(gzip.compress(b"plain text, no tar inside" * 40), TGZ,
-                     RejectionCode.CORRUPT, id="gzip without a tar"),
+        pytest.param(
+            tar_gz_bytes(SITE.items())[:200], TGZ, RejectionCode.CORRUPT, id="truncated tar.gz"
+        ),
+        pytest.param(
+            gzip.compress(b"plain text, no tar inside" * 40),
+            TGZ,
+            RejectionCode.CORRUPT,
+            id="gzip without a tar",
+        ),
         pytest.param(zip_bytes(SITE), TGZ, RejectionCode.NOT_AN_ARCHIVE, id="zip named .tar.gz"),
         pytest.param(tar_gz_bytes([]), TGZ, RejectionCode.EMPTY, id="tar without files"),
-        pytest.param(zip_bytes({"../evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="parent traversal"),
-        pytest.param(zip_bytes({"assets/../../evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="inner traversal"),
-        pytest.param(zip_bytes({"/etc/cron.d/evil": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="absolute path"),
-        pytest.param(zip_bytes({"C:/Windows/evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="drive letter"),
-        pytest.param(zip_bytes({"assets\\evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="backslash"),
-        pytest.param(zip_bytes({"assets//a.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH,
-                     id="empty segment"),
-        pytest.param(tar_gz_bytes([("../evil.html", b"x")]), TGZ, RejectionCode.UNSAFE_PATH,
-                     id="tar traversal"),
-        pytest.param(tar_gz_bytes([tar_member("../up", tarfile.DIRTYPE)]), TGZ,
-                     RejectionCode.UNSAFE_PATH, id="tar directory traversal"),
+        pytest.param(
+            zip_bytes({"../evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH, id="parent traversal"
+        ),
+        pytest.param(
+            zip_bytes({"assets/../../evil.html": b"x"}),
+            ZIP,
+            RejectionCode.UNSAFE_PATH,
+            id="inner traversal",
+        ),
+        pytest.param(
+            zip_bytes({"/etc/cron.d/evil": b"x"}),
+            ZIP,
+            RejectionCode.UNSAFE_PATH,
+            id="absolute path",
+        ),
+        pytest.param(
+            zip_bytes({"C:/Windows/evil.html": b"x"}),
+            ZIP,
+            RejectionCode.UNSAFE_PATH,
+            id="drive letter",
+        ),
+        pytest.param(
+            zip_bytes({"assets\\evil.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH, id="backslash"
+        ),
+        pytest.param(
+            zip_bytes({"assets//a.html": b"x"}), ZIP, RejectionCode.UNSAFE_PATH, id="empty segment"
+        ),
+        pytest.param(
+            tar_gz_bytes([("../evil.html", b"x")]),
+            TGZ,
+            RejectionCode.UNSAFE_PATH,
+            id="tar traversal",
+        ),
+        pytest.param(
+            tar_gz_bytes([tar_member("../up", tarfile.DIRTYPE)]),
+            TGZ,
+            RejectionCode.UNSAFE_PATH,
+            id="tar directory traversal",
+        ),
         pytest.param(zip_with_symlink(), ZIP, RejectionCode.LINK, id="zip symlink"),
-        pytest.param(tar_gz_bytes([("index.html", b"x"),
-                                   tar_member("a.html", tarfile.SYMTYPE, "/etc/passwd")]), TGZ,
-                     RejectionCode.LINK, id="tar symlink"),
-        pytest.param(tar_gz_bytes([("index.html", b"x"),
-                                   tar_member("b.html", tarfile.LNKTYPE, "index.html")]), TGZ,
-                     RejectionCode.LINK, id="tar hard link"),
-        pytest.param(tar_gz_bytes([tar_member("dev", tarfile.CHRTYPE)]), TGZ,
-                     RejectionCode.SPECIAL_FILE, id="tar character device"),
-        pytest.param(tar_gz_bytes([tar_member("pipe", tarfile.FIFOTYPE)]), TGZ,
-                     RejectionCode.SPECIAL_FILE, id="tar fifo"),
-        pytest.param(zip_bytes({"fifo": b""}, mode=stat.S_IFIFO | 0o644), ZIP,
-                     RejectionCode.SPECIAL_FILE, id="zip fifo"),
-        pytest.param(zip_bytes([("index.html", b"a"), ("index.html", b"b")]), ZIP,
-                     RejectionCode.DUPLICATE_PATH, id="duplicate path"),
-        pytest.param(zip_bytes([("Index.html", b"a"), ("index.html", b"b")]), ZIP,
-                     RejectionCode.DUPLICATE_PATH, id="paths differing in case"),
-        pytest.param(tar_gz_bytes([("a.html", b"a"), ("./a.html", b"b")]), TGZ,
-                     RejectionCode.DUPLICATE_PATH, id="duplicate after normalization"),
-        pytest.param(zip_bytes({"assets": b"a", "assets/x.css": b"b"}), ZIP,
-                     RejectionCode.DUPLICATE_PATH, id="file and directory at one path"),
-        pytest.param(patch_name(zip_bytes({"XX.html": b"x"}), b"XX", b"\xff\xfe"), ZIP,
-                     RejectionCode.BAD_FILE_NAME, id="name not UTF-8"),
-        pytest.param(set_zip_flag(patch_name(zip_bytes({"XX.html": b"x"}), b"XX", b"\xc3\x28"),
-                                  0x800), ZIP, RejectionCode.BAD_FILE_NAME,
-                     id="name flagged UTF-8 but not UTF-8"),
-        pytest.param(zip_bytes({"a\x07b.html": b"x"}), ZIP, RejectionCode.BAD_FILE_NAME,
-                     id="control character"),
-        pytest.param(zip_bytes({"a\u0085b.html": b"x"}), ZIP, RejectionCode.BAD_FILE_NAME,
-                     id="C1 control character"),
-        pytest.param(tar_gz_bytes([("ok-\udcff.html", b"x")]), TGZ, RejectionCode.BAD_FILE_NAME,
-                     id="tar name not UTF-8"),
-        pytest.param(zip_bytes({".well-known/prep/manifest.json": b"{}"}), ZIP,
-                     RejectionCode.RESERVED_PATH, id="reserved path"),
-        pytest.param(zip_bytes({".Well-Known/PREP/prep.pub": b"k"}), ZIP,
-                     RejectionCode.RESERVED_PATH, id="reserved path in other case"),
-        pytest.param(set_zip_flag(zip_bytes(SITE), 0x1), ZIP, RejectionCode.ENCRYPTED,
-                     id="encrypted entries"),
+        pytest.param(
+            tar_gz_bytes(
+                [("index.html", b"x"), tar_member("a.html", tarfile.SYMTYPE, "/etc/passwd")]
+            ),
+            TGZ,
+            RejectionCode.LINK,
+            id="tar symlink",
+        ),
+        pytest.param(
+            tar_gz_bytes(
+                [("index.html", b"x"), tar_member("b.html", tarfile.LNKTYPE, "index.html")]
+            ),
+            TGZ,
+            RejectionCode.LINK,
+            id="tar hard link",
+        ),
+        pytest.param(
+            tar_gz_bytes([tar_member("dev", tarfile.CHRTYPE)]),
+            TGZ,
+            RejectionCode.SPECIAL_FILE,
+            id="tar character device",
+        ),
+        pytest.param(
+            tar_gz_bytes([tar_member("pipe", tarfile.FIFOTYPE)]),
+            TGZ,
+            RejectionCode.SPECIAL_FILE,
+            id="tar fifo",
+        ),
+        pytest.param(
+            zip_bytes({"fifo": b""}, mode=stat.S_IFIFO | 0o644),
+            ZIP,
+            RejectionCode.SPECIAL_FILE,
+            id="zip fifo",
+        ),
+        pytest.param(
+            zip_bytes([("index.html", b"a"), ("index.html", b"b")]),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="duplicate path",
+        ),
+        pytest.param(
+            zip_bytes([("Index.html", b"a"), ("index.html", b"b")]),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="paths differing in case",
+        ),
+        pytest.param(
+            tar_gz_bytes([("a.html", b"a"), ("./a.html", b"b")]),
+            TGZ,
+            RejectionCode.DUPLICATE_PATH,
+            id="duplicate after normalization",
+        ),
+        pytest.param(
+            zip_bytes({"assets": b"a", "assets/x.css": b"b"}),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="file and directory at one path",
+        ),
+        pytest.param(
+            patch_name(zip_bytes({"XX.html": b"x"}), b"XX", b"\xff\xfe"),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="name not UTF-8",
+        ),
+        pytest.param(
+            set_zip_flag(patch_name(zip_bytes({"XX.html": b"x"}), b"XX", b"\xc3\x28"), 0x800),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="name flagged UTF-8 but not UTF-8",
+        ),
+        pytest.param(
+            zip_bytes({"a\x07b.html": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="control character",
+        ),
+        pytest.param(
+            zip_bytes({"a\u0085b.html": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="C1 control character",
+        ),
+        pytest.param(
+            tar_gz_bytes([("ok-\udcff.html", b"x")]),
+            TGZ,
+            RejectionCode.BAD_FILE_NAME,
+            id="tar name not UTF-8",
+        ),
+        pytest.param(
+            zip_bytes({".well-known/prep/manifest.json": b"{}"}),
+            ZIP,
+            RejectionCode.RESERVED_PATH,
+            id="reserved path",
+        ),
+        pytest.param(
+            zip_bytes({".Well-Known/PREP/prep.pub": b"k"}),
+            ZIP,
+            RejectionCode.RESERVED_PATH,
+            id="reserved path in other case",
+        ),
+        pytest.param(
+            set_zip_flag(zip_bytes(SITE), 0x1), ZIP, RejectionCode.ENCRYPTED, id="encrypted entries"
+        ),
     ],
 )
 def test_bad_packages_are_rejected_with_a_specific_reason(data, fmt, code):
@@ -159,8 +264,9 @@ def test_bad_packages_are_rejected_with_a_specific_reason(data, fmt, code):
 
 def test_a_corrupted_byte_fails_the_crc_check():
     # Given a stored (uncompressed) entry whose content was altered after zipping
-    data = bytearray(zip_bytes({"index.html": b"<html>results</html>"},
-                               compression=zipfile.ZIP_STORED))
+    data = bytearray(
+        zip_bytes({"index.html": b"<html>results</html>"}, compression=zipfile.ZIP_STORED)
+    )
     position = bytes(data).find(b"results")
     data[position] ^= 0x01
     # Then the stored CRC no longer matches
@@ -248,3 +354,28 @@ def test_zip_entries_without_recorded_file_type_are_regular_files():
     # Python's ZipFile.writestr(str, ...) records permissions but no file type bits.
     entries = scan(zip_bytes(SITE, mode=0o600))
     assert len(entries) == len(SITE)
+
+
+@pytest.mark.parametrize("fmt", [ZIP, TGZ])
+def test_peak_memory_does_not_grow_with_package_size(fmt, tmp_path):
+    import os
+    import tracemalloc
+
+    def peak_for(file_bytes: int) -> int:
+        # Incompressible content, written to disk: the scan reads it as a stream.
+        files = [(f"assets/actas/{i}.png", os.urandom(file_bytes)) for i in range(6)]
+        path = tmp_path / f"p{file_bytes}"
+        path.write_bytes(
+            zip_bytes(files, compression=zipfile.ZIP_STORED) if fmt is ZIP else tar_gz_bytes(files)
+        )
+        del files
+        with path.open("rb") as stream:
+            tracemalloc.start()
+            scan_archive(stream, fmt, LIMITS)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return peak
+
+    small, large = peak_for(2 * 1024 * 1024), peak_for(8 * 1024 * 1024)
+    assert large < small * 1.2 + 256 * 1024
+    assert large < 8 * 1024 * 1024  # well under the size of one file

@@ -21,8 +21,10 @@ def test_retries_too_many_invalidations_until_it_succeeds():
             raise error("TooManyInvalidationsInProgress")
         return "I123"
 
-    assert retry_with_backoff(create, {"TooManyInvalidationsInProgress"},
-                              sleep=sleeps.append) == "I123"
+    assert (
+        retry_with_backoff(create, {"TooManyInvalidationsInProgress"}, sleep=sleeps.append)
+        == "I123"
+    )
     assert len(calls) == 3
     assert len(sleeps) == 2 and all(s >= 0 for s in sleeps)
 
@@ -54,6 +56,7 @@ def test_backoff_grows_and_is_capped():
         raise error("Throttling")
 
     with pytest.raises(ClientError):
-        retry_with_backoff(create, {"Throttling"}, attempts=10, base_seconds=1, cap_seconds=4,
-                           sleep=sleeps.append)
+        retry_with_backoff(
+            create, {"Throttling"}, attempts=10, base_seconds=1, cap_seconds=4, sleep=sleeps.append
+        )
     assert len(sleeps) == 9 and max(sleeps) <= 4

@@ -28,8 +28,9 @@ def test_cuts_are_named_by_cut_time_every_interval():
 
 def test_the_csv_database_follows_the_ine_layout_and_hashes_the_acta_images():
     snapshot = generate_series(SeriesSpec.small())[-1]
-    rows = list(csv.reader(io.StringIO(snapshot.files["assets/csv/DIP_LOC_BCS_2024.csv"]
-                                       .decode("utf-8"))))
+    rows = list(
+        csv.reader(io.StringIO(snapshot.files["assets/csv/DIP_LOC_BCS_2024.csv"].decode("utf-8")))
+    )
     assert rows[0][0].startswith("Diputaciones Locales")
     assert "(UTC-07:00)" in rows[1][0]
     assert tuple(rows[2]) == SUMMARY_COLUMNS

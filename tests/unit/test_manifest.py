@@ -35,19 +35,24 @@ def test_canonical_form_is_sorted_compact_utf8():
     assert b" " not in body.replace(b"; charset", b"")  # no insignificant whitespace
     assert "comondú".encode() in body  # UTF-8, not \\u escapes
     parsed = json.loads(body)
-    assert body == json.dumps(parsed, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False).encode()
+    assert (
+        body
+        == json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     assert [f["path"] for f in parsed["files"]] == sorted(f["path"] for f in parsed["files"])
-    assert parsed["snapshot"] == {"id": "20240602_2120_PREP_DIP_LOC_BCS",
-                                  "cut_time": "2024-06-02T21:20:00-07:00"}
+    assert parsed["snapshot"] == {
+        "id": "20240602_2120_PREP_DIP_LOC_BCS",
+        "cut_time": "2024-06-02T21:20:00-07:00",
+    }
     assert parsed["created_at"] == "2024-06-03T04:21:05Z"
     assert parsed["file_count"] == 2 and parsed["total_bytes"] == 30
 
 
 def test_chain_links_each_manifest_to_the_previous_one():
     first = draft().chained(sequence=1, previous_manifest_sha256=None, created_at=SIGNED_AT)
-    second = draft().chained(sequence=2, previous_manifest_sha256=first.sha256,
-                             created_at=SIGNED_AT)
+    second = draft().chained(
+        sequence=2, previous_manifest_sha256=first.sha256, created_at=SIGNED_AT
+    )
     assert json.loads(second.canonical_bytes())["previous_manifest_sha256"] == first.sha256
     assert first.sha256 != second.sha256
 
@@ -60,8 +65,7 @@ def test_only_the_first_manifest_lacks_a_predecessor():
 
 
 def test_round_trip_preserves_every_field():
-    manifest = draft().chained(sequence=7, previous_manifest_sha256="e" * 64,
-                               created_at=SIGNED_AT)
+    manifest = draft().chained(sequence=7, previous_manifest_sha256="e" * 64, created_at=SIGNED_AT)
     assert Manifest.from_bytes(manifest.canonical_bytes()) == manifest
 
 
@@ -78,8 +82,7 @@ def test_round_trip_preserves_every_field():
     ],
 )
 def test_invalid_manifests_are_refused(mutate):
-    manifest = draft().chained(sequence=7, previous_manifest_sha256="e" * 64,
-                               created_at=SIGNED_AT)
+    manifest = draft().chained(sequence=7, previous_manifest_sha256="e" * 64, created_at=SIGNED_AT)
     raw = json.loads(manifest.canonical_bytes())
     mutate(raw)
     with pytest.raises(ManifestInvalid):
@@ -95,7 +98,9 @@ def test_non_canonical_bytes_are_refused():
 
 paths = st.lists(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyzáéíóúñ0123456789_-/.", min_size=1, max_size=30),
-    min_size=1, max_size=20, unique=True,
+    min_size=1,
+    max_size=20,
+    unique=True,
 )
 
 

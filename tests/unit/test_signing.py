@@ -32,8 +32,9 @@ def test_the_stock_minisign_tool_verifies_our_signature(key, tmp_path):
     )
     (tmp_path / "prep.pub").write_text(key.public_key.to_file())
     # When minisign checks it
-    result = minisign_verify(tmp_path / "manifest.json", tmp_path / "manifest.json.minisig",
-                             tmp_path / "prep.pub")
+    result = minisign_verify(
+        tmp_path / "manifest.json", tmp_path / "manifest.json.minisig", tmp_path / "prep.pub"
+    )
     # Then both signatures verify and it shows our trusted comment
     assert result.returncode == 0, result.stderr
     assert "Signature and comment signature verified" in result.stdout
@@ -46,8 +47,9 @@ def test_the_stock_minisign_tool_rejects_an_altered_manifest(key, tmp_path):
         sign(MESSAGE, key, trusted_comment=COMMENT, untrusted_comment="prep")
     )
     (tmp_path / "prep.pub").write_text(key.public_key.to_file())
-    result = minisign_verify(tmp_path / "manifest.json", tmp_path / "manifest.json.minisig",
-                             tmp_path / "prep.pub")
+    result = minisign_verify(
+        tmp_path / "manifest.json", tmp_path / "manifest.json.minisig", tmp_path / "prep.pub"
+    )
     assert result.returncode != 0
 
 
@@ -56,9 +58,19 @@ def test_minisign_signs_with_our_secret_key_file_and_we_verify_it(key, tmp_path)
     (tmp_path / "prep.key").write_text(key.to_file())
     (tmp_path / "manifest.json").write_bytes(MESSAGE)
     subprocess.run(
-        [minisign(), "-S", "-s", str(tmp_path / "prep.key"), "-m", str(tmp_path / "manifest.json"),
-         "-t", "signed by minisign"],
-        check=True, capture_output=True, input=b"",
+        [
+            minisign(),
+            "-S",
+            "-s",
+            str(tmp_path / "prep.key"),
+            "-m",
+            str(tmp_path / "manifest.json"),
+            "-t",
+            "signed by minisign",
+        ],
+        check=True,
+        capture_output=True,
+        input=b"",
     )
     signature = (tmp_path / "manifest.json.minisig").read_text()
     assert verify(MESSAGE, signature, key.public_key) == "signed by minisign"
@@ -67,11 +79,15 @@ def test_minisign_signs_with_our_secret_key_file_and_we_verify_it(key, tmp_path)
 def test_we_read_public_keys_minisign_generated(tmp_path):
     subprocess.run(
         [minisign(), "-G", "-W", "-p", str(tmp_path / "k.pub"), "-s", str(tmp_path / "k.key")],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     (tmp_path / "m").write_bytes(MESSAGE)
-    subprocess.run([minisign(), "-S", "-s", str(tmp_path / "k.key"), "-m", str(tmp_path / "m")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [minisign(), "-S", "-s", str(tmp_path / "k.key"), "-m", str(tmp_path / "m")],
+        check=True,
+        capture_output=True,
+    )
     public = PublicKey.from_text((tmp_path / "k.pub").read_text())
     secret = SecretKey.from_file((tmp_path / "k.key").read_text())
     assert secret.public_key == public
