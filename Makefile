@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv tools demo test test-unit test-integration test-e2e lint format clean
+.PHONY: venv tools layer synth demo test test-unit test-integration test-e2e test-infrastructure lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,22 @@ tools:
 	  echo "installing minisign (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; }
 
+# The Lambda layer, built without Docker (pip --platform); skipped when its inputs are unchanged.
+layer: venv
+	$(BIN)/python layers/build.py
+
+node_modules/.bin/cdk: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+# Both stacks, offline, into cdk.out/ (CLI pinned in package.json), then cfn-lint on them.
+synth: venv layer node_modules/.bin/cdk
+	npx cdk synth --quiet
+	$(BIN)/cfn-lint
+
 demo: venv
 	$(BIN)/difusion demo
 
-test: venv tools
+test: venv tools layer
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: venv
@@ -40,6 +52,9 @@ test-integration: venv tools
 test-e2e: venv tools
 	$(BIN)/pytest tests/e2e
 
+test-infrastructure: venv layer
+	$(BIN)/pytest tests/infrastructure
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -50,4 +65,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) out cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out cdk.out layers/build node_modules .pytest_cache .mypy_cache .ruff_cache

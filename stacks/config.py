@@ -1,0 +1,269 @@
+"""Typed deployment configuration, read from one JSON file and validated at synth.
+
+The institute's file (``config/institute.json``) describes the election and the registered
+difusores; a difusor's file (``config/difusor.json``) describes its site and what the
+institute sent it. ``cdk synth -c institute_config=PATH -c difusor_config=PATH`` picks
+others. Every error names the field and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ELECTION = re.compile(r"^[A-Z0-9]+(_[A-Z0-9]+)*$")
+_DIFUSOR_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{16,1224}$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+PUBLISHER_ROLE_NAME = "difusion-publisher"
+DELIVERY_ROLE_NAME = "difusion-delivery"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be deployed, named with its field."""
+
+
+def _get(raw: dict[str, Any], key: str, where: str) -> Any:
+    if key not in raw or raw[key] in (None, ""):
+        raise ConfigError(f"{where}.{key} is required")
+    return raw[key]
+
+
+def _match(value: Any, pattern: re.Pattern[str], where: str, what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(f"{where} must be {what}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RegisteredDifusor:
+    """A difusor the institute delivers to: its id and the delivery role in its account."""
+
+    difusor_id: str
+    account: str
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{DELIVERY_ROLE_NAME}"
+
+
+@dataclass(frozen=True)
+class PublicationWindow:
+    """When publication opens and closes, in the election's time zone."""
+
+    opening: datetime
+    closing: datetime
+
+
+@dataclass(frozen=True)
+class InstituteConfig:
+    account: str
+    region: str
+    election_id: str
+    time_zone: str
+    official: bool
+    window: PublicationWindow
+    difusores: tuple[RegisteredDifusor, ...]
+    alarm_email: str | None = None
+    delivery_max_attempts: int = 5
+    archive_limits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> InstituteConfig:
+        where = "institute"
+        time_zone = str(_get(raw, "time_zone", where))
+        try:
+            zone = ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{where}.time_zone {time_zone!r} is not an IANA time zone") from None
+        window = _window(_get(raw, "window", where), zone, bool(raw.get("official", True)))
+        difusores = []
+        seen: set[str] = set()
+        for index, entry in enumerate(raw.get("difusores", [])):
+            at = f"{where}.difusores[{index}]"
+            difusor_id = _match(
+                _get(entry, "id", at),
+                _DIFUSOR_ID,
+                f"{at}.id",
+                "lower-case letters, digits and hyphens (at most 40)",
+            )
+            if difusor_id in seen:
+                raise ConfigError(f"{at}.id {difusor_id!r} appears twice")
+            seen.add(difusor_id)
+            account = _match(
+                str(_get(entry, "account", at)),
+                _ACCOUNT,
+                f"{at}.account",
+                "a 12-digit AWS account id",
+            )
+            difusores.append(RegisteredDifusor(difusor_id, account))
+        attempts = raw.get("delivery_max_attempts", 5)
+        if not isinstance(attempts, int) or not 1 <= attempts <= 20:
+            raise ConfigError(f"{where}.delivery_max_attempts must be 1..20, got {attempts!r}")
+        limits = raw.get("archive_limits", {})
+        allowed = {
+            "max_total_bytes",
+            "max_file_bytes",
+            "max_entries",
+            "max_ratio",
+            "ratio_floor_bytes",
+        }
+        for key, value in limits.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"{where}.archive_limits.{key} is not a limit ({', '.join(sorted(allowed))})"
+                )
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}.archive_limits.{key} must be a positive integer")
+        return cls(
+            account=_match(
+                str(_get(raw, "account", where)),
+                _ACCOUNT,
+                f"{where}.account",
+                "a 12-digit AWS account id",
+            ),
+            region=_match(
+                _get(raw, "region", where),
+                _REGION,
+                f"{where}.region",
+                "an AWS region such as us-west-2",
+            ),
+            election_id=_match(
+                _get(raw, "election_id", where),
+                _ELECTION,
+                f"{where}.election_id",
+                "upper-case words joined by _",
+            ),
+            time_zone=time_zone,
+            official=bool(raw.get("official", True)),
+            window=window,
+            difusores=tuple(difusores),
+            alarm_email=raw.get("alarm_email") or None,
+            delivery_max_attempts=attempts,
+            archive_limits=dict(limits),
+        )
+
+    @property
+    def publisher_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{PUBLISHER_ROLE_NAME}"
+
+
+def _window(raw: dict[str, Any], zone: ZoneInfo, official: bool) -> PublicationWindow:
+    where = "institute.window"
+    parsed = {}
+    for key in ("opening", "closing"):
+        value = _get(raw, key, where)
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{where}.{key} must be an ISO date-time, got {value!r}") from None
+        parsed[key] = moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+    opening, closing = parsed["opening"], parsed["closing"]
+    if closing <= opening:
+        raise ConfigError(f"{where}.closing must be after the opening")
+    if official:
+        local = opening.astimezone(zone)
+        # RE art. 353.4 b): local elections open between 18:00 and 20:00 local time and
+        # close at most 24 hours later. Drills (official: false) are free of this rule.
+        if not (18 <= local.hour < 20 or (local.hour, local.minute) == (20, 0)):
+            raise ConfigError(
+                f"{where}.opening {local:%H:%M} is outside 18:00–20:00 local time "
+                "(Reglamento de Elecciones art. 353.4 b)"
+            )
+        if closing - opening > timedelta(hours=24):
+            raise ConfigError(f"{where} is longer than 24 hours (art. 353.4 b)")
+    return PublicationWindow(opening, closing)
+
+
+@dataclass(frozen=True)
+class DifusorConfig:
+    """What a difusor deploys: its site, and what the institute sent it to trust."""
+
+    difusor_id: str
+    name: str
+    account: str
+    region: str
+    institute_account: str
+    external_id: str
+    origin_bucket: str
+    domain_name: str | None = None
+    certificate_arn: str | None = None
+    shield_advanced: bool = False
+    rate_limit_per_5_minutes: int = 2000
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DifusorConfig:
+        where = "difusor"
+        domain = raw.get("domain_name") or None
+        certificate = raw.get("certificate_arn") or None
+        if bool(domain) != bool(certificate):
+            raise ConfigError(f"{where}.domain_name and {where}.certificate_arn go together")
+        if certificate and ":us-east-1:" not in certificate:
+            raise ConfigError(
+                f"{where}.certificate_arn must be an ACM certificate in "
+                "us-east-1 (CloudFront only uses those)"
+            )
+        rate = raw.get("rate_limit_per_5_minutes", 2000)
+        if not isinstance(rate, int) or rate < 100:
+            raise ConfigError(f"{where}.rate_limit_per_5_minutes must be an integer ≥ 100")
+        return cls(
+            difusor_id=_match(
+                _get(raw, "id", where),
+                _DIFUSOR_ID,
+                f"{where}.id",
+                "lower-case letters, digits and hyphens (at most 40)",
+            ),
+            name=str(_get(raw, "name", where)),
+            account=_match(
+                str(_get(raw, "account", where)),
+                _ACCOUNT,
+                f"{where}.account",
+                "a 12-digit AWS account id",
+            ),
+            region=_match(
+                _get(raw, "region", where),
+                _REGION,
+                f"{where}.region",
+                "an AWS region such as us-west-2",
+            ),
+            institute_account=_match(
+                str(_get(raw, "institute_account", where)),
+                _ACCOUNT,
+                f"{where}.institute_account",
+                "a 12-digit AWS account id",
+            ),
+            external_id=_match(
+                _get(raw, "external_id", where),
+                _EXTERNAL_ID,
+                f"{where}.external_id",
+                "16+ characters the institute sent",
+            ),
+            origin_bucket=str(_get(raw, "origin_bucket", where)),
+            domain_name=domain,
+            certificate_arn=certificate,
+            shield_advanced=bool(raw.get("shield_advanced", False)),
+            rate_limit_per_5_minutes=rate,
+        )
+
+    @property
+    def publisher_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.institute_account}:role/{PUBLISHER_ROLE_NAME}"
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data

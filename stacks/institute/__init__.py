@@ -1,0 +1,1 @@
+"""The institute's stack and its constructs (origin account)."""

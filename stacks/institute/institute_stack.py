@@ -1,0 +1,64 @@
+"""The institute's stack: everything in the origin account."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.config import InstituteConfig
+from stacks.institute.ledger_tables import LedgerTables
+from stacks.institute.monitoring import Monitoring
+from stacks.institute.origin_bucket import OriginBucket
+from stacks.institute.pipeline_functions import (
+    INGEST_TIMEOUT,
+    REPLICATE_TIMEOUT,
+    SIGN_TIMEOUT,
+    PipelineFunctions,
+)
+from stacks.institute.pipeline_queues import PipelineQueues
+from stacks.institute.signing_key import SigningKey
+
+
+class InstituteStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InstituteConfig, **kwargs: object
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.origin = OriginBucket(self, "Origin", config=config)
+        self.tables = LedgerTables(self, "Tables")
+        self.queues = PipelineQueues(
+            self,
+            "Queues",
+            origin=self.origin.bucket,
+            max_attempts=config.delivery_max_attempts,
+            ingest_timeout=INGEST_TIMEOUT,
+            sign_timeout=SIGN_TIMEOUT,
+            replicate_timeout=REPLICATE_TIMEOUT,
+        )
+        self.signing_key = SigningKey(self, "SigningKey")
+        self.functions = PipelineFunctions(
+            self,
+            "Pipeline",
+            config=config,
+            origin=self.origin.bucket,
+            tables=self.tables,
+            queues=self.queues,
+            signing_key=self.signing_key,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            functions=self.functions.functions,
+            dead_letter_queues=self.queues.dead_letter_queues,
+        )
+        outputs = {
+            "OriginBucketName": self.origin.bucket.bucket_name,
+            "PublisherRoleArn": self.functions.publisher_role.role_arn,
+            "LedgerTableName": self.tables.ledger.table_name,
+            "RegistryTableName": self.tables.registry.table_name,
+            "SigningSecretName": self.signing_key.secret.secret_name,
+            "DashboardName": self.monitoring.dashboard.dashboard_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,104 @@
+"""The origin bucket where UCSI drops packages and the pipeline stages and signs."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import InstituteConfig
+
+# What difusores' delivery roles read from the origin: CopyObject needs read on the source
+# and write on the target in one principal, and that principal is the difusor's role.
+DIFUSOR_READABLE_PREFIXES = ("objects/sha256/", "manifests/", "keys/")
+
+
+def origin_bucket_name(config: InstituteConfig) -> str:
+    """Deterministic, so difusores can name it in their stacks before this one exists."""
+    election = config.election_id.lower().replace("_", "-")
+    return f"difusion-origin-{config.account}-{election}"
+
+
+class OriginBucket(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: InstituteConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Validations.of(self.access_logs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the access-log bucket itself; logging it would loop.",
+            )
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=origin_bucket_name(config),
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            event_bridge_enabled=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="origin/",
+            lifecycle_rules=[
+                # Packages stay for inspection and audit; after the night they move to
+                # cheaper storage. Older versions of a re-uploaded name expire after a year.
+                s3.LifecycleRule(
+                    id="incoming-packages",
+                    prefix="incoming/",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(30),
+                        )
+                    ],
+                    noncurrent_version_expiration=Duration.days(365),
+                ),
+                s3.LifecycleRule(id="drafts", prefix="drafts/", expiration=Duration.days(30)),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._acknowledge_notifications_handler()
+        if config.difusores:
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="DifusorDeliveryRolesReadSources",
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:GetObject"],
+                    resources=[
+                        self.bucket.arn_for_objects(f"{prefix}*")
+                        for prefix in DIFUSOR_READABLE_PREFIXES
+                    ],
+                    # A condition rather than named principals: the bucket policy stays
+                    # valid whichever difusor stacks exist yet.
+                    conditions={
+                        "ArnEquals": {"aws:PrincipalArn": [d.role_arn for d in config.difusores]}
+                    },
+                )
+            )
+
+    def _acknowledge_notifications_handler(self) -> None:
+        # event_bridge_enabled makes CDK add its bucket-notifications custom resource, whose
+        # role uses the basic execution managed policy; it runs only at deploy time.
+        stack = Stack.of(self)
+        for child in stack.node.children:
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                Validations.of(child).acknowledge(
+                    Acknowledgment(
+                        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                        "service-role/AWSLambdaBasicExecutionRole]",
+                        reason="CDK's deploy-time handler that turns on EventBridge "
+                        "notifications for the origin bucket; it only writes its own logs.",
+                    )
+                )

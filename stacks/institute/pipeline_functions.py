@@ -1,0 +1,264 @@
+"""The pipeline's Lambdas: the same handler modules the local dispatcher calls, with the
+domain package and its dependencies in a layer built without Docker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import PUBLISHER_ROLE_NAME, InstituteConfig
+from stacks.institute.ledger_tables import LedgerTables
+from stacks.institute.pipeline_queues import PipelineQueues
+from stacks.institute.signing_key import SigningKey
+from stacks.nag import acknowledge_prefixes
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LAYER_DIR = ROOT / "layers" / "build"
+RUNTIME = lambda_.Runtime.PYTHON_3_14  # layers/build.py builds for this version
+ARCHITECTURE = lambda_.Architecture.ARM_64
+SERVICE = "difusion"
+METRICS_NAMESPACE = "Difusion"
+
+INGEST_TIMEOUT = Duration.minutes(15)
+SIGN_TIMEOUT = Duration.minutes(1)
+REPLICATE_TIMEOUT = Duration.minutes(15)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    timeout: Duration
+    memory_mb: int
+    ephemeral_mb: int = 512
+
+
+INGEST = FunctionSpec("ingest", INGEST_TIMEOUT, 2048, ephemeral_mb=10240)  # spools packages
+SIGN = FunctionSpec("sign", SIGN_TIMEOUT, 512)
+REPLICATE = FunctionSpec("replicate", REPLICATE_TIMEOUT, 1024)
+
+
+def handler_asset(name: str) -> lambda_.Code:
+    """The handler module the embedded default runs too: lambdas/<name>/handler.py."""
+    return lambda_.Code.from_asset(str(ROOT / "lambdas" / name), exclude=["__pycache__", "*.pyc"])
+
+
+class PipelineFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InstituteConfig,
+        origin: s3.IBucket,
+        tables: LedgerTables,
+        queues: PipelineQueues,
+        signing_key: SigningKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not (LAYER_DIR / "python").is_dir():
+            raise FileNotFoundError(
+                f"{LAYER_DIR}/python is missing: build the layer with `make layer` first"
+            )
+        self.layer = lambda_.LayerVersion(
+            self,
+            "DomainLayer",
+            code=lambda_.Code.from_asset(str(LAYER_DIR), exclude=[".inputs-sha256"]),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="difusion domain package and pinned runtime dependencies",
+        )
+        self.roles: dict[str, iam.Role] = {}
+        common_env = {
+            "ELECTION_ID": config.election_id,
+            "ELECTION_TIME_ZONE": config.time_zone,
+            "ORIGIN_BUCKET": origin.bucket_name,
+            "LEDGER_TABLE": tables.ledger.table_name,
+            "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        limits = {f"ARCHIVE_{k.upper()}": str(v) for k, v in config.archive_limits.items()}
+
+        # --- ingest: untrusted archives in, staged content and a draft out -----------------
+        self.ingest = self._function(
+            INGEST, {**common_env, "SIGN_QUEUE_URL": queues.sign.queue_url, **limits}
+        )
+        origin.grant_read(self.ingest, "incoming/*")
+        origin.grant_read(self.ingest, "manifests/*")  # the previous manifest's contents
+        origin.grant_put(self.ingest, "objects/sha256/*")
+        origin.grant_put(self.ingest, "drafts/*")
+        acknowledge_prefixes(
+            self.roles["ingest"],
+            origin,
+            ("incoming/", "manifests/", "objects/sha256/", "drafts/"),
+            "Ingest reads any package and the previous manifest, and writes staged "
+            "content and drafts: object names are not known in advance.",
+        )
+        queues.sign.grant_send_messages(self.ingest)
+        self._ledger_access(self.ingest, tables.ledger, write=True)
+        self._idempotency_access(self.ingest, tables.idempotency)
+        self.ingest.add_event_source(
+            sources.SqsEventSource(queues.ingest, batch_size=1, report_batch_item_failures=True)
+        )
+
+        # --- sign: the only reader of the secret key ---------------------------------------
+        self.sign = self._function(
+            SIGN,
+            {
+                **common_env,
+                "REGISTRY_TABLE": tables.registry.table_name,
+                "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
+                "SIGNING_SECRET_ID": signing_key.secret.secret_name,
+            },
+        )
+        origin.grant_read(self.sign, "drafts/*")
+        origin.grant_put(self.sign, "manifests/*")
+        origin.grant_put(self.sign, "keys/*")
+        acknowledge_prefixes(
+            self.roles["sign"],
+            origin,
+            ("drafts/", "manifests/", "keys/"),
+            "Sign reads the draft it is given and writes the manifest, its signature and "
+            "the public key; each name carries the snapshot id.",
+        )
+        queues.deliveries.grant_send_messages(self.sign)
+        self._ledger_access(self.sign, tables.ledger, write=True)
+        self._registry_read(self.sign, tables.registry, scan=True)
+        self._idempotency_access(self.sign, tables.idempotency)
+        signing_key.allow_only(self.roles["sign"])
+        self.sign.add_event_source(
+            sources.SqsEventSource(queues.sign, batch_size=1, report_batch_item_failures=True)
+        )
+
+        # --- replicate: runs as the publisher role, which difusor roles trust ---------------
+        self.publisher_role = iam.Role(
+            self,
+            "PublisherRole",
+            role_name=PUBLISHER_ROLE_NAME,
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Assumes the registered difusores' delivery roles to publish snapshots",
+        )
+        self.replicate = self._function(
+            REPLICATE,
+            {
+                **common_env,
+                "REGISTRY_TABLE": tables.registry.table_name,
+                "DELIVERY_MAX_ATTEMPTS": str(config.delivery_max_attempts),
+            },
+            role=self.publisher_role,
+        )
+        origin.grant_read(self.replicate, "manifests/*")
+        origin.grant_read(self.replicate, "keys/*")
+        acknowledge_prefixes(
+            self.publisher_role,
+            origin,
+            ("manifests/", "keys/"),
+            "Replicate reads the signed manifest it delivers, the one the difusor has, and "
+            "the public key; read-only.",
+        )
+        self._ledger_access(self.replicate, tables.ledger, write=True)
+        self._registry_read(self.replicate, tables.registry, scan=False)
+        self._idempotency_access(self.replicate, tables.idempotency)
+        if config.difusores:
+            self.publisher_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AssumeOnlyRegisteredDifusorRoles",
+                    actions=["sts:AssumeRole"],
+                    resources=[d.role_arn for d in config.difusores],
+                )
+            )
+        self.replicate.add_event_source(
+            sources.SqsEventSource(
+                queues.deliveries, batch_size=10, report_batch_item_failures=True
+            )
+        )
+        self.functions = {"ingest": self.ingest, "sign": self.sign, "replicate": self.replicate}
+
+    def _function(
+        self, spec: FunctionSpec, environment: dict[str, str], role: iam.Role | None = None
+    ) -> lambda_.Function:
+        role = role or iam.Role(
+            self,
+            f"{spec.name.title()}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"difusion {spec.name} function",
+        )
+        self.roles[spec.name] = role
+        log_group = logs.LogGroup(
+            self,
+            f"{spec.name.title()}Logs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        function = lambda_.Function(
+            self,
+            spec.name.title(),
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=handler_asset(spec.name),
+            layers=[self.layer],
+            role=role,
+            timeout=spec.timeout,
+            memory_size=spec.memory_mb,
+            ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb),
+            environment=environment,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            description=f"difusion {spec.name} (lambdas/{spec.name}/handler.py)",
+        )
+        # Logs go to this function's own group only; no managed policy, no wildcard group.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords do not support "
+                "resource-level permissions.",
+            ),
+            *[
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Action::s3:{action}*]",
+                    reason="CDK's grant helpers expand to the s3 Get*/List*/Put*/Abort* "
+                    "families, confined to the prefixes named in the resources.",
+                )
+                for action in ("GetBucket", "GetObject", "List", "Abort")
+            ],
+        )
+        return function
+
+    def _ledger_access(
+        self, function: lambda_.Function, table: dynamodb.ITable, write: bool
+    ) -> None:
+        actions = ["dynamodb:GetItem", "dynamodb:Query"]
+        if write:
+            actions += ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+        table.grant(function, *actions)
+
+    def _registry_read(
+        self, function: lambda_.Function, table: dynamodb.ITable, scan: bool
+    ) -> None:
+        table.grant(function, "dynamodb:GetItem", *(["dynamodb:Scan"] if scan else []))
+
+    def _idempotency_access(self, function: lambda_.Function, table: dynamodb.ITable) -> None:
+        table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )

@@ -1,0 +1,54 @@
+"""The Ed25519 signing key in Secrets Manager, encrypted with a customer-managed KMS key."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+SECRET_NAME = "difusion/prep-signing-key"
+
+
+class SigningKey(Construct):
+    """Holds a placeholder until UCSI stores the real key with ``difusion keys store``."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.kms_key = kms.Key(
+            self,
+            "EncryptionKey",
+            description="Encrypts the PREP manifest signing key",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.secret = secretsmanager.Secret(
+            self,
+            "Secret",
+            secret_name=SECRET_NAME,
+            description="minisign secret key (prep.key) that signs every PREP manifest",
+            encryption_key=self.kms_key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Validations.of(self.secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="The signing key's public half is published and pinned by verifiers; "
+                "replacing it is a ceremony (new prep.pub announced), not a timed rotation.",
+            )
+        )
+
+    def allow_only(self, reader: iam.IRole) -> None:
+        """Let ``reader`` read the key and deny every other principal, admins included."""
+        self.secret.grant_read(reader)
+        self.secret.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheSignFunctionReadsTheKey",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["secretsmanager:GetSecretValue"],
+                resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": reader.role_arn}},
+            )
+        )

@@ -1,0 +1,118 @@
+"""Deployment configuration: typed, validated at synth, errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from stacks.config import ConfigError, DifusorConfig, InstituteConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTITUTE = json.loads((ROOT / "config" / "institute.json").read_text())
+DIFUSOR = json.loads((ROOT / "config" / "difusor.json").read_text())
+pytestmark = pytest.mark.infrastructure
+
+
+def institute(**changes):
+    raw = copy.deepcopy(INSTITUTE)
+    for key, value in changes.items():
+        raw[key] = value
+    return raw
+
+
+def test_the_example_configuration_is_valid():
+    config = InstituteConfig.from_json(INSTITUTE)
+    assert config.window.opening.utcoffset().total_seconds() == -7 * 3600
+    assert config.publisher_role_arn == "arn:aws:iam::111122223333:role/difusion-publisher"
+    assert config.difusores[0].role_arn.endswith(":role/difusion-delivery")
+    assert DifusorConfig.from_json(DIFUSOR).publisher_role_arn == config.publisher_role_arn
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"account": "1234"}, "institute.account must be a 12-digit AWS account id"),
+        ({"region": "mars"}, "institute.region"),
+        ({"election_id": "dip-loc"}, "institute.election_id"),
+        ({"time_zone": "America/Atlantis"}, "not an IANA time zone"),
+        (
+            {"window": {"opening": "2024-06-02T21:00", "closing": "2024-06-03T20:00"}},
+            "outside 18:00–20:00",
+        ),
+        (
+            {"window": {"opening": "2024-06-02T17:59", "closing": "2024-06-03T17:00"}},
+            "outside 18:00–20:00",
+        ),
+        (
+            {"window": {"opening": "2024-06-02T18:00", "closing": "2024-06-03T18:01"}},
+            "longer than 24 hours",
+        ),
+        (
+            {"window": {"opening": "2024-06-02T20:00", "closing": "2024-06-02T19:00"}},
+            "closing must be after",
+        ),
+        ({"window": {"opening": "anoche", "closing": "2024-06-02T19:00"}}, "ISO date-time"),
+        (
+            {
+                "difusores": [
+                    {"id": "a", "account": "444455556666"},
+                    {"id": "a", "account": "777788889999"},
+                ]
+            },
+            "appears twice",
+        ),
+        ({"difusores": [{"id": "Diario!", "account": "444455556666"}]}, "difusores[0].id"),
+        ({"delivery_max_attempts": 0}, "delivery_max_attempts"),
+        ({"archive_limits": {"max_bombs": 3}}, "archive_limits.max_bombs is not a limit"),
+    ],
+)
+def test_bad_institute_values_are_refused_at_synth_with_the_field_named(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        InstituteConfig.from_json(institute(**changes))
+
+
+def test_the_opening_may_be_any_time_from_18_to_20():
+    for opening in ("2024-06-02T18:00", "2024-06-02T19:59", "2024-06-02T20:00"):
+        window = {"opening": opening, "closing": "2024-06-03T17:00"}
+        InstituteConfig.from_json(institute(window=window))
+
+
+def test_a_drill_is_free_of_the_official_window_rules():
+    drill = institute(
+        official=False,
+        election_id="SIMULACRO_1",
+        window={"opening": "2024-05-19T10:00", "closing": "2024-05-21T10:00"},
+    )
+    config = InstituteConfig.from_json(drill)
+    assert not config.official
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"external_id": "short"}, "difusor.external_id"),
+        ({"domain_name": "prep.example.mx"}, "go together"),
+        (
+            {
+                "domain_name": "prep.example.mx",
+                "certificate_arn": "arn:aws:acm:us-west-2:777788889999:certificate/x",
+            },
+            "us-east-1",
+        ),
+        ({"rate_limit_per_5_minutes": 10}, "rate_limit_per_5_minutes"),
+        ({"institute_account": "x"}, "difusor.institute_account"),
+    ],
+)
+def test_bad_difusor_values_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        DifusorConfig.from_json({**DIFUSOR, **changes})
+
+
+def test_a_missing_file_is_named(tmp_path):
+    from stacks.config import load_json
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_json(tmp_path / "nope.json")

@@ -1,0 +1,274 @@
+"""The institute's stack: every security property, on the synthesized template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infrastructure.templates import (
+    actions_of,
+    bucket_policy,
+    logical_id,
+    only,
+    statements_of,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.infrastructure
+
+
+def _logical_id(template, kind, predicate):
+    matches = [k for k, v in template.find_resources(kind).items() if predicate(k, v)]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def _function(template, name):
+    return _logical_id(
+        template,
+        "AWS::Lambda::Function",
+        lambda k, v: v["Properties"].get("Description", "").startswith(f"difusion {name} "),
+    )
+
+
+def _role_of(template, function_id):
+    return template.to_json()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+def test_origin_bucket_is_versioned_encrypted_private_tls_only_and_logged(
+    institute, institute_config
+):
+    bucket_id = logical_id(
+        institute,
+        "AWS::S3::Bucket",
+        BucketName=f"difusion-origin-{institute_config.account}-dip-loc-bcs",
+    )
+    props = institute.to_json()["Resources"][bucket_id]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert (
+        props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]["SSEAlgorithm"]
+        == "AES256"
+    )
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert "DestinationBucketName" in props["LoggingConfiguration"]
+    rules = {r.get("Id"): r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["incoming-packages"]["Prefix"] == "incoming/"
+    policy = bucket_policy(institute, bucket_id)
+    deny_insecure = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny_insecure[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_origin_notifies_eventbridge_and_the_rule_feeds_the_ingest_queue(institute):
+    notifications = only(institute, "Custom::S3BucketNotifications")
+    assert notifications["Properties"]["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {}
+    }
+    rule = only(institute, "AWS::Events::Rule")["Properties"]
+    assert rule["EventPattern"]["source"] == ["aws.s3"]
+    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+    assert rule["EventPattern"]["detail"]["object"] == {"key": [{"prefix": "incoming/"}]}
+    target = rule["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    queue = institute.to_json()["Resources"][target]["Properties"]
+    assert "FifoQueue" not in queue
+
+
+def test_difusor_roles_may_read_only_the_copy_sources(institute, institute_config):
+    bucket_id = logical_id(
+        institute,
+        "AWS::S3::Bucket",
+        BucketName=f"difusion-origin-{institute_config.account}-dip-loc-bcs",
+    )
+    policy = bucket_policy(institute, bucket_id)
+    [grant] = [s for s in policy["Statement"] if s.get("Sid") == "DifusorDeliveryRolesReadSources"]
+    assert grant["Action"] == "s3:GetObject"
+    assert grant["Condition"] == {
+        "ArnEquals": {
+            "aws:PrincipalArn": [
+                f"arn:aws:iam::{d.account}:role/difusion-delivery"
+                for d in institute_config.difusores
+            ]
+        }
+    }
+    prefixes = sorted(r["Fn::Join"][1][-1] for r in grant["Resource"])
+    assert prefixes == ["/keys/*", "/manifests/*", "/objects/sha256/*"]
+
+
+def test_every_queue_has_a_dead_letter_queue_and_fifo_where_order_matters(
+    institute, institute_config
+):
+    queues = institute.find_resources("AWS::SQS::Queue")
+    main = {k: v["Properties"] for k, v in queues.items() if "RedrivePolicy" in v["Properties"]}
+    assert len(main) == 3
+    fifo = sorted(k for k, p in main.items() if p.get("FifoQueue"))
+    assert [k.split("Queues")[1][:4] for k in fifo] == ["Deli", "Sign"]
+    for props in main.values():
+        assert props["RedrivePolicy"]["maxReceiveCount"] == institute_config.delivery_max_attempts
+        assert props["SqsManagedSseEnabled"] is True
+    # Visibility: six times the function timeout (15 min for ingest and replicate)
+    assert sorted(p["VisibilityTimeout"] for p in main.values()) == [360, 5400, 5400]
+
+
+def test_tables_are_plain_tables_with_point_in_time_recovery_and_ttl_for_idempotency(institute):
+    assert institute.find_resources("AWS::DynamoDB::GlobalTable") == {}
+    tables = institute.find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 3
+    for table in tables.values():
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": True
+        }
+        assert table["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+    idempotency = [t for t in tables.values() if "TimeToLiveSpecification" in t["Properties"]]
+    assert idempotency[0]["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expiration",
+        "Enabled": True,
+    }
+
+
+def test_only_the_sign_function_can_read_the_signing_key(institute):
+    secret = only(institute, "AWS::SecretsManager::Secret")["Properties"]
+    key_id = secret["KmsKeyId"]["Fn::GetAtt"][0]
+    key = institute.to_json()["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    sign_role = _role_of(institute, _function(institute, "sign"))
+    deny = only(institute, "AWS::SecretsManager::ResourcePolicy")["Properties"]["ResourcePolicy"][
+        "Statement"
+    ]
+    [deny_others] = [s for s in deny if s["Effect"] == "Deny"]
+    assert deny_others["Action"] == "secretsmanager:GetSecretValue"
+    assert deny_others["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == {
+        "Fn::GetAtt": [sign_role, "Arn"]
+    }
+    assert "secretsmanager:GetSecretValue" in actions_of(statements_of(institute, sign_role))
+    for name in ("ingest", "replicate"):
+        role = _role_of(institute, _function(institute, name))
+        assert not {
+            a
+            for a in actions_of(statements_of(institute, role))
+            if a.startswith(("secretsmanager:", "kms:"))
+        }
+
+
+def test_functions_run_the_shared_handlers_on_arm64_with_tracing_and_the_layer(
+    institute, synthesized
+):
+    app = synthesized[0]
+    outdir = Path(app.outdir)
+    layer = only(institute, "AWS::Lambda::LayerVersion")
+    layer_id = next(iter(institute.find_resources("AWS::Lambda::LayerVersion")))
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    for name in ("ingest", "sign", "replicate"):
+        props = institute.to_json()["Resources"][_function(institute, name)]["Properties"]
+        assert props["Runtime"] == "python3.14"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Handler"] == "handler.handler"
+        assert props["Layers"] == [{"Ref": layer_id}]
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "difusion"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Difusion"
+        assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+        # The asset is exactly lambdas/<name>/handler.py, the module the dispatcher imports
+        asset_hash = props["Code"]["S3Key"].removesuffix(".zip")
+        deployed = (outdir / f"asset.{asset_hash}" / "handler.py").read_bytes()
+        assert deployed == (ROOT / "lambdas" / name / "handler.py").read_bytes()
+    from difusion.local.pipeline import HANDLERS
+
+    assert {n: f"lambdas.{n}.handler" for n in ("ingest", "sign", "replicate")} == HANDLERS
+
+
+def test_the_layer_ships_the_domain_package_without_the_local_tooling(institute, synthesized):
+    layer = only(institute, "AWS::Lambda::LayerVersion")
+    asset = Path(synthesized[0].outdir) / f"asset.{layer['Properties']['Content']['S3Key'][:-4]}"
+    package = asset / "python" / "difusion"
+    assert (package / "archive.py").read_bytes() == (ROOT / "difusion" / "archive.py").read_bytes()
+    assert not (package / "local").exists()
+    assert not (asset / "python" / "bin").exists()
+    assert not list(asset.rglob("*.pyc"))
+
+
+def test_each_function_gets_only_what_it_needs(institute):
+    ingest = actions_of(
+        statements_of(institute, _role_of(institute, _function(institute, "ingest")))
+    )
+    sign = actions_of(statements_of(institute, _role_of(institute, _function(institute, "sign"))))
+    replicate = actions_of(
+        statements_of(institute, _role_of(institute, _function(institute, "replicate")))
+    )
+    for actions in (ingest, sign, replicate):
+        assert not {a for a in actions if a.endswith(":*") or a == "*"}
+        assert "dynamodb:Scan" not in actions or actions is sign
+        assert "dynamodb:DeleteTable" not in actions
+    assert "sqs:SendMessage" in ingest and "sts:AssumeRole" not in ingest
+    assert "s3:DeleteObject" not in ingest | sign | replicate
+    assert "sts:AssumeRole" in replicate and "sts:AssumeRole" not in sign
+
+
+def test_the_publisher_role_assumes_only_registered_difusor_roles(institute, institute_config):
+    role_id = _role_of(institute, _function(institute, "replicate"))
+    role = institute.to_json()["Resources"][role_id]["Properties"]
+    assert role["RoleName"] == "difusion-publisher"
+    assume = [s for s in statements_of(institute, role_id) if s["Action"] == "sts:AssumeRole"]
+    assert len(assume) == 1
+    assert assume[0]["Resource"] == [
+        f"arn:aws:iam::{d.account}:role/difusion-delivery" for d in institute_config.difusores
+    ]
+
+
+def test_dead_letter_queues_failures_rejections_and_staleness_raise_alarms(
+    institute, institute_config
+):
+    alarms = institute.find_resources("AWS::CloudWatch::Alarm")
+    dlq_alarms = [
+        a
+        for a in alarms.values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    ]
+    assert len(dlq_alarms) == 3
+    names = {a["Properties"].get("MetricName") for a in alarms.values()}
+    assert {"Errors", "Packages_rejected", "Delivered"} <= names
+    stale = [
+        a["Properties"] for a in alarms.values() if a["Properties"].get("MetricName") == "Delivered"
+    ]
+    assert len(stale) == len(institute_config.difusores)
+    for alarm in stale:
+        assert alarm["Period"] == 1200 and alarm["TreatMissingData"] == "breaching"
+        assert alarm["ComparisonOperator"] == "LessThanThreshold"
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"]
+    institute.has_resource_properties(
+        "AWS::CloudWatch::Dashboard", {"DashboardName": "difusion-DIP_LOC_BCS"}
+    )
+    institute.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email"})
+
+
+def test_outputs_tell_operators_where_everything_is(institute):
+    outputs = institute.find_outputs("*")
+    assert {
+        "OriginBucketName",
+        "PublisherRoleArn",
+        "LedgerTableName",
+        "RegistryTableName",
+        "SigningSecretName",
+        "DashboardName",
+    } <= set(outputs)
+
+
+def test_replicate_consumes_deliveries_in_batches_reporting_item_failures(institute):
+    mappings = institute.find_resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 3
+    for mapping in mappings.values():
+        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    institute.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", Match.object_like({"BatchSize": 10})
+    )
+    json.dumps(mappings)  # serializable template
