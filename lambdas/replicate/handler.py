@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     SqsFifoPartialProcessor,
     process_partial_response,
@@ -41,12 +41,14 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 def deliver(delivery: dict[str, Any]) -> dict[str, Any]:
     request = DeliveryRequest.from_json(delivery["request"])
     outcome = replicate_service(settings).deliver(request, attempt=int(delivery["attempt"]))
+    # Flushed per delivery, so every metric carries its difusor: the dashboard and each
+    # difusor's 20-minute freshness alarm read them by that dimension.
+    metrics.add_dimension(name="difusor", value=request.difusor_id)
     metrics.add_metric(name=f"Deliveries_{outcome.status}", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ObjectsCopied", unit=MetricUnit.Count, value=outcome.objects_copied)
     if outcome.status == "delivered":
-        # Per difusor, for the dashboard and the 20-minute freshness alarm of each difusor.
-        with single_metric(name="Delivered", unit=MetricUnit.Count, value=1) as metric:
-            metric.add_dimension(name="difusor", value=request.difusor_id)
+        metrics.add_metric(name="Delivered", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
     return outcome.to_json()
 
 
