@@ -7,6 +7,8 @@
     difusion difusor register --table T ...     add or update a difusor in the registry
     difusion difusor list --table T
     difusion ledger --table T --election E      snapshots and deliveries as recorded
+    difusion window start --state-machine ARN   start the window's timer (from the config)
+    difusion window status|close --table T ...  the window's state; close it early
     difusion generate --out DIR [--small]       a PREP snapshot series, as packages
     difusion local run PACKAGE... [--json]      run packages through the embedded default
     difusion demo [--out DIR]                   a whole night on the embedded default
@@ -100,6 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("--election", required=True)
     ledger.add_argument("--json", action="store_true")
     ledger.set_defaults(run=_ledger)
+
+    window = commands.add_parser("window", help="the publication window").add_subparsers()
+    start = window.add_parser("start", help="start the timer that opens and closes the window")
+    start.add_argument("--state-machine", required=True, help="the WindowTimerArn output")
+    start.add_argument("--config", type=Path, default=Path("config/institute.json"))
+    start.set_defaults(run=_window_start)
+    status = window.add_parser("status", help="show the window's state")
+    status.add_argument("--table", required=True)
+    status.add_argument("--election", required=True)
+    status.set_defaults(run=_window_status)
+    close = window.add_parser(
+        "close", help="close early: 100%% of actas registered (RE art. 353.6)"
+    )
+    close.add_argument("--table", required=True)
+    close.add_argument("--election", required=True)
+    close.add_argument("--reason", required=True, help="recorded in the ledger")
+    close.set_defaults(run=_window_close)
 
     generate = commands.add_parser("generate", help="write a PREP snapshot series")
     generate.add_argument("--out", type=Path, required=True)
@@ -316,6 +335,52 @@ def _ledger(args: argparse.Namespace) -> int:
                     f"copied={d.get('objects_copied', '-')} attempts={d.get('attempts', '-')} "
                     f"{d.get('last_error', '')}"
                 )
+    return EXIT_OK
+
+
+# --- the window ------------------------------------------------------------------------
+
+
+def _window_start(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import client
+    from difusion.window_timer import execution_input, execution_name
+    from stacks.config import InstituteConfig, load_json
+
+    config = InstituteConfig.from_json(load_json(args.config))
+    name = execution_name(config.election_id, config.window.opening)
+    client("stepfunctions").start_execution(
+        stateMachineArn=args.state_machine,
+        name=name,
+        input=execution_input(config.window.opening, config.window.closing),
+    )
+    print(
+        f"timer {name} started: opens {config.window.opening.isoformat()}, "
+        f"closes {config.window.closing.isoformat()}"
+    )
+    return EXIT_OK
+
+
+def _window_status(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb
+    from difusion.adapters.ledger import Ledger
+
+    record = Ledger(dynamodb(), args.table, args.election).window()
+    closed = f", closed at {record.closed_at.isoformat()}" if record.closed_at else ""
+    early = " (early)" if record.closed_early else ""
+    print(f"{args.election}: {record.state}{closed}{early}")
+    return EXIT_OK
+
+
+def _window_close(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb, utc_now
+    from difusion.adapters.ledger import Ledger, WindowNotOpen
+
+    try:
+        Ledger(dynamodb(), args.table, args.election).close_early(utc_now(), args.reason)
+    except WindowNotOpen:
+        print("error: the window is not open; only an open window closes early", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.election}: closed early — {args.reason}")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ class RejectionCode(StrEnum):
     CHECKSUM_MISMATCH = "checksum_mismatch"
     STALE = "stale"
     CONFLICT = "conflict"
+    WINDOW_CLOSED = "window_closed"
 
 
 class PackageRejected(Exception):

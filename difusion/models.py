@@ -53,6 +53,8 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"
     SKIPPED = "skipped"
+    HELD = "held"  # reached the function before the opening: not published
+    REFUSED = "refused"  # after the close and its grace: never published
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,15 @@ class DeliveryRequest:
     sequence: int
     manifest_key: str
     manifest_sha256: str
+    cut_time: str
+    # Why this delivery exists: "accepted", "release:<timer execution>", ... The same
+    # snapshot may be delivered again for a new reason; never twice for the same one.
+    reason: str = "accepted"
 
     @classmethod
-    def for_head(cls, election: str, difusor_id: str, head: Head) -> DeliveryRequest:
+    def for_head(
+        cls, election: str, difusor_id: str, head: Head, reason: str = "accepted"
+    ) -> DeliveryRequest:
         """Deliver the snapshot at ``head`` to ``difusor_id``."""
         return cls(
             election=election,
@@ -93,6 +101,8 @@ class DeliveryRequest:
             sequence=head.sequence,
             manifest_key=head.manifest_key,
             manifest_sha256=head.manifest_sha256,
+            cut_time=head.cut_time,
+            reason=reason,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -100,7 +110,7 @@ class DeliveryRequest:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DeliveryRequest:
-        values = {k: raw[k] for k in cls.__dataclass_fields__}
+        values = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         values["sequence"] = int(values["sequence"])
         return cls(**values)
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from difusion.archive import ArchiveLimits
+from difusion.window import PublicationWindow
 
 
 class SettingsError(ValueError):
@@ -34,6 +36,24 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _window(env: Mapping[str, str]) -> PublicationWindow:
+    moments = {}
+    for name in ("WINDOW_OPENING", "WINDOW_CLOSING"):
+        raw = _required(env, name)
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise SettingsError(f"{name} must be an ISO date-time, got {raw!r}") from None
+        if moment.tzinfo is None:
+            raise SettingsError(f"{name} must carry its UTC offset, got {raw!r}")
+        moments[name] = moment
+    grace = timedelta(seconds=_int(env, "WINDOW_GRACE_SECONDS", 900, minimum=0))
+    try:
+        return PublicationWindow(moments["WINDOW_OPENING"], moments["WINDOW_CLOSING"], grace)
+    except ValueError as exc:
+        raise SettingsError(f"WINDOW_OPENING/WINDOW_CLOSING: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,7 @@ class SignSettings(CommonSettings):
     registry_table: str
     delivery_queue_url: str
     signing_secret_id: str
+    window: PublicationWindow
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SignSettings:
@@ -97,6 +118,7 @@ class SignSettings(CommonSettings):
             registry_table=_required(env, "REGISTRY_TABLE"),
             delivery_queue_url=_required(env, "DELIVERY_QUEUE_URL"),
             signing_secret_id=_required(env, "SIGNING_SECRET_ID"),
+            window=_window(env),
         )
 
 
@@ -105,6 +127,7 @@ class ReplicateSettings(CommonSettings):
     registry_table: str
     max_attempts: int
     copy_concurrency: int
+    window: PublicationWindow
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReplicateSettings:
@@ -113,4 +136,5 @@ class ReplicateSettings(CommonSettings):
             registry_table=_required(env, "REGISTRY_TABLE"),
             max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 5),
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
+            window=_window(env),
         )

@@ -72,6 +72,7 @@ class InstituteConfig:
     window: PublicationWindow
     difusores: tuple[RegisteredDifusor, ...]
     alarm_email: str | None = None
+    grace_seconds: int = 900
     delivery_max_attempts: int = 5
     archive_limits: dict[str, int] = field(default_factory=dict)
 
@@ -104,6 +105,9 @@ class InstituteConfig:
                 "a 12-digit AWS account id",
             )
             difusores.append(RegisteredDifusor(difusor_id, account))
+        grace = raw.get("window", {}).get("grace_minutes", 15)
+        if not isinstance(grace, int) or not 0 <= grace <= 120:
+            raise ConfigError(f"{where}.window.grace_minutes must be 0..120, got {grace!r}")
         attempts = raw.get("delivery_max_attempts", 5)
         if not isinstance(attempts, int) or not 1 <= attempts <= 20:
             raise ConfigError(f"{where}.delivery_max_attempts must be 1..20, got {attempts!r}")
@@ -146,6 +150,7 @@ class InstituteConfig:
             window=window,
             difusores=tuple(difusores),
             alarm_email=raw.get("alarm_email") or None,
+            grace_seconds=grace * 60,
             delivery_max_attempts=attempts,
             archive_limits=dict(limits),
         )

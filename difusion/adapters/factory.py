@@ -60,6 +60,7 @@ def sign_service(settings: SignSettings) -> SignService:
         DifusorRegistry(dynamodb(), settings.registry_table),
         SecretsManagerKeyStore(client("secretsmanager"), settings.signing_secret_id),
         DeliveryQueue(client("sqs"), settings.delivery_queue_url),
+        window=settings.window,
         clock=utc_now,
     )
 
@@ -71,6 +72,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
         DifusorSites(client("sts"), f"difusion-{settings.election}", settings.copy_concurrency + 2),
+        window=settings.window,
         max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=LEASE_SECONDS,

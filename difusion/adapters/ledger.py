@@ -7,6 +7,7 @@ One table, partitioned by election so drills never mix with the official night::
                          sk = REJECTION#<snapshot_id>#<at>  a refused re-upload of an accepted one
                          sk = DELIVERY#<snapshot_id>#<difusor_id>
                          sk = PUBLISHED#<difusor_id>        what that difusor publishes now
+                         sk = WINDOW                        the publication window's state
 
 Invariants are conditional writes, not read-then-write: the head only advances from the
 head the writer saw, and a difusor's published sequence only moves forward.
@@ -31,6 +32,7 @@ from difusion.models import (
     PublishedState,
     SnapshotStatus,
 )
+from difusion.window import WindowRecord, WindowState
 
 
 class HeadMoved(Exception):
@@ -43,6 +45,10 @@ class AlreadyPublished(Exception):
 
 class DifusorBusy(Exception):
     """Another delivery to the same difusor holds the lease."""
+
+
+class WindowNotOpen(Exception):
+    """The window can only be closed early while it is open."""
 
 
 def _iso(at: datetime) -> str:
@@ -270,6 +276,57 @@ class Ledger:
                 raise HeadMoved(manifest.snapshot_id) from None
             raise
         return head
+
+    # --- the window --------------------------------------------------------------------
+
+    def window(self) -> WindowRecord:
+        """The window's state as the timer (or an early close) left it; none yet means it
+        has not opened."""
+        item = self._table.get_item(Key={"pk": self._pk, "sk": "WINDOW"}, ConsistentRead=True).get(
+            "Item"
+        )
+        if item is None:
+            return WindowRecord()
+        closed_at = item.get("closed_at")
+        return WindowRecord(
+            state=WindowState(str(item["state"])),
+            closed_at=datetime.fromisoformat(str(closed_at).replace("Z", "+00:00"))
+            if closed_at
+            else None,
+            closed_early=bool(item.get("closed_early", False)),
+        )
+
+    def close_early(self, at: datetime, reason: str) -> None:
+        """Close an open window now (RE art. 353.6). Raises ``WindowNotOpen`` otherwise."""
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": "WINDOW"},
+                UpdateExpression=(
+                    "SET #state = :closed, closed_at = :at, closed_early = :true, "
+                    "close_reason = :reason"
+                ),
+                ConditionExpression="#state = :open",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":closed": str(WindowState.CLOSED),
+                    ":open": str(WindowState.OPEN),
+                    ":at": _iso(at),
+                    ":true": True,
+                    ":reason": reason,
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise WindowNotOpen(self.election) from None
+            raise
+
+    def mark_held(self, snapshot_id: str, reason: str, at: datetime) -> None:
+        """Note on an accepted snapshot that its publication waits for the opening."""
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+            UpdateExpression="SET held_at = :at, held_reason = :reason",
+            ExpressionAttributeValues={":at": _iso(at), ":reason": reason},
+        )
 
     # --- deliveries ------------------------------------------------------------------
 

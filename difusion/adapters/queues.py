@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -45,10 +46,16 @@ class DeliveryQueue:
                         "Id": str(i),
                         "MessageBody": json.dumps(r.to_json(), sort_keys=True),
                         "MessageGroupId": r.difusor_id,
-                        "MessageDeduplicationId": f"{r.snapshot_id}.{r.difusor_id}"[:128],
+                        "MessageDeduplicationId": _dedup_id(r),
                     }
                     for i, r in enumerate(batch)
                 ],
             )
             if response.get("Failed"):
                 raise RuntimeError(f"could not enqueue deliveries: {response['Failed']}")
+
+
+def _dedup_id(request: DeliveryRequest) -> str:
+    """One delivery per snapshot, difusor and reason, within SQS's deduplication interval."""
+    key = f"{request.snapshot_id}.{request.difusor_id}.{request.reason}"
+    return hashlib.sha256(key.encode()).hexdigest()

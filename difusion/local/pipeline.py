@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +34,7 @@ from difusion.local.provision import (
 from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
+from difusion.window import PublicationWindow
 
 HANDLERS = {
     "ingest": "lambdas.ingest.handler",
@@ -48,6 +50,7 @@ class PipelineOptions:
     difusores: tuple[DifusorAccount, ...] = DEMO_DIFUSORES
     visibility_timeout: int = 10
     max_attempts: int = 3
+    window: PublicationWindow | None = None  # None: open from the start, for a day
     extra_environment: tuple[tuple[str, str], ...] = ()
 
 
@@ -74,6 +77,7 @@ class LocalPipeline:
             time_zone=self.options.time_zone,
             difusores=self.options.difusores,
             secret_key=self.secret_key,
+            window=self.options.window,
             visibility_timeout=self.options.visibility_timeout,
             max_attempts=self.options.max_attempts,
         )
@@ -82,11 +86,14 @@ class LocalPipeline:
         # Services are cached per execution environment; a fresh deployment is a fresh one.
         for build in (factory.ingest_service, factory.sign_service, factory.replicate_service):
             build.cache_clear()
-        modules = {name: importlib.import_module(path) for name, path in HANDLERS.items()}
-        for module in modules.values():
-            # Each handler read its settings at import (its cold start); read them again.
-            settings = getattr(module, "settings")  # noqa: B009
-            setattr(module, "settings", type(settings).from_env(os.environ))  # noqa: B010
+        # A fresh deployment is a cold start: each handler module runs again with the new
+        # environment (settings, idempotency store, powertools objects).
+        modules = {
+            name: importlib.reload(sys.modules[path])
+            if path in sys.modules
+            else importlib.import_module(path)
+            for name, path in HANDLERS.items()
+        }
         self._route_logs(modules["ingest"].logger)
         sqs = boto3.session.Session().client("sqs")
         self.dispatcher = LocalDispatcher(

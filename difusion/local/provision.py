@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -21,6 +23,13 @@ from difusion.adapters.registry import DifusorRegistry
 from difusion.local.emulator import REGION
 from difusion.models import Difusor
 from difusion.signing import SecretKey
+from difusion.window import PublicationWindow, WindowState
+from difusion.window_timer import (
+    DEFINITION_PATH,
+    execution_input,
+    execution_name,
+    render_definition,
+)
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,16 @@ class LocalDeployment:
     delivery_queue_url: str
     dead_letter_queue_urls: dict[str, str]
     max_attempts: int
+    window: PublicationWindow
+    timer_arn: str
+    timer_execution_arn: str
     difusores: tuple[Difusor, ...] = field(default_factory=tuple)
 
     def function_environment(self) -> dict[str, str]:
         return {
+            "WINDOW_OPENING": self.window.opening.isoformat(),
+            "WINDOW_CLOSING": self.window.closing.isoformat(),
+            "WINDOW_GRACE_SECONDS": str(int(self.window.grace.total_seconds())),
             "ELECTION_ID": self.election,
             "ELECTION_TIME_ZONE": self.time_zone,
             "ORIGIN_BUCKET": self.origin_bucket,
@@ -81,13 +96,23 @@ def provision(
     time_zone: str = "America/Mazatlan",
     difusores: tuple[DifusorAccount, ...] = DEMO_DIFUSORES,
     secret_key: SecretKey,
+    window: PublicationWindow | None = None,
     visibility_timeout: int = 2,
     max_attempts: int = 3,
 ) -> LocalDeployment:
-    """Create the institute's resources and each difusor's, and register the difusores."""
+    """Create the institute's resources and each difusor's, register the difusores and
+    start the window timer.
+
+    Every name carries a fresh suffix, so nothing left running by an earlier deployment on
+    the same emulator (a timer still waiting, say) can touch this one.
+    """
     session = boto3.session.Session()
+    suffix = secrets.token_hex(3)
     slug = election.lower().replace("_", "-")
-    origin_bucket = f"difusion-origin-{slug}"
+    origin_bucket = f"difusion-origin-{slug}-{suffix}"
+    if window is None:  # already open: publish as soon as a snapshot is accepted
+        now = datetime.now().astimezone()
+        window = PublicationWindow(now - timedelta(seconds=1), now + timedelta(days=1))
     s3 = session.client("s3")
     s3.create_bucket(Bucket=origin_bucket)
     s3.put_bucket_versioning(Bucket=origin_bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -98,9 +123,11 @@ def provision(
     sqs = session.client("sqs")
 
     def queue(name: str, fifo: bool) -> tuple[str, str]:
-        suffix = ".fifo" if fifo else ""
+        fifo_suffix = ".fifo" if fifo else ""
         base = {"FifoQueue": "true"} if fifo else {}
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=base)["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq{fifo_suffix}", Attributes=base)[
+            "QueueUrl"
+        ]
         dlq_arn = _queue_arn(sqs, dlq_url)
         attributes = {
             **base,
@@ -109,16 +136,16 @@ def provision(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_attempts)}
             ),
         }
-        url = sqs.create_queue(QueueName=f"{name}{suffix}", Attributes=attributes)["QueueUrl"]
+        url = sqs.create_queue(QueueName=f"{name}{fifo_suffix}", Attributes=attributes)["QueueUrl"]
         return url, dlq_url
 
-    ingest_url, ingest_dlq = queue("difusion-ingest", fifo=False)
-    sign_url, sign_dlq = queue("difusion-sign", fifo=True)
-    delivery_url, delivery_dlq = queue("difusion-deliveries", fifo=True)
+    ingest_url, ingest_dlq = queue(f"difusion-ingest-{suffix}", fifo=False)
+    sign_url, sign_dlq = queue(f"difusion-sign-{suffix}", fifo=True)
+    delivery_url, delivery_dlq = queue(f"difusion-deliveries-{suffix}", fifo=True)
 
     events = session.client("events")
     events.put_rule(
-        Name="difusion-incoming-package",
+        Name=f"difusion-incoming-package-{suffix}",
         EventPattern=json.dumps(
             {
                 "source": ["aws.s3"],
@@ -131,15 +158,15 @@ def provision(
         ),
     )
     events.put_targets(
-        Rule="difusion-incoming-package",
+        Rule=f"difusion-incoming-package-{suffix}",
         Targets=[{"Id": "ingest-queue", "Arn": _queue_arn(sqs, ingest_url)}],
     )
 
     dynamodb = session.client("dynamodb")
     tables = {
-        "ledger": ("difusion-ledger", [("pk", "HASH"), ("sk", "RANGE")]),
-        "registry": ("difusion-registry", [("difusor_id", "HASH")]),
-        "idempotency": ("difusion-idempotency", [("id", "HASH")]),
+        "ledger": (f"difusion-ledger-{suffix}", [("pk", "HASH"), ("sk", "RANGE")]),
+        "registry": (f"difusion-registry-{suffix}", [("difusor_id", "HASH")]),
+        "idempotency": (f"difusion-idempotency-{suffix}", [("id", "HASH")]),
     }
     for table_name, keys in tables.values():
         dynamodb.create_table(
@@ -149,22 +176,25 @@ def provision(
             BillingMode="PAY_PER_REQUEST",
         )
 
-    secret_id = "difusion/prep-signing-key"
+    secret_id = f"difusion/prep-signing-key-{suffix}"
     SecretsManagerKeyStore(session.client("secretsmanager"), secret_id).store(secret_key)
 
     iam = session.client("iam")
     publisher = iam.create_role(
-        RoleName="difusion-publisher",
+        RoleName=f"difusion-publisher-{suffix}",
         AssumeRolePolicyDocument=json.dumps(_trust({"Service": "lambda.amazonaws.com"})),
     )["Role"]["Arn"]
 
     registry = DifusorRegistry(session.resource("dynamodb"), tables["registry"][0])
     registered = []
     for account in difusores:
-        difusor = _provision_difusor(account, publisher, origin_bucket)
+        difusor = _provision_difusor(account, publisher, origin_bucket, suffix)
         registry.put(difusor)
         registered.append(difusor)
 
+    timer_arn, execution_arn = _start_window_timer(
+        session, window, tables["ledger"][0], sign_url, election, suffix
+    )
     return LocalDeployment(
         election=election,
         time_zone=time_zone,
@@ -183,8 +213,58 @@ def provision(
             "deliveries": delivery_dlq,
         },
         max_attempts=max_attempts,
+        window=window,
+        timer_arn=timer_arn,
+        timer_execution_arn=execution_arn,
         difusores=tuple(registered),
     )
+
+
+def _start_window_timer(
+    session: boto3.session.Session,
+    window: PublicationWindow,
+    ledger_table: str,
+    sign_queue_url: str,
+    election: str,
+    suffix: str,
+) -> tuple[str, str]:
+    """Run the very definition the institute's stack deploys, on the emulator."""
+    iam = session.client("iam")
+    role = iam.create_role(
+        RoleName=f"difusion-window-timer-{suffix}",
+        AssumeRolePolicyDocument=json.dumps(_trust({"Service": "states.amazonaws.com"})),
+    )["Role"]["Arn"]
+    definition = render_definition(
+        DEFINITION_PATH.read_text(),
+        ledger_table=ledger_table,
+        sign_queue_url=sign_queue_url,
+        election=election,
+    )
+    stepfunctions = session.client("stepfunctions")
+    timer = stepfunctions.create_state_machine(
+        name=f"difusion-window-{suffix}", definition=definition, roleArn=role
+    )["stateMachineArn"]
+    execution = stepfunctions.start_execution(
+        stateMachineArn=timer,
+        name=execution_name(election, window.opening),
+        input=execution_input(window.opening, window.closing),
+    )["executionArn"]
+    if window.opening <= datetime.now().astimezone():
+        _wait_for_state(session, ledger_table, election, WindowState.OPEN)
+    return timer, execution
+
+
+def _wait_for_state(
+    session: boto3.session.Session, table: str, election: str, state: WindowState
+) -> None:
+    items = session.resource("dynamodb").Table(table)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        item = items.get_item(Key={"pk": f"ELECTION#{election}", "sk": "WINDOW"}).get("Item")
+        if item and item.get("state") == str(state):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the window timer did not reach {state}")
 
 
 def account_session(account_id: str) -> boto3.session.Session:
@@ -202,9 +282,11 @@ def account_session(account_id: str) -> boto3.session.Session:
     )
 
 
-def _provision_difusor(account: DifusorAccount, publisher_arn: str, origin_bucket: str) -> Difusor:
+def _provision_difusor(
+    account: DifusorAccount, publisher_arn: str, origin_bucket: str, suffix: str
+) -> Difusor:
     session = account_session(account.account_id)
-    bucket = f"prep-{account.difusor_id}"
+    bucket = f"prep-{account.difusor_id}-{suffix}"
     s3 = session.client("s3")
     s3.create_bucket(Bucket=bucket)
     s3.put_public_access_block(
@@ -218,7 +300,7 @@ def _provision_difusor(account: DifusorAccount, publisher_arn: str, origin_bucke
     )
     distribution = session.client("cloudfront").create_distribution(
         DistributionConfig={
-            "CallerReference": f"prep-{account.difusor_id}",
+            "CallerReference": f"prep-{account.difusor_id}-{suffix}",
             "Comment": f"PREP BCS — {account.name}",
             "Enabled": True,
             "DefaultRootObject": "index.html",
@@ -245,14 +327,15 @@ def _provision_difusor(account: DifusorAccount, publisher_arn: str, origin_bucke
     )["Distribution"]
     external_id = secrets.token_hex(16)
     iam = session.client("iam")
+    role_name = f"difusion-delivery-{suffix}"
     role_arn = iam.create_role(
-        RoleName="difusion-delivery",
+        RoleName=role_name,
         AssumeRolePolicyDocument=json.dumps(
             _trust({"AWS": publisher_arn}, {"StringEquals": {"sts:ExternalId": external_id}})
         ),
     )["Role"]["Arn"]
     iam.put_role_policy(
-        RoleName="difusion-delivery",
+        RoleName=role_name,
         PolicyName="deliver-prep",
         PolicyDocument=json.dumps(
             {

@@ -22,6 +22,7 @@ from difusion.models import (
 )
 from difusion.publication import CopyStep, SourceKind, Tier, plan_publication
 from difusion.signing import PublicKey, verify
+from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ class ReplicateService:
         registry: DifusorRegistry,
         sites: DifusorSites,
         *,
+        window: PublicationWindow,
         max_attempts: int,
         copy_concurrency: int,
         lease_seconds: int,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._window = window
         self._origin = origin
         self._ledger = ledger
         self._registry = registry
@@ -60,6 +63,28 @@ class ReplicateService:
             )
             return DeliveryOutcome(
                 request.difusor_id, request.snapshot_id, DeliveryStatus.SKIPPED, detail=detail
+            )
+        # Defence in depth: whatever sent this delivery, nothing is written to a difusor
+        # outside the window.
+        decision = self._window.decide(
+            datetime.fromisoformat(request.cut_time), self._clock(), self._ledger.window()
+        )
+        if decision.verdict is not Verdict.PUBLISH:
+            status = (
+                DeliveryStatus.HELD if decision.verdict is Verdict.HOLD else DeliveryStatus.REFUSED
+            )
+            self._ledger.record_delivery_status(request, status, decision.reason, self._clock())
+            logger.warning(
+                "delivery not published",
+                extra={
+                    "difusor_id": request.difusor_id,
+                    "snapshot_id": request.snapshot_id,
+                    "status": str(status),
+                    "reason": decision.reason,
+                },
+            )
+            return DeliveryOutcome(
+                request.difusor_id, request.snapshot_id, status, detail=decision.reason
             )
         try:
             self._ledger.claim(request, self._lease_seconds, self._clock())

@@ -21,6 +21,7 @@ from difusion.errors import RejectionCode
 from difusion.manifest import Manifest
 from difusion.models import DeliveryRequest, Head, SignRequest
 from difusion.signing import sign
+from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
 _HEAD_RACE_RETRIES = 5
@@ -29,10 +30,11 @@ _HEAD_RACE_RETRIES = 5
 @dataclass(frozen=True)
 class SignResult:
     snapshot_id: str
-    status: str  # accepted | rejected | duplicate
+    status: str  # accepted | rejected | duplicate | released
     sequence: int = 0
     manifest_sha256: str = ""
     deliveries: int = 0
+    held: bool = False
     code: str = ""
     reason: str = ""
 
@@ -57,8 +59,10 @@ class SignService:
         registry: DifusorRegistry,
         keys: SecretsManagerKeyStore,
         deliveries: DeliveryQueue,
+        window: PublicationWindow,
         clock: Callable[[], datetime],
     ) -> None:
+        self._window = window
         self._origin = origin
         self._ledger = ledger
         self._registry = registry
@@ -81,9 +85,11 @@ class SignService:
                     )
                 # A redelivered message after the accept: make sure the fan-out happened.
                 return self._fan_out(head, status="duplicate")
-            if head is not None and datetime.fromisoformat(
-                draft.cut_time
-            ) <= datetime.fromisoformat(head.cut_time):
+            cut_time = datetime.fromisoformat(draft.cut_time)
+            decision = self._window.decide(cut_time, self._clock(), self._ledger.window())
+            if decision.verdict is Verdict.REFUSE:
+                return self._reject(draft, RejectionCode.WINDOW_CLOSED, decision.reason)
+            if head is not None and cut_time <= datetime.fromisoformat(head.cut_time):
                 return self._reject(
                     draft,
                     RejectionCode.STALE,
@@ -129,9 +135,35 @@ class SignService:
         )
         return accepted
 
-    def _fan_out(self, head: Head, status: str) -> SignResult:
+    def release(self, release_id: str) -> SignResult:
+        """At the opening: deliver the newest accepted snapshot to every active difusor."""
+        head = self._ledger.head()
+        if head is None:
+            return SignResult("", "released", reason="no snapshot accepted yet")
+        return self._fan_out(head, status="released", reason=f"release:{release_id}")
+
+    def _fan_out(self, head: Head, status: str, reason: str = "accepted") -> SignResult:
+        now = self._clock()
+        decision = self._window.decide(
+            datetime.fromisoformat(head.cut_time), now, self._ledger.window()
+        )
+        if decision.verdict is not Verdict.PUBLISH:
+            # Processing ahead of the opening is allowed; publishing is not (RE 353.4-5).
+            self._ledger.mark_held(head.snapshot_id, decision.reason, now)
+            logger.info(
+                "publication held",
+                extra={"snapshot_id": head.snapshot_id, "reason": decision.reason},
+            )
+            return SignResult(
+                head.snapshot_id,
+                status,
+                sequence=head.sequence,
+                manifest_sha256=head.manifest_sha256,
+                held=True,
+                reason=decision.reason,
+            )
         requests = [
-            DeliveryRequest.for_head(self._ledger.election, difusor.difusor_id, head)
+            DeliveryRequest.for_head(self._ledger.election, difusor.difusor_id, head, reason)
             for difusor in self._registry.active()
         ]
         self._deliveries.send(requests)

@@ -31,7 +31,7 @@ tracer = Tracer()
 metrics = Metrics()
 # A failing difusor holds back only its own message group, never the others in the batch.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-idempotency = IdempotencyConfig(event_key_jmespath="request.[difusor_id, snapshot_id]")
+idempotency = IdempotencyConfig(event_key_jmespath="request.[difusor_id, snapshot_id, reason]")
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 

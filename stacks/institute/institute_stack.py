@@ -17,6 +17,7 @@ from stacks.institute.pipeline_functions import (
 )
 from stacks.institute.pipeline_queues import PipelineQueues
 from stacks.institute.signing_key import SigningKey
+from stacks.institute.window_timer import WindowTimer
 
 
 class InstituteStack(Stack):
@@ -45,6 +46,13 @@ class InstituteStack(Stack):
             queues=self.queues,
             signing_key=self.signing_key,
         )
+        self.window_timer = WindowTimer(
+            self,
+            "WindowTimer",
+            election_id=config.election_id,
+            ledger=self.tables.ledger,
+            sign_queue=self.queues.sign,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -59,6 +67,7 @@ class InstituteStack(Stack):
             "RegistryTableName": self.tables.registry.table_name,
             "SigningSecretName": self.signing_key.secret.secret_name,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
+            "WindowTimerArn": self.window_timer.state_machine.state_machine_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -88,6 +88,11 @@ class PipelineFunctions(Construct):
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         limits = {f"ARCHIVE_{k.upper()}": str(v) for k, v in config.archive_limits.items()}
+        window_env = {
+            "WINDOW_OPENING": config.window.opening.isoformat(),
+            "WINDOW_CLOSING": config.window.closing.isoformat(),
+            "WINDOW_GRACE_SECONDS": str(config.grace_seconds),
+        }
 
         # --- ingest: untrusted archives in, staged content and a draft out -----------------
         self.ingest = self._function(
@@ -119,6 +124,7 @@ class PipelineFunctions(Construct):
                 "REGISTRY_TABLE": tables.registry.table_name,
                 "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
                 "SIGNING_SECRET_ID": signing_key.secret.secret_name,
+                **window_env,
             },
         )
         origin.grant_read(self.sign, "drafts/*")
@@ -154,6 +160,7 @@ class PipelineFunctions(Construct):
                 **common_env,
                 "REGISTRY_TABLE": tables.registry.table_name,
                 "DELIVERY_MAX_ATTEMPTS": str(config.delivery_max_attempts),
+                **window_env,
             },
             role=self.publisher_role,
         )

@@ -272,3 +272,51 @@ def test_replicate_consumes_deliveries_in_batches_reporting_item_failures(instit
         "AWS::Lambda::EventSourceMapping", Match.object_like({"BatchSize": 10})
     )
     json.dumps(mappings)  # serializable template
+
+
+def test_the_window_timer_is_the_shared_definition_with_only_its_two_permissions(
+    institute, institute_config, synthesized
+):
+    machine = only(institute, "AWS::StepFunctions::StateMachine")["Properties"]
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    # The definition deployed is the very file the embedded default executes
+    key = machine["DefinitionS3Location"]["Key"]
+    deployed = (Path(synthesized[0].outdir) / f"asset.{key}").read_bytes()
+    assert deployed == (ROOT / "stacks" / "institute" / "window_timer.asl.json").read_bytes()
+    substitutions = machine["DefinitionSubstitutions"]
+    assert substitutions["Election"] == institute_config.election_id
+    assert substitutions["LedgerTable"]["Ref"].startswith("TablesLedger")
+    assert substitutions["SignQueueUrl"]["Ref"].startswith("QueuesSign")
+    role_id = machine["RoleArn"]["Fn::GetAtt"][0]
+    statements = statements_of(institute, role_id)
+    task_actions = actions_of(
+        [
+            s
+            for s in statements
+            if not str(s["Action"]).startswith(("['logs:", "logs:", "xray:", "['xray:"))
+        ]
+    )
+    assert task_actions == {
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    [update] = [s for s in statements if s["Action"] == "dynamodb:UpdateItem"]
+    assert update["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "dynamodb:LeadingKeys": [f"ELECTION#{institute_config.election_id}"]
+        }
+    }
+
+
+def test_sign_and_replicate_know_the_configured_window(institute, institute_config):
+    for name in ("sign", "replicate"):
+        env = institute.to_json()["Resources"][_function(institute, name)]["Properties"][
+            "Environment"
+        ]["Variables"]
+        assert env["WINDOW_OPENING"] == institute_config.window.opening.isoformat()
+        assert env["WINDOW_CLOSING"] == institute_config.window.closing.isoformat()
+        assert env["WINDOW_GRACE_SECONDS"] == "900"
+        assert env["WINDOW_OPENING"].endswith("-07:00")  # BCS, UTC-7 all year

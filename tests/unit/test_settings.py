@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from difusion.settings import IngestSettings, ReplicateSettings, SettingsError
@@ -11,6 +13,8 @@ BASE = {
     "IDEMPOTENCY_TABLE": "idem",
     "SIGN_QUEUE_URL": "https://sqs/sign.fifo",
     "REGISTRY_TABLE": "registry",
+    "WINDOW_OPENING": "2024-06-02T20:00:00-07:00",
+    "WINDOW_CLOSING": "2024-06-03T20:00:00-07:00",
 }
 
 
@@ -18,7 +22,10 @@ def test_settings_are_typed_with_defaults():
     settings = IngestSettings.from_env({**BASE, "ARCHIVE_MAX_ENTRIES": "10"})
     assert settings.time_zone == "America/Mazatlan"
     assert settings.limits.max_entries == 10
-    assert ReplicateSettings.from_env(BASE).max_attempts == 5
+    replicate = ReplicateSettings.from_env(BASE)
+    assert replicate.max_attempts == 5
+    assert replicate.window.grace.total_seconds() == 900
+    assert replicate.window.closing - replicate.window.opening == timedelta(hours=24)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +40,17 @@ def test_settings_are_typed_with_defaults():
 def test_bad_configuration_is_named(override, message):
     with pytest.raises(SettingsError, match=message):
         IngestSettings.from_env({**BASE, **override})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"WINDOW_OPENING": ""}, "WINDOW_OPENING is required"),
+        ({"WINDOW_OPENING": "2024-06-02T20:00"}, "must carry its UTC offset"),
+        ({"WINDOW_CLOSING": "mañana"}, "ISO date-time"),
+        ({"WINDOW_CLOSING": "2024-06-02T19:00:00-07:00"}, "close after it opens"),
+    ],
+)
+def test_a_bad_window_is_named(override, message):
+    with pytest.raises(SettingsError, match=message):
+        ReplicateSettings.from_env({**BASE, **override})

@@ -1,0 +1,84 @@
+"""The publication window (RE art. 353.4): nothing published before the opening, nothing
+after the close except the final cut within a grace period.
+
+Two authorities must agree before anything is published: the clock, against the
+configured window, and the window's state in the ledger, which the Step Functions timer
+(or an operator's early close) moves from ``before_opening`` to ``open`` to ``closed``. A
+timer that is late, or a clock that is early, can only hold publication back, never
+bring it forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class WindowState(StrEnum):
+    BEFORE_OPENING = "before_opening"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Verdict(StrEnum):
+    PUBLISH = "publish"
+    HOLD = "hold"  # before the opening: keep it, publish it at the opening
+    REFUSE = "refuse"  # after the close (and its grace): never publish it
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What the ledger says about the window."""
+
+    state: WindowState = WindowState.BEFORE_OPENING
+    closed_at: datetime | None = None
+    closed_early: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+
+
+@dataclass(frozen=True)
+class PublicationWindow:
+    opening: datetime
+    closing: datetime
+    grace: timedelta = timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        if self.opening.tzinfo is None or self.closing.tzinfo is None:
+            raise ValueError("window times must carry their time zone")
+        if self.closing <= self.opening:
+            raise ValueError("the window must close after it opens")
+
+    def closing_for(self, record: WindowRecord) -> datetime:
+        """The close in force: the configured one, or an earlier close by the operator."""
+        if record.state is WindowState.CLOSED and record.closed_at is not None:
+            return min(self.closing, record.closed_at)
+        return self.closing
+
+    def decide(self, cut_time: datetime, now: datetime, record: WindowRecord) -> Decision:
+        """May a snapshot cut at ``cut_time`` be published at ``now``?"""
+        if now < self.opening or record.state is WindowState.BEFORE_OPENING:
+            return Decision(
+                Verdict.HOLD,
+                f"publication opens at {self.opening.isoformat()}; held until then",
+            )
+        closing = self.closing_for(record)
+        if now < closing and record.state is WindowState.OPEN:
+            return Decision(Verdict.PUBLISH, "the window is open")
+        if cut_time > closing:
+            return Decision(
+                Verdict.REFUSE,
+                f"cut time {cut_time.isoformat()} is after the close at {closing.isoformat()}",
+            )
+        if now > closing + self.grace:
+            return Decision(
+                Verdict.REFUSE,
+                f"arrived after the close at {closing.isoformat()} and its grace period "
+                f"of {int(self.grace.total_seconds() // 60)} min",
+            )
+        return Decision(Verdict.PUBLISH, "final cut, within the grace period after the close")
