@@ -4,7 +4,7 @@ institute's stack and the embedded default."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DEFINITION_PATH = (
@@ -23,9 +23,15 @@ def render_definition(
 
 
 def execution_input(opening: datetime, closing: datetime) -> str:
-    """Wait states want RFC 3339 instants in UTC with a ``Z``."""
+    """Wait states want RFC 3339 instants in UTC with a ``Z``, to the second.
+
+    Rounded up, never down: a timer that fires a fraction of a second before the opening
+    would release a snapshot the functions must still hold.
+    """
 
     def instant(moment: datetime) -> str:
+        if moment.microsecond:
+            moment = moment.replace(microsecond=0) + timedelta(seconds=1)
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     return json.dumps({"opening": instant(opening), "closing": instant(closing)})

@@ -7,9 +7,10 @@ canonical draft that ingest wrote. Runs one snapshot at a time per election (FIF
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from difusion.adapters.keystore import SecretsManagerKeyStore
@@ -25,6 +26,9 @@ from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
 _HEAD_RACE_RETRIES = 5
+# The timer's Wait is accurate to the second and this function's clock may differ from the
+# timer's by a little: a release up to this early waits for the opening instead of holding.
+RELEASE_CLOCK_TOLERANCE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class SignService:
         deliveries: DeliveryQueue,
         window: PublicationWindow,
         clock: Callable[[], datetime],
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._sleep = sleep
         self._window = window
         self._origin = origin
         self._ledger = ledger
@@ -140,6 +146,9 @@ class SignService:
         head = self._ledger.head()
         if head is None:
             return SignResult("", "released", reason="no snapshot accepted yet")
+        early = self._window.opening - self._clock()
+        if timedelta(0) < early <= RELEASE_CLOCK_TOLERANCE:
+            self._sleep(early.total_seconds())
         return self._fan_out(head, status="released", reason=f"release:{release_id}")
 
     def _fan_out(self, head: Head, status: str, reason: str = "accepted") -> SignResult:

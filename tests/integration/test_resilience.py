@@ -133,7 +133,13 @@ def test_a_difusors_published_sequence_only_moves_forward(pipeline, arrivals):
     published: list[int] = []
     for sequence in arrivals:
         request = DeliveryRequest(
-            ledger.election, difusor_id, f"s{sequence}", sequence, f"m{sequence}", "0" * 64
+            ledger.election,
+            difusor_id,
+            f"s{sequence}",
+            sequence,
+            f"m{sequence}",
+            "0" * 64,
+            cut_time="2024-06-02T20:00:00-07:00",
         )
         try:
             ledger.claim(request, 60, datetime.now(UTC))

@@ -65,7 +65,19 @@ def _settle_until(pipeline, condition, timeout: float = 30) -> None:
         if condition():
             return
         time.sleep(0.3)
-    raise AssertionError("the pipeline did not get there in time")
+    execution = (
+        boto3.session.Session()
+        .client("stepfunctions")
+        .describe_execution(executionArn=pipeline.deployment.timer_execution_arn)
+    )
+    raise AssertionError(
+        "the pipeline did not get there in time: "
+        f"window={pipeline.ledger.window()}, timer={execution['status']}, "
+        f"errors={pipeline.dispatcher.handler_errors[-3:]}, "
+        f"deliveries={pipeline.ledger.items('DELIVERY#')}, "
+        f"sign dead letters={pipeline.dead_letters('sign')}, "
+        f"held={[s.get('held_reason') for s in pipeline.ledger.items('SNAPSHOT#')]}"
+    )
 
 
 def _buckets(pipeline):
@@ -77,7 +89,7 @@ def _buckets(pipeline):
 def test_a_snapshot_before_the_opening_is_signed_but_held_then_released_at_the_opening(
     windowed, packages
 ):
-    pipeline = windowed(opening_in=10, open_for=120)
+    pipeline = windowed(opening_in=25, open_for=120)
     # Before the opening: processing is allowed, publishing is not
     record = pipeline.process(packages[0])
     assert record["status"] == "accepted"
