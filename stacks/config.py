@@ -36,6 +36,11 @@ def _get(raw: dict[str, Any], key: str, where: str) -> Any:
     return raw[key]
 
 
+def _field(raw: dict[str, Any], key: str, where: str, pattern: re.Pattern[str], what: str) -> str:
+    """A required string field that must match ``pattern`` (``what`` says how)."""
+    return _match(str(_get(raw, key, where)), pattern, f"{where}.{key}", what)
+
+
 def _match(value: Any, pattern: re.Pattern[str], where: str, what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise ConfigError(f"{where} must be {what}, got {value!r}")
@@ -127,23 +132,10 @@ class InstituteConfig:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{where}.archive_limits.{key} must be a positive integer")
         return cls(
-            account=_match(
-                str(_get(raw, "account", where)),
-                _ACCOUNT,
-                f"{where}.account",
-                "a 12-digit AWS account id",
-            ),
-            region=_match(
-                _get(raw, "region", where),
-                _REGION,
-                f"{where}.region",
-                "an AWS region such as us-west-2",
-            ),
-            election_id=_match(
-                _get(raw, "election_id", where),
-                _ELECTION,
-                f"{where}.election_id",
-                "upper-case words joined by _",
+            account=_field(raw, "account", where, _ACCOUNT, "a 12-digit AWS account id"),
+            region=_field(raw, "region", where, _REGION, "an AWS region such as us-west-2"),
+            election_id=_field(
+                raw, "election_id", where, _ELECTION, "upper-case words joined by _"
             ),
             time_zone=time_zone,
             official=bool(raw.get("official", True)),
@@ -219,36 +211,17 @@ class DifusorConfig:
         if not isinstance(rate, int) or rate < 100:
             raise ConfigError(f"{where}.rate_limit_per_5_minutes must be an integer ≥ 100")
         return cls(
-            difusor_id=_match(
-                _get(raw, "id", where),
-                _DIFUSOR_ID,
-                f"{where}.id",
-                "lower-case letters, digits and hyphens (at most 40)",
+            difusor_id=_field(
+                raw, "id", where, _DIFUSOR_ID, "lower-case letters, digits and hyphens (at most 40)"
             ),
             name=str(_get(raw, "name", where)),
-            account=_match(
-                str(_get(raw, "account", where)),
-                _ACCOUNT,
-                f"{where}.account",
-                "a 12-digit AWS account id",
+            account=_field(raw, "account", where, _ACCOUNT, "a 12-digit AWS account id"),
+            region=_field(raw, "region", where, _REGION, "an AWS region such as us-west-2"),
+            institute_account=_field(
+                raw, "institute_account", where, _ACCOUNT, "a 12-digit AWS account id"
             ),
-            region=_match(
-                _get(raw, "region", where),
-                _REGION,
-                f"{where}.region",
-                "an AWS region such as us-west-2",
-            ),
-            institute_account=_match(
-                str(_get(raw, "institute_account", where)),
-                _ACCOUNT,
-                f"{where}.institute_account",
-                "a 12-digit AWS account id",
-            ),
-            external_id=_match(
-                _get(raw, "external_id", where),
-                _EXTERNAL_ID,
-                f"{where}.external_id",
-                "16+ characters the institute sent",
+            external_id=_field(
+                raw, "external_id", where, _EXTERNAL_ID, "16+ characters the institute sent"
             ),
             origin_bucket=str(_get(raw, "origin_bucket", where)),
             domain_name=domain,

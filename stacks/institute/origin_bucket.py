@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.access_log_bucket import access_log_bucket
 from stacks.config import InstituteConfig
 
 # What difusores' delivery roles read from the origin: CopyObject needs read on the source
@@ -23,22 +24,7 @@ def origin_bucket_name(config: InstituteConfig) -> str:
 class OriginBucket(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: InstituteConfig) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        Validations.of(self.access_logs).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-S1",
-                reason="This is the access-log bucket itself; logging it would loop.",
-            )
-        )
+        self.access_logs = access_log_bucket(self, "AccessLogs")
         self.bucket = s3.Bucket(
             self,
             "Bucket",
