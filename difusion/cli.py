@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from difusion.errors import PackageRejected
+from difusion.errors import PackageRejected, RejectionCode
 
 EXIT_OK = 0
 EXIT_REJECTED = 3
@@ -191,7 +191,7 @@ def _check(args: argparse.Namespace) -> int:
             name = parse_package_name(package.name, args.time_zone)
             if name.election != args.election:
                 raise PackageRejected(
-                    _code("wrong_election"),
+                    RejectionCode.WRONG_ELECTION,
                     f"package is for election {name.election}, not {args.election}",
                 )
             with package.open("rb") as stream:
@@ -224,12 +224,6 @@ def _check(args: argparse.Namespace) -> int:
             )
             print(f"{r['package']}: {r['status']} — {detail}")
     return EXIT_OK if all(r["status"] == "valid" for r in results) else EXIT_REJECTED
-
-
-def _code(value: str) -> Any:
-    from difusion.errors import RejectionCode
-
-    return RejectionCode(value)
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@ from typing import Any, TextIO
 
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
+from difusion.manifest import Manifest
 from difusion.package_name import snapshot_id_of
+from difusion.publication import MANIFEST_PATH
 from difusion.signing import SecretKey
 
 
@@ -89,9 +91,6 @@ def run_package(pipeline: LocalPipeline, package: Path) -> PackageOutcome:
 
 def published_summary(pipeline: LocalPipeline) -> list[dict[str, Any]]:
     """What each difusor publishes now, read from its own bucket."""
-    from difusion.manifest import Manifest
-    from difusion.publication import MANIFEST_PATH
-
     summary = []
     for difusor in pipeline.deployment.difusores:
         objects = pipeline.site_objects(difusor.difusor_id)
