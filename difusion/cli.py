@@ -6,6 +6,8 @@
     difusion submit PACKAGE --bucket B          upload a package to the origin's incoming/
     difusion difusor register --table T ...     add or update a difusor in the registry
     difusion difusor list --table T
+    difusion difusor reinstate ID --reason R    end a suspension; redeliver everything to it
+    difusion monitor period                     run one period of the continuity monitor now
     difusion ledger --table T --election E      snapshots and deliveries as recorded
     difusion window start --state-machine ARN   start the window's timer (from the config)
     difusion window status|close --table T ...  the window's state; close it early
@@ -93,6 +95,20 @@ def _parser() -> argparse.ArgumentParser:
         register.add_argument(f"--{field}")
     register.add_argument("--status", default="active", choices=["active", "suspended", "retired"])
     register.set_defaults(run=_difusor_register)
+    reinstate = difusor.add_parser(
+        "reinstate", help="reinstate a suspended difusor and redeliver the current snapshot"
+    )
+    reinstate.add_argument("difusor_id")
+    reinstate.add_argument("--reason", required=True, help="recorded in the incident")
+    _institute_arguments(reinstate)
+    reinstate.set_defaults(run=_difusor_reinstate)
+
+    monitor = commands.add_parser("monitor", help="the continuity monitor").add_subparsers()
+    period = monitor.add_parser("period", help="run one period now (as the schedule does)")
+    _institute_arguments(period)
+    period.add_argument("--json", action="store_true")
+    period.set_defaults(run=_monitor_period)
+
     listing = difusor.add_parser("list", help="list registered difusores")
     listing.add_argument("--table", required=True)
     listing.set_defaults(run=_difusor_list)
@@ -142,6 +158,84 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--cuts", type=int)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _institute_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        required=True,
+        help="the JSON `cdk deploy --outputs-file` wrote for the institute stack",
+    )
+    parser.add_argument("--config", type=Path, default=Path("config/institute.json"))
+
+
+def _monitor_settings(args: argparse.Namespace) -> Any:
+    """The monitor function's settings, from the deployed stack's outputs and its config."""
+    from difusion.settings import MonitorSettings
+    from stacks.config import InstituteConfig, load_json
+
+    config = InstituteConfig.from_json(load_json(args.config))
+    raw = json.loads(args.outputs.read_text())
+    outputs: dict[str, str] = {}
+    for value in [v for v in raw.values() if isinstance(v, dict)] or [raw]:
+        outputs.update(value)
+    names = {
+        "ORIGIN_BUCKET": "OriginBucketName",
+        "LEDGER_TABLE": "LedgerTableName",
+        "REGISTRY_TABLE": "RegistryTableName",
+        "IDEMPOTENCY_TABLE": "IdempotencyTableName",
+        "DELIVERY_QUEUE_URL": "DeliveryQueueUrl",
+    }
+    missing = [output for output in names.values() if output not in outputs]
+    if missing:
+        raise SystemExit(f"error: {args.outputs} lacks {', '.join(missing)}")
+    env = {
+        **{variable: outputs[output] for variable, output in names.items()},
+        "ELECTION_ID": config.election_id,
+        "ELECTION_TIME_ZONE": config.time_zone,
+        "WINDOW_OPENING": config.window.opening.isoformat(),
+        "WINDOW_CLOSING": config.window.closing.isoformat(),
+        "WINDOW_GRACE_SECONDS": str(config.grace_seconds),
+        **config.monitor.environment(),
+    }
+    return MonitorSettings.from_env(env)
+
+
+def _difusor_reinstate(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import continuity_service
+    from difusion.adapters.registry import StatusUnchanged, UnknownDifusor
+
+    service = continuity_service(_monitor_settings(args))
+    try:
+        request = service.reinstate(args.difusor_id, args.reason)
+    except (StatusUnchanged, UnknownDifusor) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    what = (
+        f"full redelivery of {request.snapshot_id} requested ({request.reason})"
+        if request
+        else "nothing accepted yet: it gets the next snapshot"
+    )
+    print(f"{args.difusor_id}: reinstated — {what}")
+    return EXIT_OK
+
+
+def _monitor_period(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import continuity_service
+
+    report = continuity_service(_monitor_settings(args)).run_period()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(f"period {report.period}, window {report.window}")
+        for check in report.checks:
+            print(f"  {check.difusor_id:24} {check.outcome:15} {check.detail}")
+        for action in report.actions:
+            print(f"  action: {action}")
+        if report.finalized:
+            print(f"  closing record: {report.finalized['record_key']}")
+    return EXIT_OK
 
 
 # --- keys ------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class Difusor:
     external_id: str
     public_url: str
     status: DifusorStatus = DifusorStatus.ACTIVE
+    status_reason: str = ""  # why it is suspended, for the public list and the record
+    status_since: str = ""
 
     def to_item(self) -> dict[str, Any]:
         item = asdict(self)
@@ -74,6 +76,12 @@ class SignRequest:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
 
 
+class DeliveryScope(StrEnum):
+    DELTA = "delta"  # copy what changed since what the difusor publishes
+    FULL = "full"  # copy everything and remove anything else (reinstatement)
+    REPAIR = "repair"  # copy again the named files (an integrity incident)
+
+
 @dataclass(frozen=True)
 class DeliveryRequest:
     """Sign → replicate: deliver this signed snapshot to this difusor."""
@@ -88,10 +96,23 @@ class DeliveryRequest:
     # Why this delivery exists: "accepted", "release:<timer execution>", ... The same
     # snapshot may be delivered again for a new reason; never twice for the same one.
     reason: str = "accepted"
+    scope: DeliveryScope = DeliveryScope.DELTA
+    paths: tuple[str, ...] = ()  # the files a repair copies again
+
+    @property
+    def is_redelivery(self) -> bool:
+        """A full or repair delivery may rewrite the sequence the difusor already has."""
+        return self.scope is not DeliveryScope.DELTA
 
     @classmethod
     def for_head(
-        cls, election: str, difusor_id: str, head: Head, reason: str = "accepted"
+        cls,
+        election: str,
+        difusor_id: str,
+        head: Head,
+        reason: str = "accepted",
+        scope: DeliveryScope = DeliveryScope.DELTA,
+        paths: tuple[str, ...] = (),
     ) -> DeliveryRequest:
         """Deliver the snapshot at ``head`` to ``difusor_id``."""
         return cls(
@@ -103,15 +124,22 @@ class DeliveryRequest:
             manifest_sha256=head.manifest_sha256,
             cut_time=head.cut_time,
             reason=reason,
+            scope=scope,
+            paths=paths,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["scope"] = str(self.scope)
+        data["paths"] = list(self.paths)
+        return data
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DeliveryRequest:
         values = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         values["sequence"] = int(values["sequence"])
+        values["scope"] = DeliveryScope(values.get("scope", DeliveryScope.DELTA))
+        values["paths"] = tuple(values.get("paths", ()))
         return cls(**values)
 
 

@@ -10,6 +10,7 @@ removals last.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -72,6 +73,23 @@ class PublicationPlan:
     @property
     def bytes_copied(self) -> int:
         return sum(step.size for step in self.copies)
+
+    def only(self, paths: Iterable[str]) -> PublicationPlan:
+        """The copies of ``paths`` and the signed manifest again; no removals (a repair)."""
+        wanted = set(paths)
+        tiers = tuple(
+            kept
+            for tier in self.tiers
+            if (
+                kept := tuple(s for s in tier if s.tier is Tier.SIGNED_MANIFEST or s.path in wanted)
+            )
+        )
+        return PublicationPlan(tiers=tiers, deletions=())
+
+    def removing_all_but_planned(self, present: Iterable[str]) -> PublicationPlan:
+        """Remove every key in ``present`` this plan does not write (a full redelivery)."""
+        planned = {step.path for step in self.copies}
+        return PublicationPlan(tiers=self.tiers, deletions=tuple(sorted(set(present) - planned)))
 
 
 def plan_publication(

@@ -138,3 +138,37 @@ class ReplicateSettings(CommonSettings):
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
             window=_window(env),
         )
+
+
+@dataclass(frozen=True)
+class MonitorSettings(CommonSettings):
+    registry_table: str
+    delivery_queue_url: str
+    window: PublicationWindow
+    period_seconds: int
+    sample_size: int
+    suspend_after: int
+    upstream_stall_seconds: int
+    retention_days: int
+    institute_name: str
+    difusores_list_url: str
+    http_timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
+        return cls(
+            **cls.common_from_env(env),
+            registry_table=_required(env, "REGISTRY_TABLE"),
+            delivery_queue_url=_required(env, "DELIVERY_QUEUE_URL"),
+            window=_window(env),
+            period_seconds=_int(env, "MONITOR_PERIOD_SECONDS", 900),
+            sample_size=_int(env, "MONITOR_SAMPLE_SIZE", 32, minimum=0),
+            suspend_after=_int(env, "MONITOR_SUSPEND_AFTER", 3),
+            upstream_stall_seconds=_int(env, "UPSTREAM_STALL_SECONDS", 1200),
+            retention_days=_int(env, "RETENTION_DAYS", 3650),
+            institute_name=env.get(
+                "INSTITUTE_NAME", "Instituto Estatal Electoral de Baja California Sur"
+            ),
+            difusores_list_url=_required(env, "DIFUSORES_LIST_URL"),
+            http_timeout_seconds=_int(env, "MONITOR_HTTP_TIMEOUT_SECONDS", 10),
+        )

@@ -34,6 +34,7 @@ class WindowRecord:
     state: WindowState = WindowState.BEFORE_OPENING
     closed_at: datetime | None = None
     closed_early: bool = False
+    opened_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,60 @@ class PublicationWindow:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """The continuity monitor and the close: how often, how much, for how long."""
+
+    institute_name: str = "Instituto Estatal Electoral de Baja California Sur"
+    difusores_list_url: str = "https://prep.example.org/difusores.html"
+    period_minutes: int = 15
+    sample_size: int = 32
+    suspend_after_periods: int = 3
+    upstream_stall_minutes: int = 20
+    retention_days: int = 3650
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> MonitorConfig:
+        where = "institute.monitor"
+        defaults = cls()
+        ranges = {
+            "period_minutes": (1, 60),
+            "sample_size": (0, 10_000),
+            "suspend_after_periods": (1, 10),
+            "upstream_stall_minutes": (5, 120),
+            "retention_days": (1, 36_500),
+        }
+        values: dict[str, Any] = {}
+        for key, (low, high) in ranges.items():
+            value = raw.get(key, getattr(defaults, key))
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ConfigError(f"{where}.{key} must be an integer {low}..{high}, got {value!r}")
+            values[key] = value
+        url = str(raw.get("difusores_list_url", defaults.difusores_list_url))
+        if not url.startswith("https://"):
+            raise ConfigError(f"{where}.difusores_list_url must be an https URL, got {url!r}")
+        unknown = set(raw) - set(ranges) - {"difusores_list_url", "institute_name"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+        return cls(
+            institute_name=str(raw.get("institute_name", defaults.institute_name)),
+            difusores_list_url=url,
+            **values,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The monitor function's settings (``difusion.settings.MonitorSettings``)."""
+        return {
+            "INSTITUTE_NAME": self.institute_name,
+            "DIFUSORES_LIST_URL": self.difusores_list_url,
+            "MONITOR_PERIOD_SECONDS": str(self.period_minutes * 60),
+            "MONITOR_SAMPLE_SIZE": str(self.sample_size),
+            "MONITOR_SUSPEND_AFTER": str(self.suspend_after_periods),
+            "UPSTREAM_STALL_SECONDS": str(self.upstream_stall_minutes * 60),
+            "RETENTION_DAYS": str(self.retention_days),
+        }
+
+
+@dataclass(frozen=True)
 class InstituteConfig:
     account: str
     region: str
@@ -80,6 +134,7 @@ class InstituteConfig:
     grace_seconds: int = 900
     delivery_max_attempts: int = 5
     archive_limits: dict[str, int] = field(default_factory=dict)
+    monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> InstituteConfig:
@@ -145,6 +200,7 @@ class InstituteConfig:
             grace_seconds=grace * 60,
             delivery_max_attempts=attempts,
             archive_limits=dict(limits),
+            monitor=MonitorConfig.from_json(raw.get("monitor", {})),
         )
 
     @property

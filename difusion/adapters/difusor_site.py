@@ -83,6 +83,21 @@ class DifusorSite:
         else:
             self._s3.copy(source, self.difusor.bucket, key, ExtraArgs=extra)
 
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._s3.put_object(
+            Bucket=self.difusor.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            CacheControl=CACHE_CONTROL,
+        )
+
+    def list_keys(self) -> list[str]:
+        keys: list[str] = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.difusor.bucket):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
     def delete(self, keys: Sequence[str]) -> int:
         deleted = 0
         for start in range(0, len(keys), _DELETE_BATCH):

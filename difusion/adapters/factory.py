@@ -7,7 +7,7 @@ code is the same either way.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -18,12 +18,19 @@ from difusion.adapters.difusor_site import DifusorSites
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import OriginStore
+from difusion.adapters.public_site import HttpSiteReader
 from difusion.adapters.queues import DeliveryQueue, SignQueue
 from difusion.adapters.registry import DifusorRegistry
+from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.services.ingest import IngestService
 from difusion.services.replicate import ReplicateService
 from difusion.services.sign import SignService
-from difusion.settings import IngestSettings, ReplicateSettings, SignSettings
+from difusion.settings import (
+    IngestSettings,
+    MonitorSettings,
+    ReplicateSettings,
+    SignSettings,
+)
 
 LEASE_SECONDS = 15 * 60  # a delivery never outlives the function's maximum timeout
 
@@ -76,5 +83,29 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=LEASE_SECONDS,
+        clock=utc_now,
+    )
+
+
+@lru_cache(maxsize=4)
+def continuity_service(settings: MonitorSettings) -> ContinuityService:
+    return ContinuityService(
+        OriginStore(client("s3"), settings.origin_bucket),
+        Ledger(dynamodb(), settings.ledger_table, settings.election),
+        DifusorRegistry(dynamodb(), settings.registry_table),
+        DifusorSites(client("sts"), f"difusion-monitor-{settings.election}", 4),
+        HttpSiteReader(settings.http_timeout_seconds),
+        DeliveryQueue(client("sqs"), settings.delivery_queue_url),
+        window=settings.window,
+        policy=MonitorPolicy(
+            period=timedelta(seconds=settings.period_seconds),
+            sample_size=settings.sample_size,
+            suspend_after=settings.suspend_after,
+            upstream_stall=timedelta(seconds=settings.upstream_stall_seconds),
+            retention=timedelta(days=settings.retention_days),
+            institute=settings.institute_name,
+            time_zone=settings.time_zone,
+            list_url=settings.difusores_list_url,
+        ),
         clock=utc_now,
     )

@@ -8,6 +8,10 @@ One table, partitioned by election so drills never mix with the official night::
                          sk = DELIVERY#<snapshot_id>#<difusor_id>
                          sk = PUBLISHED#<difusor_id>        what that difusor publishes now
                          sk = WINDOW                        the publication window's state
+                         sk = MONITOR#<difusor_id>          the continuity monitor's memory
+                         sk = CHECK#<period>#<difusor_id>   one site check
+                         sk = INCIDENT#<period>#<subject>   an incident, from start to end
+                         sk = FINAL                         the closing record, written once
 
 Invariants are conditional writes, not read-then-write: the head only advances from the
 head the writer saw, and a difusor's published sequence only moves forward.
@@ -22,6 +26,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from difusion.continuity import MonitorState, SiteCheck
 from difusion.errors import RejectionCode
 from difusion.manifest import Manifest
 from difusion.models import (
@@ -51,8 +56,21 @@ class WindowNotOpen(Exception):
     """The window can only be closed early while it is open."""
 
 
+class PeriodAlreadyChecked(Exception):
+    """Another run of the monitor already recorded this period for this difusor."""
+
+
+class AlreadyFinalized(Exception):
+    """The closing record was already written."""
+
+
 def _iso(at: datetime) -> str:
     return at.isoformat()
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ISO time from the ledger (the timer writes ``...Z``)."""
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
 def _plain(value: Any) -> Any:
@@ -63,6 +81,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _forward_condition(request: DeliveryRequest) -> str:
+    """A difusor's published sequence only moves forward; a redelivery may rewrite it."""
+    if request.is_redelivery:
+        return "attribute_not_exists(#seq) OR #seq <= :seq"
+    return "attribute_not_exists(#seq) OR #seq < :seq"
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -159,7 +184,12 @@ class Ledger:
             )
 
     def record_validated(
-        self, draft: Manifest, object_key: str, draft_key: str, at: datetime
+        self,
+        draft: Manifest,
+        object_key: str,
+        draft_key: str,
+        at: datetime,
+        object_version: str = "",
     ) -> None:
         self._table.update_item(
             Key={"pk": self._pk, "sk": f"SNAPSHOT#{draft.snapshot_id}"},
@@ -167,7 +197,7 @@ class Ledger:
                 "SET #kind = :kind, snapshot_id = :sid, object_key = :key, cut_time = :cut, "
                 "package_sha256 = :psha, package_size = :psize, file_count = :count, "
                 "total_bytes = :bytes, draft_key = :draft, validated_at = :at, "
-                "#status = :validated"
+                "object_version = :version, #status = :validated"
             ),
             ConditionExpression="attribute_not_exists(pk) OR #status <> :accepted",
             ExpressionAttributeNames={"#status": "status", "#kind": "kind"},
@@ -181,6 +211,7 @@ class Ledger:
                 ":count": len(draft.files),
                 ":bytes": draft.total_bytes,
                 ":draft": draft_key,
+                ":version": object_version,
                 ":at": _iso(at),
                 ":validated": str(SnapshotStatus.VALIDATED),
                 ":accepted": str(SnapshotStatus.ACCEPTED),
@@ -287,13 +318,11 @@ class Ledger:
         )
         if item is None:
             return WindowRecord()
-        closed_at = item.get("closed_at")
         return WindowRecord(
             state=WindowState(str(item["state"])),
-            closed_at=datetime.fromisoformat(str(closed_at).replace("Z", "+00:00"))
-            if closed_at
-            else None,
+            closed_at=_moment(item.get("closed_at")),
             closed_early=bool(item.get("closed_early", False)),
+            opened_at=_moment(item.get("opened_at")),
         )
 
     def close_early(self, at: datetime, reason: str) -> None:
@@ -328,6 +357,165 @@ class Ledger:
             ExpressionAttributeValues={":at": _iso(at), ":reason": reason},
         )
 
+    # --- the continuity monitor -------------------------------------------------------
+
+    def monitor_state(self, subject: str) -> MonitorState:
+        item = self._table.get_item(
+            Key={"pk": self._pk, "sk": f"MONITOR#{subject}"}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return MonitorState()
+        return MonitorState(
+            consecutive_failures=int(item.get("consecutive_failures", 0)),
+            incident_id=str(item.get("incident_id", "")),
+            last_period=str(item.get("last_period", "")),
+        )
+
+    def record_check(
+        self, subject: str, period: str, check: SiteCheck, state: MonitorState, at: datetime
+    ) -> None:
+        """Record ``check`` and the monitor's new memory, once per period (a second run of
+        the same period raises :class:`PeriodAlreadyChecked`)."""
+        check_item = {
+            "pk": self._pk,
+            "sk": f"CHECK#{period}#{subject}",
+            "kind": "check",
+            "difusor_id": subject,
+            "period": period,
+            "outcome": str(check.outcome),
+            "detail": check.detail[:2000],
+            "served_sequence": check.served_sequence,
+            "served_snapshot_id": check.served_snapshot_id,
+            "files_checked": check.files_checked,
+            "altered_paths": list(check.altered_paths[:100]),
+            "checked_at": _iso(at),
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": self._pk, "sk": f"MONITOR#{subject}"},
+                            "UpdateExpression": (
+                                "SET #kind = :kind, difusor_id = :did, "
+                                "consecutive_failures = :failures, incident_id = :incident, "
+                                "last_period = :period, last_outcome = :outcome, "
+                                "last_checked_at = :at"
+                            ),
+                            "ConditionExpression": (
+                                "attribute_not_exists(last_period) OR last_period < :period"
+                            ),
+                            "ExpressionAttributeNames": {"#kind": "kind"},
+                            "ExpressionAttributeValues": {
+                                ":kind": "monitor",
+                                ":did": subject,
+                                ":failures": state.consecutive_failures,
+                                ":incident": state.incident_id,
+                                ":period": period,
+                                ":outcome": str(check.outcome),
+                                ":at": _iso(at),
+                            },
+                        }
+                    },
+                    {"Put": {"TableName": self.table_name, "Item": check_item}},
+                ]
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise PeriodAlreadyChecked(f"{subject} in {period}") from None
+            raise
+
+    def open_incident(
+        self, incident_id: str, subject: str, kind: str, cause: str, detail: str, at: datetime
+    ) -> None:
+        self._table.put_item(
+            Item={
+                "pk": self._pk,
+                "sk": f"INCIDENT#{incident_id}",
+                "kind": "incident",
+                "incident_id": incident_id,
+                "difusor_id": subject,
+                "incident_kind": kind,
+                "cause": cause,
+                "detail": detail[:2000],
+                "started_at": _iso(at),
+                "periods_failed": 0,
+                "causes": [],
+                "actions": [],
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def add_to_incident(
+        self,
+        incident_id: str,
+        *,
+        at: datetime,
+        cause: str | None = None,
+        action: str | None = None,
+        failed_period: bool = False,
+    ) -> None:
+        """Count a failed period, note a cause seen, or note an action taken."""
+        assignments = ["last_update_at = :at"]
+        values: dict[str, Any] = {":at": _iso(at)}
+        if failed_period:
+            assignments.append("periods_failed = periods_failed + :one")
+            values[":one"] = 1
+        if cause:
+            assignments.append("causes = list_append(causes, :cause)")
+            values[":cause"] = [cause]
+        if action:
+            assignments.append("actions = list_append(actions, :action)")
+            values[":action"] = [f"{_iso(at)} {action}"]
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"INCIDENT#{incident_id}"},
+            UpdateExpression="SET " + ", ".join(assignments),
+            ExpressionAttributeValues=values,
+        )
+
+    def close_incident(self, incident_id: str, at: datetime, resolution: str) -> None:
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"INCIDENT#{incident_id}"},
+            UpdateExpression="SET ended_at = :at, resolution = :resolution",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(ended_at)",
+            ExpressionAttributeValues={":at": _iso(at), ":resolution": resolution},
+        )
+
+    def clear_monitor(self, subject: str) -> None:
+        """Forget the consecutive failures (on reinstatement: counting starts again)."""
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"MONITOR#{subject}"},
+            UpdateExpression="SET consecutive_failures = :zero, incident_id = :none",
+            ExpressionAttributeValues={":zero": 0, ":none": ""},
+        )
+
+    # --- the closing record -----------------------------------------------------------
+
+    def finalized(self) -> dict[str, Any] | None:
+        item = self._table.get_item(Key={"pk": self._pk, "sk": "FINAL"}, ConsistentRead=True).get(
+            "Item"
+        )
+        return None if item is None else _plain(item)
+
+    def record_final(self, record: dict[str, Any], at: datetime) -> None:
+        """Note that the closing record was written; only once."""
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": self._pk,
+                    "sk": "FINAL",
+                    "kind": "final",
+                    **record,
+                    "finalized_at": _iso(at),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise AlreadyFinalized(self.election) from None
+            raise
+
     # --- deliveries ------------------------------------------------------------------
 
     def published(self, difusor_id: str) -> PublishedState | None:
@@ -350,6 +538,7 @@ class Ledger:
         or a newer one, and :class:`DifusorBusy` when another delivery holds the lease.
         """
         epoch = int(now.timestamp())
+        forward = _forward_condition(request)
         try:
             self._table.update_item(
                 Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
@@ -358,7 +547,7 @@ class Ledger:
                     "lease_until = :until"
                 ),
                 ConditionExpression=(
-                    "(attribute_not_exists(#seq) OR #seq < :seq) AND "
+                    f"({forward}) AND "
                     "(attribute_not_exists(lease_until) OR lease_until < :now "
                     "OR lease_sequence = :seq)"
                 ),
@@ -375,7 +564,10 @@ class Ledger:
             if not _is_condition_failure(exc):
                 raise
             state = self.published(request.difusor_id)
-            if state is not None and state.sequence >= request.sequence:
+            if state is not None and (
+                state.sequence > request.sequence
+                or (state.sequence == request.sequence and not request.is_redelivery)
+            ):
                 raise AlreadyPublished(request.difusor_id) from None
             raise DifusorBusy(request.difusor_id) from None
 
@@ -402,6 +594,12 @@ class Ledger:
             ":at": _iso(at),
         }
         delivery_values = {
+            ":kind": "delivery",
+            ":did": request.difusor_id,
+            ":sid": request.snapshot_id,
+            ":seq": request.sequence,
+            ":reason": request.reason,
+            ":scope": str(request.scope),
             ":status": str(DeliveryStatus.DELIVERED),
             ":copied": outcome.objects_copied,
             ":deleted": outcome.objects_deleted,
@@ -422,7 +620,7 @@ class Ledger:
                                 "manifest_sha256 = :msha, published_at = :at "
                                 "REMOVE lease_sequence, lease_until"
                             ),
-                            "ConditionExpression": "attribute_not_exists(#seq) OR #seq < :seq",
+                            "ConditionExpression": _forward_condition(request),
                             "ExpressionAttributeNames": {"#seq": "sequence", "#kind": "kind"},
                             "ExpressionAttributeValues": published_values,
                         }
@@ -432,11 +630,17 @@ class Ledger:
                             "TableName": self.table_name,
                             "Key": self._delivery_key(request),
                             "UpdateExpression": (
-                                "SET #status = :status, objects_copied = :copied, "
+                                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, "
+                                "#seq = :seq, reason = :reason, delivery_scope = :scope, "
+                                "#status = :status, objects_copied = :copied, "
                                 "objects_deleted = :deleted, bytes_copied = :bytes, "
                                 "invalidation_id = :inv, finished_at = :at REMOVE last_error"
                             ),
-                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeNames": {
+                                "#status": "status",
+                                "#seq": "sequence",
+                                "#kind": "kind",
+                            },
                             "ExpressionAttributeValues": delivery_values,
                         }
                     },
@@ -515,7 +719,7 @@ class Ledger:
             Key=self._delivery_key(request),
             UpdateExpression=(
                 "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
-                f"#status = :status, {assignments}"
+                f"reason = :reason, delivery_scope = :scope, #status = :status, {assignments}"
             ),
             ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
             ExpressionAttributeValues={
@@ -523,6 +727,8 @@ class Ledger:
                 ":did": request.difusor_id,
                 ":sid": request.snapshot_id,
                 ":seq": request.sequence,
+                ":reason": request.reason,
+                ":scope": str(request.scope),
                 ":status": str(status),
                 **values,
             },
@@ -530,4 +736,7 @@ class Ledger:
         )
 
     def _delivery_key(self, request: DeliveryRequest) -> dict[str, str]:
-        return {"pk": self._pk, "sk": f"DELIVERY#{request.snapshot_id}#{request.difusor_id}"}
+        sk = f"DELIVERY#{request.snapshot_id}#{request.difusor_id}"
+        if request.is_redelivery:  # its own record: the first delivery's stays as it was
+            sk += f"#{request.reason}"
+        return {"pk": self._pk, "sk": sk}

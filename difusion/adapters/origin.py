@@ -7,11 +7,14 @@ Layout::
     drafts/<snapshot_id>.<sha>.json          ingest's manifest draft, before signing
     manifests/<sequence>_<snapshot_id>.json  every accepted manifest (+ ``.minisig``)
     keys/prep.pub                            the public key the manifests verify with
+    public/difusores.{json,html}             the public list of difusores oficiales
+    closing/<election>/registro-de-cierre.*  the closing record, under retention
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 from botocore.exceptions import ClientError
@@ -19,6 +22,8 @@ from botocore.exceptions import ClientError
 INCOMING_PREFIX = "incoming/"
 STAGED_PREFIX = "objects/sha256/"
 PUBLIC_KEY_KEY = "keys/prep.pub"
+PUBLIC_PREFIX = "public/"  # what the institute's own portal publishes (the difusores list)
+CLOSING_PREFIX = "closing/"
 _DOWNLOAD_CHUNK = 1024 * 1024
 
 
@@ -93,3 +98,18 @@ class OriginStore:
 
     def size_of(self, key: str) -> int:
         return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+
+    def retain(self, key: str, until: datetime, version_id: str = "") -> str:
+        """Put ``key`` (that version, or the current one) under compliance-mode Object Lock
+        until ``until``: no one can delete or overwrite that version before then. Returns
+        the version locked."""
+        version = version_id or str(
+            self._s3.head_object(Bucket=self.bucket, Key=key).get("VersionId", "")
+        )
+        self._s3.put_object_retention(
+            Bucket=self.bucket,
+            Key=key,
+            **({"VersionId": version} if version else {}),
+            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
+        )
+        return version

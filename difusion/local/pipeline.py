@@ -11,7 +11,10 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,8 +25,8 @@ from difusion.adapters import factory
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
 from difusion.adapters.registry import DifusorRegistry
-from difusion.local.dispatcher import LocalDispatcher, Route
-from difusion.local.emulator import LocalEmulator
+from difusion.local.dispatcher import LambdaContext, LocalDispatcher, Route
+from difusion.local.emulator import REGION, LocalEmulator
 from difusion.local.provision import (
     DEMO_DIFUSORES,
     DifusorAccount,
@@ -31,6 +34,7 @@ from difusion.local.provision import (
     account_session,
     provision,
 )
+from difusion.local.sites import LocalSites
 from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
@@ -40,7 +44,9 @@ HANDLERS = {
     "ingest": "lambdas.ingest.handler",
     "sign": "lambdas.sign.handler",
     "replicate": "lambdas.replicate.handler",
+    "monitor": "lambdas.monitor.handler",
 }
+PORTAL = "institute"  # the institute's own portal: the public list of difusores
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class PipelineOptions:
     visibility_timeout: int = 10
     max_attempts: int = 3
     window: PublicationWindow | None = None  # None: open from the start, for a day
+    monitor_period_seconds: int = 1  # 15 min on election night; seconds when accelerated
+    monitor_sample_size: int = 0  # 0: every file
     extra_environment: tuple[tuple[str, str], ...] = ()
 
 
@@ -68,6 +76,8 @@ class LocalPipeline:
         self.secret_key = secret_key
         self.options = options or PipelineOptions()
         self._log_stream = log_stream
+        self.sites = LocalSites()
+        self._last_period = 0.0
         self.deployment: LocalDeployment = self._provision()
 
     def _provision(self) -> LocalDeployment:
@@ -81,10 +91,25 @@ class LocalPipeline:
             visibility_timeout=self.options.visibility_timeout,
             max_attempts=self.options.max_attempts,
         )
+        deployment = self._serve_sites(deployment)
         os.environ.update(deployment.function_environment())
+        os.environ.update(
+            {
+                "DIFUSORES_LIST_URL": f"{self.sites[PORTAL].url}/difusores.html",
+                "MONITOR_PERIOD_SECONDS": str(self.options.monitor_period_seconds),
+                "MONITOR_SAMPLE_SIZE": str(self.options.monitor_sample_size),
+                "MONITOR_HTTP_TIMEOUT_SECONDS": "3",
+                "RETENTION_DAYS": "1",
+            }
+        )
         os.environ.update(dict(self.options.extra_environment))
         # Services are cached per execution environment; a fresh deployment is a fresh one.
-        for build in (factory.ingest_service, factory.sign_service, factory.replicate_service):
+        for build in (
+            factory.ingest_service,
+            factory.sign_service,
+            factory.replicate_service,
+            factory.continuity_service,
+        ):
             build.cache_clear()
         # A fresh deployment is a cold start: each handler module runs again with the new
         # environment (settings, idempotency store, powertools objects).
@@ -95,6 +120,7 @@ class LocalPipeline:
             for name, path in HANDLERS.items()
         }
         self._route_logs(modules["ingest"].logger)
+        self._monitor = modules["monitor"].handler
         sqs = boto3.session.Session().client("sqs")
         self.dispatcher = LocalDispatcher(
             sqs,
@@ -130,10 +156,56 @@ class LocalPipeline:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(self._log_stream)
 
+    def _serve_sites(self, deployment: LocalDeployment) -> LocalDeployment:
+        """Serve each difusor's bucket (and the institute's portal) on loopback, and register
+        those addresses as the difusores' public URLs."""
+        self.sites.close()
+        self.sites.serve(
+            PORTAL, boto3.session.Session().client("s3"), deployment.origin_bucket, "public/"
+        )
+        registry = DifusorRegistry(
+            boto3.session.Session().resource("dynamodb"), deployment.registry_table
+        )
+        served = []
+        for difusor in deployment.difusores:
+            s3 = account_session(difusor.account_id).client("s3")
+            site = self.sites.serve(difusor.difusor_id, s3, difusor.bucket)
+            difusor = replace(difusor, public_url=site.url)
+            registry.put(difusor)
+            served.append(difusor)
+        return replace(deployment, difusores=tuple(served))
+
     def reset(self) -> None:
         """Forget everything and provision again (between tests)."""
+        self.sites.close()
         self.emulator.reset()
         self.deployment = self._provision()
+
+    def close(self) -> None:
+        self.sites.close()
+
+    def run_monitor_period(self) -> dict[str, Any]:
+        """One update period of the continuity monitor, as its schedule would invoke it.
+
+        Waits for the next period to begin if one already ran in the current period."""
+        period = self.options.monitor_period_seconds
+        next_start = (self._last_period // period + 1) * period if self._last_period else 0.0
+        time.sleep(max(next_start - time.time(), 0.0))
+        self._last_period = time.time()
+        now = datetime.now(UTC)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/difusion-monitor"],
+            "detail": {},
+        }
+        result: dict[str, Any] = self._monitor(event, LambdaContext("difusion-monitor"))
+        return result
 
     # --- acting --------------------------------------------------------------------
 

@@ -68,6 +68,21 @@ class LocalDeployment:
     timer_execution_arn: str
     difusores: tuple[Difusor, ...] = field(default_factory=tuple)
 
+    def outputs(self) -> dict[str, dict[str, str]]:
+        """What ``cdk deploy --outputs-file`` writes for the institute stack."""
+        return {
+            "DifusionInstitute": {
+                "OriginBucketName": self.origin_bucket,
+                "PublisherRoleArn": self.publisher_role_arn,
+                "LedgerTableName": self.ledger_table,
+                "RegistryTableName": self.registry_table,
+                "IdempotencyTableName": self.idempotency_table,
+                "DeliveryQueueUrl": self.delivery_queue_url,
+                "SigningSecretName": self.signing_secret_id,
+                "WindowTimerArn": self.timer_arn,
+            }
+        }
+
     def function_environment(self) -> dict[str, str]:
         return {
             "WINDOW_OPENING": self.window.opening.isoformat(),
@@ -114,7 +129,9 @@ def provision(
         now = datetime.now().astimezone()
         window = PublicationWindow(now - timedelta(seconds=1), now + timedelta(days=1))
     s3 = session.client("s3")
-    s3.create_bucket(Bucket=origin_bucket)
+    # Object Lock (and so versioning) from creation, as the stack creates it: the final
+    # publication and the closing record are put under retention at the close.
+    s3.create_bucket(Bucket=origin_bucket, ObjectLockEnabledForBucket=True)
     s3.put_bucket_versioning(Bucket=origin_bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=origin_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}

@@ -53,12 +53,16 @@ def embedded_pipeline(
         open(work_dir / "logs.jsonl", "w", encoding="utf-8") as log,
         LocalEmulator(log_path=work_dir / "emulator.log") as emulator,
     ):
-        yield LocalPipeline(
+        pipeline = LocalPipeline(
             emulator,
             secret_key or SecretKey.generate(),
             options or PipelineOptions(),
             log_stream=log,
         )
+        try:
+            yield pipeline
+        finally:
+            pipeline.close()
 
 
 def run_package(pipeline: LocalPipeline, package: Path) -> PackageOutcome:

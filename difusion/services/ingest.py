@@ -87,7 +87,7 @@ class IngestService:
         )
         key = draft_key(name.snapshot_id, package_sha256)
         self._origin.put_bytes(key, draft.canonical_bytes(), "application/json")
-        self._ledger.record_validated(draft, object_key, key, now)
+        self._ledger.record_validated(draft, object_key, key, now, object_version=version_id)
         self._sign_queue.send(
             SignRequest(
                 election=name.election,

@@ -17,6 +17,7 @@ from difusion.manifest import Manifest, sha256_hex
 from difusion.models import (
     DeliveryOutcome,
     DeliveryRequest,
+    DeliveryScope,
     DeliveryStatus,
     DifusorStatus,
 )
@@ -150,8 +151,13 @@ class ReplicateService:
         # Never publish a manifest that does not verify, whatever put it in the origin.
         verify(manifest_bytes, signature.decode("utf-8"), PublicKey.from_text(public_key.decode()))
         target = Manifest.from_bytes(manifest_bytes)
-        state = self._ledger.published(request.difusor_id)
-        current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key)) if state else None
+        current = None
+        if request.scope is DeliveryScope.DELTA:
+            state = self._ledger.published(request.difusor_id)
+            if state is not None:
+                current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key))
+        # A full or repair delivery trusts nothing in the difusor's bucket: it copies from
+        # scratch (only the named files, for a repair) instead of from what should be there.
         plan = plan_publication(
             target,
             current,
@@ -159,6 +165,10 @@ class ReplicateService:
             signature_bytes=len(signature),
             public_key_bytes=len(public_key),
         )
+        if request.scope is DeliveryScope.REPAIR:
+            plan = plan.only(request.paths)
+        elif request.scope is DeliveryScope.FULL:
+            plan = plan.removing_all_but_planned(site.list_keys())
         sources = {
             SourceKind.MANIFEST: request.manifest_key,
             SourceKind.SIGNATURE: signature_key(request.manifest_key),

@@ -34,7 +34,9 @@ def secret_key() -> SecretKey:
 @pytest.fixture(scope="session")
 def _session_pipeline(emulator: LocalEmulator, secret_key: SecretKey, work_dir: Path):
     with open(work_dir / "logs.jsonl", "w", encoding="utf-8") as log:
-        yield LocalPipeline(emulator, secret_key, OPTIONS, log_stream=log), {"used": False}
+        pipeline = LocalPipeline(emulator, secret_key, OPTIONS, log_stream=log)
+        yield pipeline, {"used": False}
+        pipeline.close()
 
 
 @pytest.fixture

@@ -1,0 +1,287 @@
+"""The closing record: the facts the *acta circunstanciada* of the night needs (RE art. 353).
+
+Built from the ledger alone, once the window has closed and its grace period has passed:
+when the window opened and closed, every snapshot published with its cut time and manifest
+hash, the final snapshot, and per difusor its deliveries and incidents. Rendered as JSON for
+machines and as an HTML page, in Spanish, for the people who sign the acta.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from difusion.notice import local_time
+from difusion.window import PublicationWindow, WindowRecord
+
+FORMAT = "difusion-closing-record/1"
+
+
+def _at(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def final_snapshot(snapshots: Sequence[dict[str, Any]], closing: datetime) -> dict[str, Any] | None:
+    """The newest accepted snapshot cut at or before the close: the final publication."""
+    candidates = [
+        s
+        for s in snapshots
+        if s.get("status") == "accepted"
+        and s.get("cut_time")
+        and datetime.fromisoformat(str(s["cut_time"])) <= closing
+    ]
+    return max(candidates, key=lambda s: int(s["sequence"]), default=None)
+
+
+def build_closing_record(
+    *,
+    election: str,
+    time_zone: str,
+    window: PublicationWindow,
+    record: WindowRecord,
+    close_reason: str,
+    snapshots: Sequence[dict[str, Any]],
+    rejections: Sequence[dict[str, Any]],
+    deliveries: Sequence[dict[str, Any]],
+    incidents: Sequence[dict[str, Any]],
+    checks: Sequence[dict[str, Any]],
+    difusores: Sequence[dict[str, Any]],
+    retained: Sequence[dict[str, Any]],
+    generated_at: datetime,
+) -> dict[str, Any]:
+    closing = window.closing_for(record)
+    opened = record.opened_at or window.opening
+    delivered = [d for d in deliveries if d.get("status") == "delivered"]
+    first_published: dict[str, str] = {}
+    for d in sorted(delivered, key=lambda d: str(d.get("finished_at", ""))):
+        first_published.setdefault(str(d["snapshot_id"]), str(d.get("finished_at", "")))
+    accepted = sorted(
+        (s for s in snapshots if s.get("status") == "accepted"), key=lambda s: int(s["sequence"])
+    )
+    published = [
+        {
+            "sequence": int(s["sequence"]),
+            "snapshot_id": s["snapshot_id"],
+            "cut_time": s["cut_time"],
+            "manifest_sha256": s["manifest_sha256"],
+            "package_sha256": s.get("package_sha256"),
+            "files": s.get("file_count"),
+            "accepted_at": s.get("accepted_at"),
+            "first_published_at": first_published.get(str(s["snapshot_id"])),
+        }
+        for s in accepted
+    ]
+    final = final_snapshot(snapshots, closing)
+    earliest_allowed = window.opening
+    latest_allowed = closing + window.grace
+    outside = [
+        d
+        for d in delivered
+        if (start := _at(d.get("started_at"))) is not None
+        and (start < earliest_allowed or (_at(d.get("finished_at")) or start) > latest_allowed)
+    ]
+    per_difusor = []
+    for difusor in difusores:
+        did = difusor["difusor_id"]
+        mine = [c for c in checks if c.get("difusor_id") == did]
+        per_difusor.append(
+            {
+                "difusor_id": did,
+                "name": difusor.get("name", ""),
+                "public_url": difusor.get("public_url", ""),
+                "status_at_close": difusor.get("status"),
+                "status_reason": difusor.get("status_reason") or None,
+                "deliveries": [
+                    {
+                        "snapshot_id": d["snapshot_id"],
+                        "sequence": d.get("sequence"),
+                        "reason": d.get("reason", "accepted"),
+                        "scope": d.get("delivery_scope", "delta"),
+                        "status": d.get("status"),
+                        "started_at": d.get("started_at"),
+                        "finished_at": d.get("finished_at"),
+                        "objects_copied": d.get("objects_copied"),
+                        "detail": d.get("detail") or d.get("last_error"),
+                    }
+                    for d in sorted(
+                        (d for d in deliveries if d.get("difusor_id") == did),
+                        key=lambda d: (int(d.get("sequence") or 0), str(d.get("reason", ""))),
+                    )
+                ],
+                "checks": {
+                    "periods": len(mine),
+                    "ok": sum(1 for c in mine if c.get("outcome") == "ok"),
+                    "failed": sum(1 for c in mine if c.get("outcome") != "ok"),
+                },
+                "incidents": [_incident(i) for i in incidents if i.get("difusor_id") == did],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "election": election,
+        "time_zone": time_zone,
+        "window": {
+            "configured_opening": window.opening.isoformat(),
+            "configured_closing": window.closing.isoformat(),
+            "grace_seconds": int(window.grace.total_seconds()),
+            "opened_at": opened.isoformat(),
+            "closed_at": closing.isoformat(),
+            "closed_early": record.closed_early,
+            "close_reason": close_reason or None,
+        },
+        "snapshots_published": published,
+        "final_snapshot": None
+        if final is None
+        else {
+            "sequence": int(final["sequence"]),
+            "snapshot_id": final["snapshot_id"],
+            "cut_time": final["cut_time"],
+            "manifest_sha256": final["manifest_sha256"],
+            "manifest_key": final.get("manifest_key"),
+        },
+        "rejections": [
+            {
+                "snapshot_id": r.get("snapshot_id"),
+                "code": r.get("rejection_code"),
+                "reason": r.get("rejection_reason"),
+                "at": r.get("rejected_at"),
+            }
+            for r in rejections
+        ],
+        "difusores": per_difusor,
+        "upstream_incidents": [
+            _incident(i) for i in incidents if i.get("difusor_id") == "upstream"
+        ],
+        "deliveries_outside_window": [
+            {"difusor_id": d["difusor_id"], "snapshot_id": d["snapshot_id"]} for d in outside
+        ],
+        "retained_in_origin": list(retained),
+        "generated_at": generated_at.isoformat(),
+    }
+
+
+def _incident(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "incident_id": item.get("incident_id"),
+        "kind": item.get("incident_kind"),
+        "cause": item.get("cause"),
+        "detail": item.get("detail"),
+        "started_at": item.get("started_at"),
+        "ended_at": item.get("ended_at"),
+        "periods_failed": item.get("periods_failed"),
+        "causes": item.get("causes", []),
+        "actions": item.get("actions", []),
+        "resolution": item.get("resolution"),
+    }
+
+
+def closing_record_json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, indent=2, sort_keys=False).encode("utf-8")
+
+
+_STATUS_ES = {
+    "delivered": "entregado",
+    "held": "retenido hasta la apertura",
+    "refused": "rechazado (fuera del periodo)",
+    "skipped": "omitido (difusor suspendido)",
+    "superseded": "sustituido por uno más reciente",
+    "failed": "fallido",
+    "retrying": "reintentando",
+    "in_progress": "en curso",
+}
+
+
+def render_closing_record_html(record: dict[str, Any]) -> str:
+    """The closing record as a page a person reads and signs (public text: Spanish)."""
+    tz = record["time_zone"]
+    window = record["window"]
+
+    def t(value: Any) -> str:
+        return html.escape(local_time(str(value), tz)) if value else "—"
+
+    def e(value: Any) -> str:
+        return html.escape("" if value is None else str(value))
+
+    rows = "\n".join(
+        f"<tr><td>{s['sequence']}</td><td>{e(s['snapshot_id'])}</td><td>{t(s['cut_time'])}</td>"
+        f"<td>{t(s['first_published_at'])}</td><td><code>{e(s['manifest_sha256'])}</code></td></tr>"
+        for s in record["snapshots_published"]
+    )
+    final = record["final_snapshot"]
+    final_text = (
+        f"{e(final['snapshot_id'])} (corte {t(final['cut_time'])}), manifiesto "
+        f"<code>{e(final['manifest_sha256'])}</code>"
+        if final
+        else "ninguno"
+    )
+    sections = []
+    for d in record["difusores"]:
+        deliveries = "\n".join(
+            f"<tr><td>{e(x['snapshot_id'])}</td><td>{e(x['reason'])}</td>"
+            f"<td>{e(_STATUS_ES.get(str(x['status']), x['status']))}</td>"
+            f"<td>{t(x['finished_at'])}</td></tr>"
+            for x in d["deliveries"]
+        )
+        incidents = (
+            "\n".join(
+                f"<li>{e(i['kind'])}: {e(i['cause'])} — inicio {t(i['started_at'])}, "
+                f"fin {t(i['ended_at'])}, periodos con falla {e(i['periods_failed'])}; "
+                f"acciones: {e('; '.join(i['actions']) or 'ninguna')}</li>"
+                for i in d["incidents"]
+            )
+            or "<li>Sin incidentes.</li>"
+        )
+        sections.append(
+            f"<h3>{e(d['name'])} ({e(d['difusor_id'])})</h3>"
+            f"<p>Estado al cierre: {e(d['status_at_close'])}. Verificaciones de continuidad: "
+            f"{d['checks']['periods']} ({d['checks']['ok']} correctas, "
+            f"{d['checks']['failed']} con falla).</p>"
+            f"<table><thead><tr><th>Corte</th><th>Motivo</th><th>Resultado</th>"
+            f"<th>Publicado</th></tr></thead><tbody>{deliveries}</tbody></table>"
+            f"<ul>{incidents}</ul>"
+        )
+    rejections = (
+        "\n".join(
+            f"<li>{e(r['snapshot_id'])}: {e(r['code'])} — {e(r['reason'])}</li>"
+            for r in record["rejections"]
+        )
+        or "<li>Ninguno.</li>"
+    )
+    outside = record["deliveries_outside_window"]
+    window_check = (
+        "Ninguna entrega se publicó antes de la apertura ni después del cierre."
+        if not outside
+        else f"ATENCIÓN: {len(outside)} entregas fuera del periodo de publicación."
+    )
+    early = (
+        " (cierre anticipado: " + e(window["close_reason"]) + ")" if window["closed_early"] else ""
+    )
+    return f"""<!doctype html>
+<html lang="es"><head><meta charset="utf-8">
+<title>PREP {e(record["election"])} — Registro de cierre</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse;width:100%;font-size:.9rem}}td,th{{border-bottom:1px solid #ddd;
+padding:.3rem;text-align:left}}code{{font-size:.75rem;word-break:break-all}}</style></head>
+<body><main>
+<h1>Registro de cierre del PREP — {e(record["election"])}</h1>
+<p>Hechos para el acta circunstanciada, tomados del registro de entregas del sistema de
+difusión. Horas en {e(tz)}.</p>
+<h2>Periodo de publicación</h2>
+<ul><li>Apertura: {t(window["opened_at"])} (configurada: {t(window["configured_opening"])})</li>
+<li>Cierre: {t(window["closed_at"])}{early}</li>
+<li>{e(window_check)}</li></ul>
+<h2>Cortes publicados</h2>
+<table><thead><tr><th>#</th><th>Corte</th><th>Hora de corte</th><th>Primera publicación</th>
+<th>SHA-256 del manifiesto</th></tr></thead><tbody>
+{rows}
+</tbody></table>
+<p><strong>Publicación final:</strong> {final_text}</p>
+<h2>Paquetes rechazados</h2><ul>{rejections}</ul>
+<h2>Difusores</h2>
+{"".join(sections)}
+<p>Generado el {t(record["generated_at"])}.</p>
+</main></body></html>
+"""

@@ -1,0 +1,139 @@
+"""Each difusor's site over HTTP on 127.0.0.1, the way its CloudFront distribution serves it.
+
+CloudFront with origin access control reads the difusor's bucket with its own permission and
+serves it to the public: ``/`` and ``/dir/`` are index pages, every response carries the
+object's ``Cache-Control`` (``no-cache``: revalidate every time), ``ETag`` and
+``Last-Modified``, and a conditional request whose ETag still matches gets ``304``. This
+does the same against the emulator's bucket, so the continuity monitor and the verifiers
+have a real web target. A site can be taken down (its port refuses connections) and
+brought back, to play an outage.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+S3ClientFactory = Callable[[], Any]
+
+
+@dataclass
+class _Origin:
+    s3: Any
+    bucket: str
+    prefix: str
+
+
+def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
+    class SiteHandler(BaseHTTPRequestHandler):
+        server_version = "difusion-local-cdn"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the emulator's log has the S3 side; keep the console quiet
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _serve(self, body: bool) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+            if path == "" or path.endswith("/"):
+                path += "index.html"
+            try:
+                obj = origin.s3.get_object(Bucket=origin.bucket, Key=origin.prefix + path)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = 404 if code in ("NoSuchKey", "404", "NoSuchBucket") else 502
+                self._reply(status, b"Not Found" if status == 404 else b"Bad Gateway", body)
+                return
+            data = obj["Body"].read()
+            etag = obj.get("ETag", "")
+            headers = {
+                "Content-Type": obj.get("ContentType", "application/octet-stream"),
+                "Cache-Control": obj.get("CacheControl", "no-cache"),
+                "ETag": etag,
+                "Last-Modified": obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
+                "X-Cache": "RefreshHit from local-cdn",
+            }
+            if etag and self.headers.get("If-None-Match") == etag:
+                self._reply(304, b"", False, headers)
+                return
+            self._reply(200, data, body, headers)
+
+        def _reply(
+            self, status: int, data: bytes, body: bool, headers: dict[str, str] | None = None
+        ) -> None:
+            self.send_response(status)
+            for name, value in (headers or {"Content-Type": "text/plain"}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)) if status != 304 else "0")
+            self.end_headers()
+            if body and status != 304:
+                self.wfile.write(data)
+
+    return SiteHandler
+
+
+class LocalSite:
+    """One site on one loopback port; the port stays the same across take-down/bring-up."""
+
+    def __init__(self, name: str, s3: Any, bucket: str, prefix: str = "") -> None:
+        self.name = name
+        self._handler = _handler_for(_Origin(s3, bucket, prefix))
+        self._server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self.bring_up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def up(self) -> bool:
+        return self._server is not None
+
+    def bring_up(self) -> None:
+        if self._server is not None:
+            return
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, name=f"site-{self.name}", daemon=True).start()
+        self._server = server
+
+    def take_down(self) -> None:
+        """Stop answering: connections to the port are refused, as for a site that is down."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+
+
+class LocalSites:
+    """The difusores' sites and the institute's portal, by name."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, LocalSite] = {}
+
+    def serve(self, name: str, s3: Any, bucket: str, prefix: str = "") -> LocalSite:
+        site = LocalSite(name, s3, bucket, prefix)
+        self.sites[name] = site
+        return site
+
+    def __getitem__(self, name: str) -> LocalSite:
+        return self.sites[name]
+
+    def close(self) -> None:
+        for site in self.sites.values():
+            site.take_down()
+        self.sites.clear()

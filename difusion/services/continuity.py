@@ -1,0 +1,423 @@
+"""The continuity monitor: one run per update period, while the window is open; and, once
+the window has closed and its grace has passed, the closing record, once.
+
+Per period and per active difusor it checks the public site (``difusion.continuity``),
+records the check, and acts: an incident opens on the first failure, an altered file is
+an integrity incident (alert and repair at once), the third consecutive failed period
+suspends the difusor (notice on its portal, link disabled in the public list). An operator
+reinstates a difusor, which redelivers the current snapshot in full.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from difusion.adapters.difusor_site import DifusorSites
+from difusion.adapters.ledger import AlreadyFinalized, Ledger, PeriodAlreadyChecked
+from difusion.adapters.origin import (
+    CLOSING_PREFIX,
+    PUBLIC_KEY_KEY,
+    PUBLIC_PREFIX,
+    OriginStore,
+    signature_key,
+)
+from difusion.adapters.queues import DeliveryQueue
+from difusion.adapters.registry import DifusorRegistry
+from difusion.closing import (
+    build_closing_record,
+    closing_record_json,
+    final_snapshot,
+    render_closing_record_html,
+)
+from difusion.continuity import (
+    Action,
+    CheckOutcome,
+    SiteCheck,
+    SiteReader,
+    advance,
+    check_site,
+    period_start,
+    upstream_stalled,
+)
+from difusion.models import DeliveryRequest, DeliveryScope, Difusor, Head, PublishedState
+from difusion.notice import NOTICE_REMOVES, difusores_list, suspension_notice
+from difusion.signing import PublicKey
+from difusion.window import PublicationWindow, WindowState
+
+logger = logging.getLogger(__name__)
+UPSTREAM = "upstream"
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    period: timedelta = timedelta(minutes=15)
+    sample_size: int = 32
+    suspend_after: int = 3
+    upstream_stall: timedelta = timedelta(minutes=20)
+    retention: timedelta = timedelta(days=3650)
+    institute: str = "Instituto Estatal Electoral de Baja California Sur"
+    time_zone: str = "America/Mazatlan"
+    # Where the institute's portal serves ``public/difusores.html``; the notice links to it.
+    list_url: str = ""
+
+
+@dataclass
+class PeriodReport:
+    period: str
+    window: str
+    checks: list[SiteCheck] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    upstream_silence_seconds: int | None = None
+    finalized: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "window": self.window,
+            "checks": [
+                {
+                    "difusor_id": c.difusor_id,
+                    "outcome": str(c.outcome),
+                    "detail": c.detail,
+                    "altered_paths": list(c.altered_paths),
+                }
+                for c in self.checks
+            ],
+            "actions": self.actions,
+            "upstream_silence_seconds": self.upstream_silence_seconds,
+            "finalized": self.finalized,
+        }
+
+
+class ContinuityService:
+    def __init__(
+        self,
+        origin: OriginStore,
+        ledger: Ledger,
+        registry: DifusorRegistry,
+        sites: DifusorSites,
+        reader: SiteReader,
+        deliveries: DeliveryQueue,
+        *,
+        window: PublicationWindow,
+        policy: MonitorPolicy,
+        clock: Callable[[], datetime],
+        concurrency: int = 8,
+    ) -> None:
+        self._origin = origin
+        self._ledger = ledger
+        self._registry = registry
+        self._sites = sites
+        self._reader = reader
+        self._deliveries = deliveries
+        self._window = window
+        self._policy = policy
+        self._clock = clock
+        self._concurrency = concurrency
+
+    # --- one period --------------------------------------------------------------------
+
+    def run_period(self) -> PeriodReport:
+        now = self._clock()
+        record = self._ledger.window()
+        closing = self._window.closing_for(record)
+        period = period_start(now, self._policy.period).isoformat()
+        report = PeriodReport(period=period, window=str(record.state))
+        if record.state is WindowState.OPEN and now < closing:
+            self._check_difusores(period, report)
+            self._check_upstream(period, record.opened_at or self._window.opening, now, report)
+        elif (
+            record.state is WindowState.CLOSED
+            and now >= closing + self._window.grace
+            and self._ledger.finalized() is None
+        ):
+            # Nothing after the close changes a difusor: the monitor only writes the record.
+            report.finalized = self.finalize()
+        return report
+
+    def _check_difusores(self, period: str, report: PeriodReport) -> None:
+        public_key = PublicKey.from_text(self._origin.get_bytes(PUBLIC_KEY_KEY).decode())
+        targets: list[tuple[Difusor, PublishedState]] = []
+        for difusor in self._registry.active():
+            published = self._ledger.published(difusor.difusor_id)
+            if published is not None:  # nothing delivered yet: nothing to hold it to
+                targets.append((difusor, published))
+
+        def check(target: tuple[Difusor, PublishedState]) -> SiteCheck:
+            difusor, published = target
+            return check_site(
+                self._reader,
+                difusor.difusor_id,
+                difusor.public_url,
+                public_key,
+                published,
+                self._policy.sample_size,
+                seed=f"{period}/{difusor.difusor_id}",
+            )
+
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            checks = list(pool.map(check, targets))
+        for (difusor, published), result in zip(targets, checks, strict=True):
+            report.checks.append(result)
+            self._apply(difusor, published, period, result, report)
+
+    def _apply(
+        self,
+        difusor: Difusor,
+        published: PublishedState,
+        period: str,
+        check: SiteCheck,
+        report: PeriodReport,
+    ) -> None:
+        now = self._clock()
+        state = self._ledger.monitor_state(difusor.difusor_id)
+        transition = advance(state, check, period, self._policy.suspend_after)
+        try:
+            self._ledger.record_check(difusor.difusor_id, period, check, transition.state, now)
+        except PeriodAlreadyChecked:
+            return  # another run of this period already acted on it
+        incident = transition.state.incident_id or state.incident_id
+        log = {"difusor_id": difusor.difusor_id, "period": period, "outcome": str(check.outcome)}
+        if not check.ok:
+            logger.warning("site check failed", extra={**log, "detail": check.detail})
+        for action in transition.actions:
+            report.actions.append(f"{difusor.difusor_id}: {action}")
+            if action is Action.OPEN_INCIDENT:
+                kind = "integrity" if check.outcome is CheckOutcome.ALTERED else "continuity"
+                self._ledger.open_incident(
+                    incident, difusor.difusor_id, kind, str(check.outcome), check.detail, now
+                )
+            elif action is Action.ALERT:
+                logger.error(
+                    "integrity incident: the difusor serves files that differ from the "
+                    "signed manifest",
+                    extra={**log, "paths": list(check.altered_paths[:20])},
+                )
+            elif action is Action.REPAIR:
+                self._repair(difusor, published, period, check, incident)
+            elif action is Action.SUSPEND:
+                self._suspend(difusor, incident, check)
+            elif action is Action.CLOSE_INCIDENT:
+                self._ledger.close_incident(state.incident_id, now, f"recovered: {check.detail}")
+        if not check.ok:
+            self._ledger.add_to_incident(
+                incident, at=now, cause=f"{period} {check.outcome}", failed_period=True
+            )
+
+    def _repair(
+        self,
+        difusor: Difusor,
+        published: PublishedState,
+        period: str,
+        check: SiteCheck,
+        incident: str,
+    ) -> None:
+        snapshot = self._ledger.snapshot(published.snapshot_id) or {}
+        request = DeliveryRequest(
+            election=self._ledger.election,
+            difusor_id=difusor.difusor_id,
+            snapshot_id=published.snapshot_id,
+            sequence=published.sequence,
+            manifest_key=published.manifest_key,
+            manifest_sha256=published.manifest_sha256,
+            cut_time=str(snapshot.get("cut_time", "")),
+            reason=f"repair:{period}",
+            scope=DeliveryScope.REPAIR,
+            paths=check.altered_paths,
+        )
+        self._deliveries.send([request])
+        self._ledger.add_to_incident(
+            incident,
+            at=self._clock(),
+            action=f"redelivery of {len(check.altered_paths)} altered files requested",
+        )
+
+    def _suspend(self, difusor: Difusor, incident: str, check: SiteCheck) -> None:
+        now = self._clock()
+        reason = (
+            f"{self._policy.suspend_after} consecutive failed update periods "
+            f"(last: {check.outcome}: {check.detail})"
+        )
+        suspended = self._registry.suspend(difusor.difusor_id, reason[:500], now)
+        logger.error(
+            "difusor suspended", extra={"difusor_id": difusor.difusor_id, "reason": reason}
+        )
+        self._ledger.add_to_incident(incident, at=now, action="transmission interrupted")
+        self._ledger.add_to_incident(incident, at=now, action=self._show_notice(suspended, now))
+        self.publish_difusores_list()
+
+    def _show_notice(self, difusor: Difusor, now: datetime) -> str:
+        """Replace the results on the difusor's portal with the notice, where its bucket
+        still accepts writes; say what happened either way."""
+        try:
+            site = self._sites.open(difusor)
+            for path, (body, content_type) in suspension_notice(
+                difusor,
+                self._policy.institute,
+                self._policy.list_url,
+                now,
+                self._policy.time_zone,
+            ).items():
+                site.put_bytes(path, body, content_type)
+            site.delete(list(NOTICE_REMOVES))
+            site.invalidate_all(f"notice.{int(now.timestamp() * 1000)}", lambda _: None)
+        except (ClientError, RuntimeError, OSError) as exc:
+            logger.error("could not show the notice", extra={"difusor_id": difusor.difusor_id})
+            return f"notice not shown: {type(exc).__name__}: {exc}"[:500]
+        return "notice shown on its portal"
+
+    def publish_difusores_list(self) -> None:
+        """The institute's public list: suspended difusores lose their link."""
+        for name, (body, content_type) in difusores_list(
+            self._registry.all(), self._policy.institute, self._clock(), self._policy.time_zone
+        ).items():
+            self._origin.put_bytes(PUBLIC_PREFIX + name, body, content_type)
+
+    def _check_upstream(
+        self, period: str, opened_at: datetime, now: datetime, report: PeriodReport
+    ) -> None:
+        head = self._ledger.head()
+        accepted_at = None
+        if head is not None:
+            snapshot = self._ledger.snapshot(head.snapshot_id) or {}
+            if snapshot.get("accepted_at"):
+                accepted_at = datetime.fromisoformat(str(snapshot["accepted_at"]))
+        silence = upstream_stalled(accepted_at, opened_at, now, self._policy.upstream_stall)
+        since = max(accepted_at, opened_at) if accepted_at else opened_at
+        report.upstream_silence_seconds = int((now - since).total_seconds())
+        check = SiteCheck(
+            UPSTREAM,
+            CheckOutcome.OK if silence is None else CheckOutcome.STALE,
+            "a snapshot within the limit"
+            if silence is None
+            else f"no new snapshot for {int(silence.total_seconds() // 60)} min "
+            f"(at least three updates an hour are required)",
+        )
+        state = self._ledger.monitor_state(UPSTREAM)
+        transition = advance(state, check, period, threshold=10**9)  # never suspends
+        try:
+            self._ledger.record_check(UPSTREAM, period, check, transition.state, now)
+        except PeriodAlreadyChecked:
+            return
+        for action in transition.actions:
+            report.actions.append(f"{UPSTREAM}: {action}")
+            if action is Action.OPEN_INCIDENT:
+                logger.error("upstream stalled", extra={"detail": check.detail})
+                self._ledger.open_incident(
+                    transition.state.incident_id,
+                    UPSTREAM,
+                    "upstream_stall",
+                    "no new snapshot",
+                    check.detail,
+                    now,
+                )
+            elif action is Action.CLOSE_INCIDENT:
+                self._ledger.close_incident(state.incident_id, now, "a new snapshot arrived")
+        if not check.ok:
+            self._ledger.add_to_incident(transition.state.incident_id, at=now, failed_period=True)
+
+    # --- the operator ------------------------------------------------------------------
+
+    def reinstate(self, difusor_id: str, reason: str) -> DeliveryRequest | None:
+        """Make a suspended difusor active again and redeliver the current snapshot in full.
+        Returns the delivery requested (``None`` when nothing was accepted yet)."""
+        now = self._clock()
+        difusor = self._registry.reinstate(difusor_id, reason, now)
+        state = self._ledger.monitor_state(difusor_id)
+        self._ledger.clear_monitor(difusor_id)
+        if state.incident_id:
+            self._ledger.add_to_incident(state.incident_id, at=now, action=f"reinstated: {reason}")
+            self._ledger.close_incident(state.incident_id, now, f"reinstated by UCSI: {reason}")
+        self.publish_difusores_list()
+        head: Head | None = self._ledger.head()
+        if head is None:
+            return None
+        request = DeliveryRequest.for_head(
+            self._ledger.election,
+            difusor.difusor_id,
+            head,
+            reason=f"reinstate:{now.strftime('%Y%m%dT%H%M%S')}",
+            scope=DeliveryScope.FULL,
+        )
+        self._deliveries.send([request])
+        return request
+
+    # --- the close ---------------------------------------------------------------------
+
+    def finalize(self) -> dict[str, Any]:
+        """Write the closing record, put the final publication under retention, and note
+        it in the ledger; once. Returns where the record went."""
+        now = self._clock()
+        record = self._ledger.window()
+        closing = self._window.closing_for(record)
+        window_item = next(iter(self._ledger.items("WINDOW")), {})
+        snapshots = self._ledger.items("SNAPSHOT#")
+        until = now + self._policy.retention
+        retained = []
+        final = final_snapshot(snapshots, closing)
+        if final is not None:
+            to_keep = [
+                (str(final["object_key"]), str(final.get("object_version", ""))),
+                (str(final["manifest_key"]), ""),
+                (signature_key(str(final["manifest_key"])), ""),
+                (PUBLIC_KEY_KEY, ""),
+            ]
+            for key, version in to_keep:
+                locked = self._origin.retain(key, until, version)
+                retained.append(
+                    {"key": key, "version_id": locked, "retain_until": until.isoformat()}
+                )
+        difusores = [
+            {k: v for k, v in d.to_item().items() if k != "external_id"}
+            for d in self._registry.all()
+        ]
+        closing_record = build_closing_record(
+            election=self._ledger.election,
+            time_zone=self._policy.time_zone,
+            window=self._window,
+            record=record,
+            close_reason=str(window_item.get("close_reason", "")),
+            snapshots=snapshots,
+            rejections=[
+                *[s for s in snapshots if s.get("status") == "rejected"],
+                *self._ledger.items("REJECTION#"),
+            ],
+            deliveries=self._ledger.items("DELIVERY#"),
+            incidents=self._ledger.items("INCIDENT#"),
+            checks=self._ledger.items("CHECK#"),
+            difusores=difusores,
+            retained=retained,
+            generated_at=now,
+        )
+        base = f"{CLOSING_PREFIX}{self._ledger.election}/registro-de-cierre"
+        body = closing_record_json(closing_record)
+        self._origin.put_bytes(base + ".json", body, "application/json")
+        self._origin.put_bytes(
+            base + ".html",
+            render_closing_record_html(closing_record).encode("utf-8"),
+            "text/html; charset=utf-8",
+        )
+        for key in (base + ".json", base + ".html"):
+            self._origin.retain(key, until)
+        self.publish_difusores_list()
+        summary = {
+            "record_key": base + ".json",
+            "record_html_key": base + ".html",
+            "final_snapshot_id": closing_record["final_snapshot"]["snapshot_id"]
+            if closing_record["final_snapshot"]
+            else "",
+            "retain_until": until.isoformat(),
+        }
+        try:
+            self._ledger.record_final(summary, now)
+        except AlreadyFinalized:
+            logger.info("closing record already noted", extra={"election": self._ledger.election})
+        logger.info("closing record written", extra=summary)
+        return summary

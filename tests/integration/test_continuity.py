@@ -1,0 +1,245 @@
+"""The continuity monitor against real web targets: each difusor's site served over HTTP
+from its bucket in the emulator, checked by the monitor handler period after period."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from difusion.adapters.difusor_site import DifusorSites
+from difusion.adapters.factory import client
+from difusion.adapters.origin import OriginStore
+from difusion.adapters.public_site import HttpSiteReader
+from difusion.adapters.queues import DeliveryQueue
+from difusion.cli import main
+from difusion.manifest import Manifest
+from difusion.notice import STATUS_PATH
+from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
+from difusion.services.continuity import ContinuityService, MonitorPolicy
+from difusion.verification import verify_directory
+
+pytestmark = pytest.mark.integration
+
+
+def _outcomes(report: dict) -> dict[str, str]:
+    return {c["difusor_id"]: c["outcome"] for c in report["checks"]}
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def _cli_files(pipeline, tmp_path: Path) -> list[str]:
+    """The stack outputs and a drill config for the deployment, as an operator has them."""
+    window = pipeline.deployment.window
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(pipeline.deployment.outputs()))
+    config = tmp_path / "institute.json"
+    config.write_text(
+        json.dumps(
+            {
+                "account": "123456789012",
+                "region": "us-east-1",
+                "election_id": pipeline.deployment.election,
+                "time_zone": pipeline.deployment.time_zone,
+                "official": False,
+                "window": {
+                    "opening": window.opening.isoformat(),
+                    "closing": window.closing.isoformat(),
+                    "grace_minutes": 0,
+                },
+                "monitor": {"difusores_list_url": "https://prep.example.org/difusores.html"},
+            }
+        )
+    )
+    return ["--outputs", str(outputs), "--config", str(config)]
+
+
+def test_a_faithful_site_passes_and_every_check_is_in_the_ledger(pipeline, packages):
+    # Given a snapshot delivered to every difusor
+    pipeline.process(packages[0])
+    # When the monitor runs a period
+    report = pipeline.run_monitor_period()
+    # Then every site verifies over HTTP, and the ledger has one check per difusor
+    assert _outcomes(report) == {d.difusor_id: "ok" for d in pipeline.deployment.difusores}
+    checks = {c["difusor_id"]: c for c in pipeline.ledger.items("CHECK#")}
+    assert set(checks) == {"diario-peninsular", "uabcs", "canal-10-los-cabos", "upstream"}
+    assert {c["outcome"] for c in checks.values()} == {"ok"}  # a snapshot seconds ago
+    assert all(c["files_checked"] > 10 for d, c in checks.items() if d != "upstream")
+    assert pipeline.ledger.items("INCIDENT#") == []
+
+
+def test_the_local_site_serves_index_pages_with_revalidation_headers(pipeline, packages):
+    pipeline.process(packages[0])
+    site = pipeline.sites["uabcs"]
+    with urllib.request.urlopen(site.url + "/", timeout=5) as response:
+        assert response.headers["Cache-Control"] == "no-cache"
+        etag = response.headers["ETag"]
+        assert response.read() == pipeline.site_objects("uabcs")["index.html"]
+    request = urllib.request.Request(site.url + "/index.html", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as not_modified:
+        urllib.request.urlopen(request, timeout=5)
+    assert not_modified.value.code == 304
+
+
+def test_a_tampered_file_is_an_integrity_incident_repaired_at_once(pipeline, packages):
+    pipeline.process(packages[0])
+    difusor = pipeline.difusor("diario-peninsular")
+    original = pipeline.site_objects(difusor.difusor_id)
+    manifest = Manifest.from_bytes(original[MANIFEST_PATH])
+    victim = next(f.path for f in manifest.files if f.path.endswith(".json"))
+    # Given one file changed on the difusor's own bucket
+    pipeline.difusor_s3(difusor.difusor_id).put_object(
+        Bucket=difusor.bucket, Key=victim, Body=b'{"votos": 999999}'
+    )
+    # When the monitor runs a period
+    report = pipeline.run_monitor_period()
+    # Then that difusor fails with the altered path named, an integrity incident is open,
+    # and a repair of just that file is on its way
+    check = next(c for c in report["checks"] if c["difusor_id"] == difusor.difusor_id)
+    assert check["outcome"] == "altered" and check["altered_paths"] == [victim]
+    assert {o for d, o in _outcomes(report).items() if d != difusor.difusor_id} == {"ok"}
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert (
+        incident["incident_kind"] == "integrity" and incident["difusor_id"] == "diario-peninsular"
+    )
+    assert any("redelivery of 1 altered files" in a for a in incident["actions"])
+    pipeline.settle()
+    repair = [d for d in pipeline.ledger.items("DELIVERY#") if d.get("delivery_scope") == "repair"]
+    assert len(repair) == 1 and repair[0]["status"] == "delivered"
+    assert repair[0]["objects_copied"] == 4  # the file, then key, signature and manifest
+    assert pipeline.site_objects(difusor.difusor_id) == original
+    # And the next period finds the site whole again and ends the incident
+    assert _outcomes(pipeline.run_monitor_period())[difusor.difusor_id] == "ok"
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["ended_at"] and incident["periods_failed"] == 1
+
+
+def test_a_site_serving_an_older_snapshot_is_stale(pipeline, packages):
+    first = pipeline.process(packages[0])
+    pipeline.process(packages[1])
+    difusor = pipeline.difusor("uabcs")
+    # Given the difusor's bucket rolled back to the first snapshot's signed manifest
+    s3 = pipeline.difusor_s3("uabcs")
+    for source, target in (
+        (first["manifest_key"], MANIFEST_PATH),
+        (first["manifest_key"] + ".minisig", SIGNATURE_PATH),
+    ):
+        body = pipeline.s3.get_object(Bucket=pipeline.deployment.origin_bucket, Key=source)
+        s3.put_object(Bucket=difusor.bucket, Key=target, Body=body["Body"].read())
+    # When the monitor runs, Then the period fails as stale, naming both snapshots
+    report = pipeline.run_monitor_period()
+    check = next(c for c in report["checks"] if c["difusor_id"] == "uabcs")
+    assert check["outcome"] == "stale"
+    assert first["snapshot_id"] in check["detail"]
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["incident_kind"] == "continuity" and incident["cause"] == "stale"
+
+
+def test_a_bad_signature_fails_the_period(pipeline, packages):
+    pipeline.process(packages[0])
+    difusor = pipeline.difusor("canal-10-los-cabos")
+    objects = pipeline.site_objects(difusor.difusor_id)
+    forged = objects[MANIFEST_PATH].replace(b'"sequence":1', b'"sequence":7')
+    assert forged != objects[MANIFEST_PATH]
+    pipeline.difusor_s3(difusor.difusor_id).put_object(
+        Bucket=difusor.bucket, Key=MANIFEST_PATH, Body=forged
+    )
+    report = pipeline.run_monitor_period()
+    assert _outcomes(report)[difusor.difusor_id] == "bad_signature"
+
+
+def test_an_unreachable_site_is_suspended_after_three_periods_then_reinstated(
+    pipeline, packages, tmp_path
+):
+    pipeline.process(packages[0])
+    down = "canal-10-los-cabos"
+    # Given the difusor's site goes down
+    pipeline.sites[down].take_down()
+    # When two periods fail, Then it is still active, with one open incident counting them
+    for _ in range(2):
+        assert _outcomes(pipeline.run_monitor_period())[down] == "unreachable"
+    assert pipeline.difusor(down).status == "active"
+    # When the third consecutive period fails, Then it is suspended
+    report = pipeline.run_monitor_period()
+    assert f"{down}: suspend" in report["actions"]
+    suspended = pipeline.difusor(down)
+    assert suspended.status == "suspended" and "3 consecutive" in suspended.status_reason
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["periods_failed"] == 3 and incident["cause"] == "unreachable"
+    assert any("notice shown" in a for a in incident["actions"])
+    # And its portal shows the notice in Spanish instead of results, unsigned
+    objects = pipeline.site_objects(down)
+    assert "transmisión del PREP en este sitio" in objects["index.html"].decode()
+    assert MANIFEST_PATH not in objects and SIGNATURE_PATH not in objects
+    assert json.loads(objects[STATUS_PATH])["estado"] == "suspendido"
+    # And the institute's public list disables its link
+    portal = pipeline.sites["institute"].url
+    listing = json.loads(_get(portal + "/difusores.json"))
+    states = {d["difusor"]: d["estado"] for d in listing["difusores"]}
+    assert states == {"diario-peninsular": "activo", "uabcs": "activo", down: "suspendido"}
+    page = _get(portal + "/difusores.html").decode()
+    assert f'href="{pipeline.sites[down].url}"' not in page
+    assert f'href="{pipeline.sites["uabcs"].url}"' in page
+    # And a new snapshot is not delivered to it, and it is no longer checked
+    pipeline.process(packages[1])
+    assert pipeline.ledger.published(down).snapshot_id != pipeline.ledger.head().snapshot_id
+    assert down not in _outcomes(pipeline.run_monitor_period())
+
+    # When the site is back and UCSI reinstates it
+    pipeline.sites[down].bring_up()
+    reinstate = ["difusor", "reinstate", down, "--reason", "sitio restablecido"]
+    code = main([*reinstate, *_cli_files(pipeline, tmp_path)])
+    assert code == 0
+    pipeline.settle()
+    # Then it receives the current snapshot in full, and its copy verifies exactly
+    assert pipeline.difusor(down).status == "active"
+    [full] = [d for d in pipeline.ledger.items("DELIVERY#") if d.get("delivery_scope") == "full"]
+    assert (
+        full["status"] == "delivered" and full["snapshot_id"] == pipeline.ledger.head().snapshot_id
+    )
+    pipeline.download_site(down, tmp_path / "site")
+    verdict = verify_directory(tmp_path / "site", pipeline.secret_key.public_key)
+    assert verdict.ok, verdict.problems
+    assert verdict.snapshot_id == pipeline.ledger.head().snapshot_id
+    assert STATUS_PATH not in pipeline.site_objects(down)
+    # And the incident is closed, and the next period checks it again and finds it whole
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["ended_at"] and "reinstated" in incident["resolution"]
+    assert _outcomes(pipeline.run_monitor_period())[down] == "ok"
+    listing = json.loads(_get(portal + "/difusores.json"))
+    assert {d["estado"] for d in listing["difusores"]} == {"activo"}
+
+
+def test_a_period_that_runs_twice_acts_once(pipeline, packages):
+    pipeline.process(packages[0])
+    pipeline.sites["uabcs"].take_down()
+    # Given a service whose clock stands still: every run falls in the same period
+    now = datetime.now(UTC)
+    deployment = pipeline.deployment
+    service = ContinuityService(
+        OriginStore(client("s3"), deployment.origin_bucket),
+        pipeline.ledger,
+        pipeline.registry,
+        DifusorSites(client("sts"), "test", 4),
+        HttpSiteReader(3),
+        DeliveryQueue(client("sqs"), deployment.delivery_queue_url),
+        window=deployment.window,
+        policy=MonitorPolicy(period=timedelta(minutes=15)),
+        clock=lambda: now,
+    )
+    first = service.run_period()
+    # When the schedule invokes the same period again
+    second = service.run_period()
+    # Then the failure is counted once and nothing is done twice
+    assert first.period == second.period
+    assert first.actions == ["uabcs: open_incident"] and second.actions == []
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["periods_failed"] == 1
+    assert pipeline.ledger.monitor_state("uabcs").consecutive_failures == 1
