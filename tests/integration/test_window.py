@@ -10,10 +10,13 @@ from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from difusion.adapters.ledger import Ledger
+from difusion.adapters.queues import DeliveryQueue
 from difusion.generator import SeriesSpec, generate_series
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
-from difusion.models import DeliveryRequest
+from difusion.models import DeliveryRequest, DeliveryScope
 from difusion.window import PublicationWindow
 
 pytestmark = pytest.mark.integration
@@ -25,10 +28,13 @@ def windowed(_session_pipeline):
     pipeline, state = _session_pipeline
     state["used"] = True
 
-    def provision(opening_in: float, open_for: float, grace: float = 2) -> LocalPipeline:
+    def provision(
+        opening_in: float, open_for: float, grace: float = 2, election: str = "DIP_LOC_BCS"
+    ) -> LocalPipeline:
         now = datetime.now().astimezone()
         opening = now + timedelta(seconds=opening_in)
         pipeline.options = PipelineOptions(
+            election=election,
             visibility_timeout=pipeline.options.visibility_timeout,
             max_attempts=pipeline.options.max_attempts,
             window=PublicationWindow(
@@ -177,6 +183,68 @@ def test_at_the_close_only_the_final_cut_within_grace_is_published_then_nothing(
     )
     assert execution["status"] == "SUCCEEDED"
 
+    # After the grace period, the monitor's next period writes the closing record, once
+    report = pipeline.run_monitor_period()
+    assert report["checks"] == [] and report["finalized"]
+    assert report["finalized"]["final_snapshot_id"] == final["snapshot_id"]
+    s3 = pipeline.s3
+    origin = pipeline.deployment.origin_bucket
+    record = json.loads(
+        s3.get_object(Bucket=origin, Key=report["finalized"]["record_key"])["Body"].read()
+    )
+    assert record["final_snapshot"]["snapshot_id"] == final["snapshot_id"]
+    assert record["final_snapshot"]["manifest_sha256"] == final["manifest_sha256"]
+    assert [s["snapshot_id"] for s in record["snapshots_published"]] == [
+        first["snapshot_id"],
+        final["snapshot_id"],
+    ]
+    assert all(s["first_published_at"] for s in record["snapshots_published"])
+    assert record["deliveries_outside_window"] == []
+    assert {d["difusor_id"] for d in record["difusores"]} == set(published)
+    assert {r["snapshot_id"] for r in record["rejections"]} == {
+        after_close["snapshot_id"],
+        too_late["snapshot_id"],
+    }
+    page = s3.get_object(Bucket=origin, Key=report["finalized"]["record_html_key"])["Body"]
+    assert "Registro de cierre del PREP" in page.read().decode()
+    assert pipeline.ledger.finalized()["final_snapshot_id"] == final["snapshot_id"]
+    # The final package, manifest and signature are under compliance retention in the origin
+    retained = {r["key"]: r for r in record["retained_in_origin"]}
+    assert set(retained) >= {
+        final["object_key"],
+        final["manifest_key"],
+        final["manifest_key"] + ".minisig",
+    }
+    for key, entry in retained.items():
+        head = s3.head_object(Bucket=origin, Key=key, VersionId=entry["version_id"])
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(
+            Bucket=origin,
+            Key=final["manifest_key"],
+            VersionId=retained[final["manifest_key"]]["version_id"],
+        )
+    # Nothing after the close changes a difusor: a site that goes down is not suspended
+    # (and gets no notice), and a full redelivery sent by hand is refused
+    pipeline.sites["uabcs"].take_down()
+    later = pipeline.run_monitor_period()
+    assert later["checks"] == [] and later["actions"] == [] and later["finalized"] is None
+    assert pipeline.difusor("uabcs").status == "active"
+    stray = DeliveryRequest.for_head(
+        pipeline.deployment.election,
+        "diario-peninsular",
+        pipeline.ledger.head(),
+        reason="stray-after-close",
+        scope=DeliveryScope.FULL,
+    )
+    DeliveryQueue(
+        boto3.session.Session().client("sqs"), pipeline.deployment.delivery_queue_url
+    ).send([stray])
+    pipeline.settle()
+    assert _buckets(pipeline) == before
+    refused = pipeline.ledger.items(f"DELIVERY#{stray.snapshot_id}#diario-peninsular#stray")
+    assert [d["status"] for d in refused] == ["refused"]
+
 
 def test_an_operator_closes_early_and_later_cuts_are_refused(windowed, tmp_path, capsys):
     from difusion.cli import main
@@ -200,3 +268,33 @@ def test_an_operator_closes_early_and_later_cuts_are_refused(windowed, tmp_path,
     late = pipeline.process(snapshot.write_package(tmp_path))
     assert late["rejection_code"] == "window_closed"
     assert all(objects == {} for objects in _buckets(pipeline).values())
+    # The closing record notes the early close and its reason
+    _wait_until(record.closed_at + pipeline.deployment.window.grace)
+    finalized = pipeline.run_monitor_period()["finalized"]
+    closing = json.loads(
+        pipeline.s3.get_object(
+            Bucket=pipeline.deployment.origin_bucket, Key=finalized["record_key"]
+        )["Body"].read()
+    )
+    assert closing["window"]["closed_early"] is True
+    assert closing["window"]["close_reason"] == "100% de actas registradas"
+    assert closing["final_snapshot"] is None and closing["snapshots_published"] == []
+
+
+def test_a_drill_runs_in_its_own_partition_of_the_ledger(windowed, tmp_path):
+    # Given a drill (simulacro) deployed like the official election, with its own id
+    drill = "SIMULACRO_1_DIP_LOC_BCS"
+    pipeline = windowed(opening_in=0, open_for=600, election=drill)
+    # When a drill package goes through it
+    snapshot = generate_series(SeriesSpec.small(cuts=1, election_code=drill))[0]
+    record = pipeline.process(snapshot.write_package(tmp_path))
+    # Then it is published, and nothing of it is in the official election's records
+    assert record["status"] == "accepted", record.get("rejection_reason")
+    assert {d["status"] for d in pipeline.ledger.items("DELIVERY#")} == {"delivered"}
+    dynamodb = boto3.session.Session().resource("dynamodb")
+    table = dynamodb.Table(pipeline.deployment.ledger_table)
+    partitions = {item["pk"] for item in table.scan()["Items"]}
+    assert partitions == {f"ELECTION#{drill}"}
+    official = Ledger(dynamodb, pipeline.deployment.ledger_table, "DIP_LOC_BCS")
+    assert official.head() is None and official.window().state == "before_opening"
+    assert pipeline.ledger.window().state == "open"

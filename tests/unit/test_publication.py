@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -128,3 +129,44 @@ def test_no_write_points_at_something_not_yet_written(target_files, current_file
     assert not set(result.deletions) & set(target_files)
     unchanged = {p for p, h in target_files.items() if (current_files or {}).get(p) == h}
     assert not unchanged & {s.path for s in result.copies}
+
+
+def test_a_repair_copies_only_the_named_files_then_the_signed_manifest_again():
+    target = manifest({"index.html": "a" * 64, "data/x.json": "b" * 64, "img/1.png": "c" * 64})
+    repair = plan(target, None).only(["data/x.json"])
+    assert [s.path for s in repair.copies] == ["data/x.json", *sorted(TRIO, key=_trio_order)]
+    assert repair.deletions == ()
+
+
+def test_a_full_redelivery_removes_everything_it_does_not_write():
+    target = manifest({"index.html": "a" * 64})
+    full = plan(target, None).removing_all_but_planned(
+        ["index.html", ".well-known/prep/estado.json", "stale.html", MANIFEST_PATH]
+    )
+    assert full.deletions == (".well-known/prep/estado.json", "stale.html")
+    assert {s.path for s in full.copies} == {"index.html", *TRIO}
+
+
+def _trio_order(path: str) -> int:
+    return [PUBLIC_KEY_PATH, SIGNATURE_PATH, MANIFEST_PATH].index(path)
+
+
+def test_a_delivery_request_keeps_its_scope_and_paths_through_the_queue():
+    from difusion.models import DeliveryRequest, DeliveryScope
+
+    request = DeliveryRequest(
+        "E",
+        "d",
+        "s",
+        3,
+        "k",
+        "h",
+        "2024-06-03T04:00:00+00:00",
+        "repair:p",
+        DeliveryScope.REPAIR,
+        ("a.json",),
+    )
+    again = DeliveryRequest.from_json(json.loads(json.dumps(request.to_json())))
+    assert again == request and again.is_redelivery
+    legacy = {k: v for k, v in request.to_json().items() if k not in ("scope", "paths")}
+    assert DeliveryRequest.from_json(legacy).scope is DeliveryScope.DELTA

@@ -1,0 +1,143 @@
+"""The closing record and the public notices, built from ledger items alone."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from difusion.closing import build_closing_record, final_snapshot, render_closing_record_html
+from difusion.models import Difusor, DifusorStatus
+from difusion.notice import LIST_HTML, LIST_JSON, NOTICE_PAGE, difusores_list, suspension_notice
+from difusion.window import PublicationWindow, WindowRecord, WindowState
+
+OPENING = datetime(2024, 6, 3, 3, 0, tzinfo=UTC)  # 20:00 in Baja California Sur
+WINDOW = PublicationWindow(OPENING, OPENING + timedelta(hours=24), timedelta(minutes=15))
+TZ = "America/Mazatlan"
+
+
+def snapshot(sequence: int, cut: datetime, status: str = "accepted") -> dict:
+    return {
+        "snapshot_id": f"s{sequence}",
+        "sequence": sequence,
+        "status": status,
+        "cut_time": cut.isoformat(),
+        "manifest_sha256": f"{sequence:064x}",
+        "manifest_key": f"manifests/{sequence:06}_s{sequence}.json",
+    }
+
+
+def delivery(sequence: int, difusor: str, started: datetime) -> dict:
+    return {
+        "snapshot_id": f"s{sequence}",
+        "sequence": sequence,
+        "difusor_id": difusor,
+        "status": "delivered",
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=3)).isoformat(),
+        "reason": "accepted",
+    }
+
+
+def record(deliveries: list[dict], closed_early: bool = False) -> dict:
+    closing = WINDOW.closing if not closed_early else OPENING + timedelta(hours=5)
+    return build_closing_record(
+        election="DIP_LOC_BCS",
+        time_zone=TZ,
+        window=WINDOW,
+        record=WindowRecord(WindowState.CLOSED, closing, closed_early, OPENING),
+        close_reason="100% de actas" if closed_early else "",
+        snapshots=[
+            snapshot(1, OPENING - timedelta(minutes=10)),
+            snapshot(2, OPENING + timedelta(hours=4)),
+            snapshot(3, OPENING + timedelta(hours=6)),
+        ],
+        rejections=[],
+        deliveries=deliveries,
+        incidents=[],
+        checks=[],
+        difusores=[{"difusor_id": "uabcs", "name": "UABCS", "status": "active"}],
+        retained=[],
+        generated_at=OPENING + timedelta(hours=25),
+    )
+
+
+def test_the_final_snapshot_is_the_newest_cut_at_or_before_the_close():
+    snapshots = [snapshot(1, OPENING), snapshot(2, OPENING + timedelta(hours=2))]
+    assert final_snapshot(snapshots, OPENING + timedelta(hours=3))["snapshot_id"] == "s2"
+    assert final_snapshot(snapshots, OPENING + timedelta(hours=1))["snapshot_id"] == "s1"
+    rejected = [*snapshots, snapshot(3, OPENING + timedelta(hours=2, minutes=5), "rejected")]
+    assert final_snapshot(rejected, OPENING + timedelta(hours=3))["snapshot_id"] == "s2"
+
+
+def test_an_early_close_moves_the_final_snapshot_and_is_stated_with_its_reason():
+    early = record([], closed_early=True)
+    assert early["final_snapshot"]["snapshot_id"] == "s2"
+    assert early["window"]["closed_early"] and early["window"]["close_reason"] == "100% de actas"
+    assert record([])["final_snapshot"]["snapshot_id"] == "s3"
+
+
+def test_deliveries_outside_the_window_are_called_out():
+    inside = delivery(1, "uabcs", OPENING + timedelta(seconds=1))
+    before = delivery(1, "uabcs", OPENING - timedelta(seconds=30))
+    assert record([inside])["deliveries_outside_window"] == []
+    assert record([inside, before])["deliveries_outside_window"] == [
+        {"difusor_id": "uabcs", "snapshot_id": "s1"}
+    ]
+    page = render_closing_record_html(record([inside, before]))
+    assert "ATENCIÓN: 1 entregas fuera del periodo" in page
+    assert "Ninguna entrega se publicó antes de la apertura" in render_closing_record_html(
+        record([inside])
+    )
+
+
+def test_the_record_reads_in_local_time_and_names_the_first_publication():
+    result = record([delivery(2, "uabcs", OPENING + timedelta(hours=4, minutes=1))])
+    published = {s["snapshot_id"]: s["first_published_at"] for s in result["snapshots_published"]}
+    assert published["s1"] is None and published["s2"].startswith("2024-06-03T07:01")
+    page = render_closing_record_html(result)
+    assert "02/06/2024 20:00 (hora local)" in page  # the opening, in Baja California Sur
+    json.dumps(result)  # the record is plain JSON
+
+
+def _difusor(difusor_id: str, status: DifusorStatus) -> Difusor:
+    return Difusor(
+        difusor_id,
+        difusor_id.title(),
+        "1" * 12,
+        "b",
+        "D",
+        "r",
+        "e",
+        f"https://{difusor_id}.mx",
+        status=status,
+        status_since=OPENING.isoformat() if status != "active" else "",
+    )
+
+
+def test_the_public_list_disables_a_suspended_difusors_link():
+    files = difusores_list(
+        [
+            _difusor("uabcs", DifusorStatus.ACTIVE),
+            _difusor("canal", DifusorStatus.SUSPENDED),
+            _difusor("retirado", DifusorStatus.RETIRED),
+        ],
+        "IEEBCS",
+        OPENING,
+        TZ,
+    )
+    listing = json.loads(files[LIST_JSON][0])
+    assert [(d["difusor"], d["estado"]) for d in listing["difusores"]] == [
+        ("uabcs", "activo"),
+        ("canal", "suspendido"),
+    ]
+    page = files[LIST_HTML][0].decode()
+    assert 'href="https://uabcs.mx"' in page and "https://canal.mx" not in page
+    assert "Transmisión interrumpida 02/06/2024 20:00" in page
+
+
+def test_the_notice_tells_the_public_in_spanish_where_to_look_instead():
+    difusor = _difusor("canal", DifusorStatus.SUSPENDED)
+    files = suspension_notice(difusor, "IEEBCS", "https://prep.example/difusores.html", OPENING, TZ)
+    page = files[NOTICE_PAGE][0].decode()
+    assert 'lang="es"' in page and "fue interrumpida" in page
+    assert 'href="https://prep.example/difusores.html"' in page

@@ -1,0 +1,178 @@
+"""The continuity monitor's rules, without a network: a fake site, the real signatures."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from difusion.content_types import content_type_for
+from difusion.continuity import (
+    Action,
+    CheckOutcome,
+    MonitorState,
+    NotServed,
+    SiteCheck,
+    SiteUnreachable,
+    advance,
+    check_site,
+    choose_sample,
+    period_start,
+    upstream_stalled,
+)
+from difusion.manifest import Manifest, ManifestFile, PackageInfo
+from difusion.models import PublishedState
+from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
+from difusion.signing import SecretKey, sign
+
+AT = datetime(2024, 6, 3, 4, 0, tzinfo=UTC)
+KEY = SecretKey.generate()
+
+
+def site(sequence: int = 1, files: int = 40) -> tuple[Manifest, dict[str, bytes]]:
+    """A signed site: its manifest and every path it serves."""
+    contents = {
+        f"data/{i:03}.json": f'{{"n": {i}, "s": {sequence}}}'.encode() for i in range(files)
+    }
+    contents["index.html"] = b"<html>PREP</html>"
+    draft = Manifest.draft(
+        election="DIP_LOC_BCS",
+        snapshot_id=f"snap{sequence}",
+        cut_time=AT + timedelta(minutes=20 * sequence),
+        package=PackageInfo("p.zip", "0" * 64, 1),
+        files=[
+            ManifestFile(p, hashlib.sha256(b).hexdigest(), len(b), content_type_for(p))
+            for p, b in contents.items()
+        ],
+    )
+    manifest = draft.chained(
+        sequence=sequence,
+        previous_manifest_sha256=None if sequence == 1 else "a" * 64,
+        created_at=AT,
+    )
+    body = manifest.canonical_bytes()
+    contents[MANIFEST_PATH] = body
+    contents[SIGNATURE_PATH] = sign(body, KEY, trusted_comment="t", untrusted_comment="u").encode()
+    return manifest, contents
+
+
+def published(manifest: Manifest) -> PublishedState:
+    return PublishedState(manifest.sequence, manifest.snapshot_id, "k", manifest.sha256)
+
+
+class FakeSite:
+    def __init__(self, served: dict[str, bytes] | None) -> None:
+        self.served = served
+        self.reads: list[str] = []
+
+    def read(self, base_url: str, path: str) -> bytes:
+        self.reads.append(path)
+        if self.served is None:
+            raise SiteUnreachable("connection refused")
+        if path not in self.served:
+            raise NotServed(f"HTTP 404 for {path}")
+        return self.served[path]
+
+
+def check(served: dict[str, bytes] | None, expected: Manifest, sample: int = 0) -> SiteCheck:
+    return check_site(
+        FakeSite(served), "d", "https://d.example", KEY.public_key, published(expected), sample, "p"
+    )
+
+
+def test_a_faithful_site_passes_with_every_file_hashed():
+    manifest, served = site()
+    result = check(served, manifest)
+    assert result.outcome is CheckOutcome.OK
+    assert result.files_checked == len(manifest.files)
+    assert result.served_sequence == 1
+
+
+def test_each_way_a_site_can_fail_has_its_own_outcome():
+    manifest, served = site()
+    assert check(None, manifest).outcome is CheckOutcome.UNREACHABLE
+    no_manifest = {k: v for k, v in served.items() if k != MANIFEST_PATH}
+    assert check(no_manifest, manifest).outcome is CheckOutcome.NO_MANIFEST
+    forged = {**served, MANIFEST_PATH: served[MANIFEST_PATH].replace(b"snap1", b"snap9")}
+    assert check(forged, manifest).outcome is CheckOutcome.BAD_SIGNATURE
+    altered = {**served, "data/007.json": b"{}"}
+    result = check(altered, manifest)
+    assert result.outcome is CheckOutcome.ALTERED and result.altered_paths == ("data/007.json",)
+    missing = {k: v for k, v in served.items() if k != "data/008.json"}
+    assert check(missing, manifest).altered_paths == ("data/008.json",)
+
+
+def test_an_older_snapshot_is_stale_and_another_manifest_of_the_same_sequence_is_wrong():
+    _, old_site = site(sequence=1)
+    newer, _ = site(sequence=2)
+    result = check(old_site, newer)
+    assert result.outcome is CheckOutcome.STALE
+    assert "snap1" in result.detail and "snap2" in result.detail
+    _, other_site = site(sequence=2, files=3)
+    assert check(other_site, newer).outcome is CheckOutcome.WRONG_MANIFEST
+
+
+def test_a_newer_signed_snapshot_than_the_ledger_knows_is_a_delivery_finishing():
+    _, newer_site = site(sequence=2)
+    older, _ = site(sequence=1)
+    assert check(newer_site, older).outcome is CheckOutcome.OK
+
+
+def test_the_sample_always_has_the_entry_page_and_is_reproducible():
+    manifest, _ = site(files=200)
+    sample = choose_sample(manifest, 10, seed="2024-06-03T04:15:00+00:00/uabcs")
+    assert sample[0] == "index.html" and len(sample) == 11
+    assert sample == choose_sample(manifest, 10, seed="2024-06-03T04:15:00+00:00/uabcs")
+    assert sample != choose_sample(manifest, 10, seed="2024-06-03T04:30:00+00:00/uabcs")
+    assert len(choose_sample(manifest, 0, seed="x")) == len(manifest.files)
+
+
+def failing(outcome: CheckOutcome = CheckOutcome.UNREACHABLE) -> SiteCheck:
+    return SiteCheck("d", outcome, "down")
+
+
+OK = SiteCheck("d", CheckOutcome.OK, "fine")
+
+
+@given(st.lists(st.booleans(), max_size=30))
+def test_suspension_comes_exactly_at_the_third_consecutive_failed_period(history):
+    state = MonitorState()
+    run = 0
+    for period, ok in enumerate(history):
+        transition = advance(state, OK if ok else failing(), f"p{period:03}")
+        run = 0 if ok else run + 1
+        assert (Action.SUSPEND in transition.actions) == (run == 3)
+        assert transition.state.consecutive_failures == run
+        # An incident opens with the first failure of a run and closes with the recovery
+        assert (Action.OPEN_INCIDENT in transition.actions) == (run == 1)
+        assert (Action.CLOSE_INCIDENT in transition.actions) == (ok and state.incident_id != "")
+        state = transition.state
+
+
+def test_altered_content_alerts_and_repairs_at_once():
+    transition = advance(MonitorState(), failing(CheckOutcome.ALTERED), "p1")
+    assert transition.actions == (Action.OPEN_INCIDENT, Action.ALERT, Action.REPAIR)
+    assert transition.state.incident_id == "p1#d"
+
+
+def test_periods_are_aligned_so_every_run_of_the_same_period_agrees():
+    period = timedelta(minutes=15)
+    start = period_start(datetime(2024, 6, 3, 4, 29, 59, tzinfo=UTC), period)
+    assert start == datetime(2024, 6, 3, 4, 15, tzinfo=UTC)
+    assert period_start(datetime(2024, 6, 3, 4, 15, tzinfo=UTC), period) == start
+
+
+def test_the_upstream_stalls_after_twenty_minutes_without_a_snapshot():
+    opened = AT
+    limit = timedelta(minutes=20)
+    assert upstream_stalled(None, opened, opened + timedelta(minutes=19), limit) is None
+    assert upstream_stalled(None, opened, opened + timedelta(minutes=21), limit) == timedelta(
+        minutes=21
+    )
+    # A snapshot accepted before the opening does not count against the window
+    before = opened - timedelta(hours=2)
+    assert upstream_stalled(before, opened, opened + timedelta(minutes=5), limit) is None
+    recent = opened + timedelta(minutes=30)
+    assert upstream_stalled(recent, opened, recent + timedelta(minutes=10), limit) is None
