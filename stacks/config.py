@@ -23,6 +23,7 @@ _DIFUSOR_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{16,1224}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 PUBLISHER_ROLE_NAME = "difusion-publisher"
+MONITOR_ROLE_NAME = "difusion-monitor"  # writes the suspension notice into a difusor's site
 DELIVERY_ROLE_NAME = "difusion-delivery"
 
 
@@ -289,6 +290,10 @@ class DifusorConfig:
     @property
     def publisher_role_arn(self) -> str:
         return f"arn:aws:iam::{self.institute_account}:role/{PUBLISHER_ROLE_NAME}"
+
+    @property
+    def monitor_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.institute_account}:role/{MONITOR_ROLE_NAME}"
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     # Only while the window is open: the stall alarm reads this, so it cannot fire at night
     # before the opening or after the close.
     if report.upstream_silence_seconds is not None:
+        metrics.add_metric(name="WindowOpen", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
             name="UpstreamSilenceSeconds",
             unit=MetricUnit.Seconds,

@@ -29,7 +29,12 @@ class DeliveryRole(Construct):
             "Role",
             role_name=DELIVERY_ROLE_NAME,
             description="Lets the electoral institute publish PREP snapshots into this site",
-            assumed_by=iam.ArnPrincipal(config.publisher_role_arn),
+            # The publisher delivers snapshots; the continuity monitor puts up the notice
+            # when the institute interrupts this site's transmission. Both need the id.
+            assumed_by=iam.CompositePrincipal(
+                iam.ArnPrincipal(config.publisher_role_arn),
+                iam.ArnPrincipal(config.monitor_role_arn),
+            ),
             external_ids=[config.external_id],
         )
         statements = [
@@ -37,6 +42,11 @@ class DeliveryRole(Construct):
                 sid="WriteTheSite",
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                 resources=[bucket.arn_for_objects("*")],
+            ),
+            # A full redelivery (reinstatement) lists the site to remove what is not in the
+            # snapshot, such as the suspension notice's status file.
+            iam.PolicyStatement(
+                sid="ListTheSite", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]
             ),
             iam.PolicyStatement(
                 sid="InvalidateTheDistribution",

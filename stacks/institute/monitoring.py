@@ -85,6 +85,10 @@ class Monitoring(Construct):
             self._metric("Packages_rejected", period=Duration.minutes(1)),
             "UCSI uploaded a package the pipeline refused; `difusion ledger` says why.",
         )
+        monitor_period = Duration.minutes(config.monitor.period_minutes)
+        # The monitor reports WindowOpen every period while the window is open: alarms
+        # about freshness are gated by it, so none fires before the opening or after the close.
+        window_open = self._metric("WindowOpen", period=DELIVERY_DEADLINE, statistic="Maximum")
         delivered_widgets = []
         for difusor in config.difusores:
             delivered = self._metric(
@@ -93,13 +97,35 @@ class Monitoring(Construct):
             delivered_widgets.append(delivered)
             alarm(
                 f"Stale{_camel(difusor.difusor_id)}",
-                delivered,
+                cloudwatch.MathExpression(
+                    expression="IF(FILL(open, 0) > 0 AND FILL(delivered, 0) < 1, 1, 0)",
+                    using_metrics={"open": window_open, "delivered": delivered},
+                    period=DELIVERY_DEADLINE,
+                    label=f"{difusor.difusor_id}: no delivery in 20 min while open",
+                ),
                 f"No delivery to {difusor.difusor_id} in 20 minutes while the window is open "
                 "(the call requires a fresh copy at least every 20 minutes).",
-                threshold=1,
-                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                missing=cloudwatch.TreatMissingData.BREACHING,
             )
+        alarm(
+            "UpstreamStalled",
+            self._metric("UpstreamSilenceSeconds", period=monitor_period, statistic="Maximum"),
+            f"No new snapshot for more than {config.monitor.upstream_stall_minutes} minutes "
+            "while the window is open (at least three updates an hour are required).",
+            threshold=config.monitor.upstream_stall_minutes * 60,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+        alarm(
+            "IntegrityIncident",
+            self._metric("IntegrityIncidents", period=monitor_period),
+            "A difusor serves files that differ from the signed manifest; the altered files "
+            "are being redelivered. See the ledger's INCIDENT# items.",
+        )
+        alarm(
+            "DifusorSuspended",
+            self._metric("DifusoresSuspended", period=monitor_period),
+            "A difusor failed three consecutive update periods and was suspended; reinstate "
+            "it with `difusion difusor reinstate` once its site is back.",
+        )
 
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=f"difusion-{config.election_id}"
@@ -116,6 +142,20 @@ class Monitoring(Construct):
                     self._metric("Packages_validated"),
                     self._metric("Packages_rejected"),
                     self._metric("Snapshots_accepted"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Continuity monitor",
+                left=[
+                    self._metric("SiteChecksFailed", period=monitor_period),
+                    self._metric("IntegrityIncidents", period=monitor_period),
+                    self._metric("DifusoresSuspended", period=monitor_period),
+                ],
+                right=[
+                    self._metric(
+                        "UpstreamSilenceSeconds", period=monitor_period, statistic="Maximum"
+                    )
                 ],
                 width=12,
             ),
@@ -140,7 +180,11 @@ class Monitoring(Construct):
 
     @staticmethod
     def _metric(
-        name: str, *, difusor: str | None = None, period: Duration = DEFAULT_PERIOD
+        name: str,
+        *,
+        difusor: str | None = None,
+        period: Duration = DEFAULT_PERIOD,
+        statistic: str = "Sum",
     ) -> cloudwatch.Metric:
         dimensions = {"service": SERVICE}
         if difusor:
@@ -149,7 +193,7 @@ class Monitoring(Construct):
             namespace=METRICS_NAMESPACE,
             metric_name=name,
             dimensions_map=dimensions,
-            statistic="Sum",
+            statistic=statistic,
             period=period,
         )
 

@@ -30,6 +30,9 @@ class OriginBucket(Construct):
             "Bucket",
             bucket_name=origin_bucket_name(config),
             versioned=True,
+            # At the close the final package, manifest and closing record are put under
+            # compliance-mode retention (RE art. 353.9): Object Lock exists from creation.
+            object_lock_enabled=True,
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,

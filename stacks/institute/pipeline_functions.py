@@ -8,6 +8,8 @@ from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Validations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -15,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import PUBLISHER_ROLE_NAME, InstituteConfig
+from stacks.config import MONITOR_ROLE_NAME, PUBLISHER_ROLE_NAME, InstituteConfig
 from stacks.institute.ledger_tables import LedgerTables
 from stacks.institute.pipeline_queues import PipelineQueues
 from stacks.institute.signing_key import SigningKey
@@ -44,6 +46,9 @@ class FunctionSpec:
 INGEST = FunctionSpec("ingest", INGEST_TIMEOUT, 2048, ephemeral_mb=10240)  # spools packages
 SIGN = FunctionSpec("sign", SIGN_TIMEOUT, 512)
 REPLICATE = FunctionSpec("replicate", REPLICATE_TIMEOUT, 1024)
+MONITOR = FunctionSpec("monitor", Duration.minutes(5), 512)
+# What the monitor puts under retention at the close, and where it writes.
+RETAINED_PREFIXES = ("incoming/", "manifests/", "keys/", "closing/")
 
 
 def handler_asset(name: str) -> lambda_.Code:
@@ -189,7 +194,72 @@ class PipelineFunctions(Construct):
                 queues.deliveries, batch_size=10, report_batch_item_failures=True
             )
         )
-        self.functions = {"ingest": self.ingest, "sign": self.sign, "replicate": self.replicate}
+
+        # --- monitor: each update period, checks every difusor's public site -------------
+        monitor_role = iam.Role(
+            self,
+            "MonitorRole",
+            role_name=MONITOR_ROLE_NAME,
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Checks difusores' sites; suspends, shows the notice, writes the "
+            "closing record",
+        )
+        self.monitor = self._function(
+            MONITOR,
+            {
+                **common_env,
+                "REGISTRY_TABLE": tables.registry.table_name,
+                "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
+                **window_env,
+                **config.monitor.environment(),
+            },
+            role=monitor_role,
+        )
+        origin.grant_read(self.monitor, "manifests/*")
+        origin.grant_read(self.monitor, "keys/*")
+        origin.grant_put(self.monitor, "public/*")
+        origin.grant_put(self.monitor, "closing/*")
+        monitor_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RetainTheFinalPublication",
+                actions=["s3:PutObjectRetention"],
+                resources=[origin.arn_for_objects(f"{p}*") for p in RETAINED_PREFIXES],
+            )
+        )
+        acknowledge_prefixes(
+            monitor_role,
+            origin,
+            ("manifests/", "keys/", "public/", "closing/", "incoming/"),
+            "The monitor reads the manifests it checks sites against, writes the public list "
+            "of difusores and the closing record, and puts the final package, manifest and "
+            "record under retention; their names are known only at the close.",
+        )
+        queues.deliveries.grant_send_messages(self.monitor)  # repairs and reinstatements
+        self._ledger_access(self.monitor, tables.ledger, write=True)
+        tables.registry.grant(
+            self.monitor, "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"
+        )
+        if config.difusores:
+            monitor_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AssumeOnlyRegisteredDifusorRoles",
+                    actions=["sts:AssumeRole"],
+                    resources=[d.role_arn for d in config.difusores],
+                )
+            )
+        self.schedule = events.Rule(
+            self,
+            "MonitorSchedule",
+            description="One continuity-monitor period (the call: every update period)",
+            schedule=events.Schedule.rate(Duration.minutes(config.monitor.period_minutes)),
+            targets=[targets.LambdaFunction(self.monitor, retry_attempts=2)],
+        )
+        self.functions = {
+            "ingest": self.ingest,
+            "sign": self.sign,
+            "replicate": self.replicate,
+            "monitor": self.monitor,
+        }
 
     def _function(
         self, spec: FunctionSpec, environment: dict[str, str], role: iam.Role | None = None

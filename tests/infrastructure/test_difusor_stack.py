@@ -99,10 +99,14 @@ def test_waf_has_the_managed_rule_groups_and_a_rate_limit_and_fronts_the_distrib
     assert config["WebACLId"] == {"Fn::GetAtt": [acl_id, "Arn"]}
 
 
-def test_the_delivery_role_trusts_only_the_publisher_with_the_external_id(difusor, difusor_config):
+def test_the_delivery_role_trusts_only_the_publisher_and_monitor_with_the_external_id(
+    difusor, difusor_config
+):
     role = only(difusor, "AWS::IAM::Role", RoleName="difusion-delivery")["Properties"]
     [statement] = role["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Principal"] == {"AWS": difusor_config.publisher_role_arn}
+    assert sorted(statement["Principal"]["AWS"]) == sorted(
+        [difusor_config.publisher_role_arn, difusor_config.monitor_role_arn]
+    )
     assert statement["Condition"] == {
         "StringEquals": {"sts:ExternalId": difusor_config.external_id}
     }
@@ -123,10 +127,12 @@ def test_the_delivery_role_may_only_write_this_site_and_invalidate_this_distribu
         "s3:GetObject",
         "s3:PutObject",
         "s3:DeleteObject",
+        "s3:ListBucket",
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
     }
     by_sid = {s["Sid"]: s for s in statements}
+    assert by_sid["ListTheSite"]["Resource"] == {"Fn::GetAtt": [_site_bucket_id(difusor), "Arn"]}
     site = by_sid["WriteTheSite"]["Resource"]
     assert site == {"Fn::Join": ["", [{"Fn::GetAtt": [_site_bucket_id(difusor), "Arn"]}, "/*"]]}
     invalidation = by_sid["InvalidateTheDistribution"]["Resource"]

@@ -73,7 +73,11 @@ def test_origin_notifies_eventbridge_and_the_rule_feeds_the_ingest_queue(institu
     assert notifications["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {}
     }
-    rule = only(institute, "AWS::Events::Rule")["Properties"]
+    [rule] = [
+        r["Properties"]
+        for r in institute.find_resources("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
     assert rule["EventPattern"]["source"] == ["aws.s3"]
     assert rule["EventPattern"]["detail-type"] == ["Object Created"]
     assert rule["EventPattern"]["detail"]["object"] == {"key": [{"prefix": "incoming/"}]}
@@ -166,7 +170,7 @@ def test_functions_run_the_shared_handlers_on_arm64_with_tracing_and_the_layer(
     layer = only(institute, "AWS::Lambda::LayerVersion")
     layer_id = next(iter(institute.find_resources("AWS::Lambda::LayerVersion")))
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    for name in ("ingest", "sign", "replicate"):
+    for name in ("ingest", "sign", "replicate", "monitor"):
         props = institute.to_json()["Resources"][_function(institute, name)]["Properties"]
         assert props["Runtime"] == "python3.14"
         assert props["Architectures"] == ["arm64"]
@@ -183,7 +187,9 @@ def test_functions_run_the_shared_handlers_on_arm64_with_tracing_and_the_layer(
         assert deployed == (ROOT / "lambdas" / name / "handler.py").read_bytes()
     from difusion.local.pipeline import HANDLERS
 
-    assert {n: f"lambdas.{n}.handler" for n in ("ingest", "sign", "replicate")} == HANDLERS
+    assert {
+        n: f"lambdas.{n}.handler" for n in ("ingest", "sign", "replicate", "monitor")
+    } == HANDLERS
 
 
 def test_the_layer_ships_the_domain_package_without_the_local_tooling(institute, synthesized):
@@ -235,14 +241,31 @@ def test_dead_letter_queues_failures_rejections_and_staleness_raise_alarms(
     ]
     assert len(dlq_alarms) == 3
     names = {a["Properties"].get("MetricName") for a in alarms.values()}
-    assert {"Errors", "Packages_rejected", "Delivered"} <= names
-    stale = [
-        a["Properties"] for a in alarms.values() if a["Properties"].get("MetricName") == "Delivered"
-    ]
+    assert {
+        "Errors",
+        "Packages_rejected",
+        "UpstreamSilenceSeconds",
+        "IntegrityIncidents",
+        "DifusoresSuspended",
+    } <= names
+    # Per difusor: no delivery in 20 minutes, counted only while the monitor says the
+    # window is open (so nothing fires before the opening or after the close)
+    stale = [a["Properties"] for a in alarms.values() if "Metrics" in a["Properties"]]
     assert len(stale) == len(institute_config.difusores)
     for alarm in stale:
-        assert alarm["Period"] == 1200 and alarm["TreatMissingData"] == "breaching"
-        assert alarm["ComparisonOperator"] == "LessThanThreshold"
+        expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+        assert expression["Expression"] == "IF(FILL(open, 0) > 0 AND FILL(delivered, 0) < 1, 1, 0)"
+        used = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+        assert used["open"]["Metric"]["MetricName"] == "WindowOpen"
+        assert used["delivered"]["Metric"]["MetricName"] == "Delivered"
+        assert used["delivered"]["Period"] == 1200
+        assert alarm["TreatMissingData"] == "notBreaching"
+    [stall] = [
+        a["Properties"]
+        for a in alarms.values()
+        if a["Properties"].get("MetricName") == "UpstreamSilenceSeconds"
+    ]
+    assert stall["Threshold"] == 20 * 60 and stall["Statistic"] == "Maximum"
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"]
     institute.has_resource_properties(
@@ -260,7 +283,39 @@ def test_outputs_tell_operators_where_everything_is(institute):
         "RegistryTableName",
         "SigningSecretName",
         "DashboardName",
+        "IdempotencyTableName",
+        "DeliveryQueueUrl",
+        "MonitorFunctionName",
     } <= set(outputs)
+
+
+def test_the_monitor_runs_every_period_and_may_only_do_its_own_work(institute, institute_config):
+    monitor = _function(institute, "monitor")
+    [schedule] = [
+        r["Properties"]
+        for r in institute.find_resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+    assert schedule["ScheduleExpression"] == "rate(15 minutes)"
+    assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": [monitor, "Arn"]}
+    env = institute.to_json()["Resources"][monitor]["Properties"]["Environment"]["Variables"]
+    assert env["MONITOR_PERIOD_SECONDS"] == "900" and env["MONITOR_SUSPEND_AFTER"] == "3"
+    assert env["DIFUSORES_LIST_URL"] == institute_config.monitor.difusores_list_url
+    role_id = _role_of(institute, monitor)
+    role = institute.to_json()["Resources"][role_id]["Properties"]
+    assert role["RoleName"] == "difusion-monitor"  # the difusores' delivery roles trust it
+    statements = statements_of(institute, role_id)
+    actions = actions_of(statements)
+    assert "sts:AssumeRole" in actions and "s3:PutObjectRetention" in actions
+    assert "s3:DeleteObject" not in actions and "secretsmanager:GetSecretValue" not in actions
+    assert "dynamodb:UpdateItem" in actions  # suspend and reinstate in the registry
+    [retention] = [s for s in statements if s.get("Sid") == "RetainTheFinalPublication"]
+    assert len(retention["Resource"]) == 4
+
+
+def test_the_origin_bucket_has_object_lock_for_the_final_publication(institute):
+    bucket = only(institute, "AWS::S3::Bucket", ObjectLockEnabled=True)["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
 def test_replicate_consumes_deliveries_in_batches_reporting_item_failures(institute):
