@@ -80,6 +80,11 @@ class PublicationWindow:
             return Decision(
                 Verdict.REFUSE,
                 f"arrived after the close at {closing.isoformat()} and its grace period "
-                f"of {int(self.grace.total_seconds() // 60)} min",
+                f"of {_duration(self.grace)}",
             )
         return Decision(Verdict.PUBLISH, "final cut, within the grace period after the close")
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 and seconds else f"{seconds} s"

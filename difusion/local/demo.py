@@ -1,28 +1,66 @@
-"""``make demo``: a night of PREP cuts through the whole pipeline on the embedded default."""
+"""``make demo``: a whole election night, in accelerated time, on the embedded default."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from difusion.generator import SeriesSpec, generate_series
-from difusion.local.session import embedded_pipeline, published_summary, run_package
+from difusion.local.pipeline import LocalPipeline, PipelineOptions
+from difusion.local.session import (
+    PackageOutcome,
+    embedded_pipeline,
+    published_summary,
+    run_package,
+)
+from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
 from difusion.verification import verify_directory
+from difusion.window import PublicationWindow
 
 
-def run_demo(out_dir: Path, spec: SeriesSpec, console: Console | None = None) -> dict[str, Any]:
-    """Generate a series, run every cut through the pipeline, and leave its results in
-    ``out_dir``: report.json, sites/<difusor>/, keys/prep.pub, logs. Returns the report."""
+@dataclass(frozen=True)
+class NightPlan:
+    """An election night in accelerated time."""
+
+    opening_lead_seconds: float = 10.0  # from the end of provisioning to the opening
+    grace_seconds: int = 4
+    monitor_period_seconds: int = 2
+    difusor_down: str = "canal-10-los-cabos"
+    close_reason: str = "100% de actas registradas (RE art. 353.6)"
+
+
+def _window_for(plan: NightPlan, spec: SeriesSpec, held: int) -> PublicationWindow:
+    # Time for the cuts that arrive before the opening, scaled by the package size.
+    lead = plan.opening_lead_seconds + held * 5.0 * max(spec.casillas / 1100, 0.1)
+    opening = datetime.now().astimezone() + timedelta(seconds=lead)
+    # The timer would close a day later; the operator closes early when all actas are in.
+    return PublicationWindow(
+        opening, opening + timedelta(hours=1), timedelta(seconds=plan.grace_seconds)
+    )
+
+
+def run_demo(
+    out_dir: Path, spec: SeriesSpec, console: Console | None = None, plan: NightPlan | None = None
+) -> dict[str, Any]:
+    """Play a night: cuts held before the opening and released at it, one difusor's site
+    down and suspended, an early close, a late cut refused, the closing record. Leaves its
+    results in ``out_dir``: report.json, sites/<difusor>/, registro-de-cierre.{json,html},
+    difusores.html, keys/prep.pub, logs. Returns the report."""
     console = console or Console()
+    plan = plan or NightPlan()
+    if spec.cuts < 3:
+        raise ValueError("the night needs at least 3 cuts: held, published, and a late one")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -31,115 +69,276 @@ def run_demo(out_dir: Path, spec: SeriesSpec, console: Console | None = None) ->
     (out_dir / "keys" / "prep.pub").write_text(secret_key.public_key.to_file())
 
     console.print(
-        f"[bold]difusion demo[/] — {spec.casillas} casillas, {spec.cuts} cuts every "
-        f"{int(spec.interval.total_seconds() // 60)} min, election {spec.election_code}"
+        f"[bold]difusion demo[/] — an election night in accelerated time: {spec.casillas} "
+        f"casillas, {spec.cuts} cuts, election {spec.election_code}"
     )
     with console.status("generating the PREP snapshot series…"):
         snapshots = generate_series(spec)
         packages = [s.write_package(out_dir / "packages") for s in snapshots]
+    held_count = max(1, spec.cuts // 4)
+    before, during, late = packages[:held_count], packages[held_count:-1], packages[-1]
     console.print(
         f"public key {secret_key.public_key.key_id_text}  "
         f"fingerprint {secret_key.public_key.fingerprint}"
     )
-
-    table = Table(title=f"Deliveries (snapshot × difusor), {spec.election_code}")
-    table.add_column("cut")
-    table.add_column("files", justify="right")
-    table.add_column("difusor")
-    table.add_column("status")
-    table.add_column("copied", justify="right")
-    table.add_column("deleted", justify="right")
-    table.add_column("seconds", justify="right")
-
     started = time.monotonic()
-    with embedded_pipeline(out_dir, secret_key) as pipeline:
-        console.print(
-            f"embedded default up: moto on {pipeline.emulator.endpoint}, origin bucket "
-            f"{pipeline.deployment.origin_bucket}, difusores "
-            + ", ".join(f"{d.difusor_id} ({d.account_id})" for d in pipeline.deployment.difusores)
+    options = PipelineOptions(
+        window=_window_for(plan, spec, held_count),
+        monitor_period_seconds=plan.monitor_period_seconds,
+        monitor_sample_size=64,
+    )
+    outcomes: list[PackageOutcome] = []
+    story: list[str] = []
+    with embedded_pipeline(out_dir, secret_key, options) as pipeline:
+        window = pipeline.deployment.window
+        tz = ZoneInfo(pipeline.deployment.time_zone)
+
+        def say(message: str) -> None:
+            stamp = datetime.now(tz).strftime("%H:%M:%S")
+            story.append(f"{stamp} {message}")
+            console.print(f"[dim]{stamp}[/] {message}")
+
+        say(
+            f"embedded default up: moto on {pipeline.emulator.endpoint}; difusores "
+            + ", ".join(
+                f"{d.difusor_id} ({d.account_id}) at {d.public_url}"
+                for d in pipeline.deployment.difusores
+            )
         )
-        outcomes = []
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("publishing cuts", total=len(packages))
-            for package in packages:
-                progress.update(task, description=f"publishing {package.name}")
-                outcome = run_package(pipeline, package)
-                outcomes.append(outcome)
-                progress.advance(task)
-                record = pipeline.ledger.snapshot(outcome.snapshot_id) or {}
-                _add_rows(
-                    table,
-                    pipeline.ledger.items(f"DELIVERY#{outcome.snapshot_id}#"),
-                    outcome,
-                    record.get("file_count", ""),
-                )
-        console.print(table)
+        say(
+            f"window opens at {window.opening.astimezone(tz):%H:%M:%S}; "
+            f"monitor period {plan.monitor_period_seconds} s"
+        )
+        # Before the opening: processed and signed, not published
+        for package in before:
+            outcome = run_package(pipeline, package)
+            outcomes.append(outcome)
+            say(f"{package.name}: {outcome.status}; {_held(pipeline, outcome)}")
+        _wait_for(lambda: pipeline.ledger.window().state == "open", window.opening, pipeline)
+        say("the window is open: the timer releases the newest snapshot to every difusor")
+        _settle_until(pipeline, lambda: _delivered(pipeline, before[-1].name) == 3)
+        _monitor(pipeline, say)
+        # During the night: cuts every "20 minutes"; one difusor's site goes down
+        for index, package in enumerate(during):
+            outcome = run_package(pipeline, package)
+            outcomes.append(outcome)
+            say(
+                f"{package.name}: {outcome.status}, delivered to "
+                f"{_delivered(pipeline, package.name)} difusores"
+            )
+            if index == 0:
+                pipeline.sites[plan.difusor_down].take_down()
+                say(f"[red]{plan.difusor_down}'s site goes down[/]")
+            _monitor(pipeline, say)
+        for _ in range(4):  # until three consecutive periods have failed
+            if pipeline.difusor(plan.difusor_down).status == "suspended":
+                break
+            _monitor(pipeline, say)
+        # The close
+        pipeline.ledger.close_early(datetime.now(UTC), plan.close_reason)
+        closed_at = pipeline.ledger.window().closed_at
+        say(f"UCSI closes the window: {plan.close_reason}")
+        assert closed_at is not None
+        _wait_for(lambda: False, closed_at + window.grace, pipeline, settle=False)
+        outcome = run_package(pipeline, late)
+        outcomes.append(outcome)
+        say(
+            f"{late.name} arrives after the close and its grace: {outcome.status} "
+            f"({outcome.code}: {outcome.reason})"
+        )
+        finalized = _monitor(pipeline, say)["finalized"]
 
         report = pipeline.report()
         report["packages"] = [o.to_json() for o in outcomes]
         report["published_now"] = published_summary(pipeline)
         report["handler_errors"] = pipeline.dispatcher.handler_errors
+        report["window"] = {
+            "opening": window.opening.isoformat(),
+            "opened_at": _iso(pipeline.ledger.window().opened_at),
+            "closed_at": _iso(closed_at),
+            "grace_seconds": plan.grace_seconds,
+        }
+        report["story"] = story
+        report["incidents"] = pipeline.ledger.items("INCIDENT#")
+        report["publication_times"] = _publication_times(report["deliveries"], window, closed_at)
+        for difusor in pipeline.deployment.difusores:
+            pipeline.download_site(difusor.difusor_id, out_dir / "sites" / difusor.difusor_id)
+        origin = pipeline.deployment.origin_bucket
+        for key, name in (
+            (finalized["record_key"], "registro-de-cierre.json"),
+            (finalized["record_html_key"], "registro-de-cierre.html"),
+            ("public/difusores.html", "difusores.html"),
+            ("public/difusores.json", "difusores.json"),
+        ):
+            body = pipeline.s3.get_object(Bucket=origin, Key=key)["Body"].read()
+            (out_dir / name).write_bytes(body)
+        report["closing_record"] = finalized
         (out_dir / "report.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False, default=str)
         )
-        for difusor in pipeline.deployment.difusores:
-            pipeline.download_site(difusor.difusor_id, out_dir / "sites" / difusor.difusor_id)
 
-    verdicts = []
+    console.print(_deliveries_table(report, tz))
+    times = report["publication_times"]
+    mark = (
+        "[green]none[/]" if times["outside_window"] == 0 else f"[red]{times['outside_window']}[/]"
+    )
+    console.print(
+        f"deliveries published: {times['published']}, first at {times['first']}, last at "
+        f"{times['last']}; published before the opening or after the close: {mark}"
+    )
+    verdicts = {}
     for difusor in report["difusores"]:
-        result = verify_directory(out_dir / "sites" / difusor["difusor_id"], secret_key.public_key)
-        verdicts.append(result)
+        site = out_dir / "sites" / difusor["difusor_id"]
+        if difusor["status"] == "suspended":
+            notice = (site / "index.html").read_text(encoding="utf-8")
+            shown = "fue interrumpida" in notice
+            verdicts[difusor["difusor_id"]] = shown
+            console.print(
+                f"  {difusor['difusor_id']}: suspended — "
+                + ("[green]notice shown on its portal[/]" if shown else "[red]no notice[/]")
+            )
+            continue
+        result = verify_directory(site, secret_key.public_key)
+        verdicts[difusor["difusor_id"]] = result.ok
         mark = "[green]verified[/]" if result.ok else f"[red]FAILED[/] {result.problems[:3]}"
         console.print(
             f"  {difusor['difusor_id']}: {result.files} files, snapshot "
             f"{result.snapshot_id} — {mark}"
         )
     console.print(
-        f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ "
-        "(report.json, sites/, keys/prep.pub). Check a site with the stock tool:\n"
+        f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ (report.json, "
+        "registro-de-cierre.html, difusores.html, sites/, keys/prep.pub). Check a site with "
+        "the stock tool:\n"
         f"  minisign -Vm {out_dir}/sites/uabcs/.well-known/prep/manifest.json "
         f"-x {out_dir}/sites/uabcs/.well-known/prep/manifest.json.minisig "
         f"-p {out_dir}/keys/prep.pub"
     )
-    report["verified"] = all(v.ok for v in verdicts)
+    report["verified"] = all(verdicts.values()) and times["outside_window"] == 0
     return report
 
 
-def _add_rows(
-    table: Table, deliveries: list[dict[str, Any]], outcome: Any, file_count: object
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _held(pipeline: LocalPipeline, outcome: PackageOutcome) -> str:
+    record = pipeline.ledger.snapshot(outcome.snapshot_id) or {}
+    if record.get("held_at"):
+        return "signed and held: publication opens at the opening"
+    return f"delivered to {_delivered(pipeline, outcome.package)} difusores"
+
+
+def _delivered(pipeline: LocalPipeline, package_name: str) -> int:
+    snapshot_id = snapshot_id_of(package_name)
+    return sum(
+        1
+        for d in pipeline.ledger.items(f"DELIVERY#{snapshot_id}#")
+        if d.get("status") == "delivered"
+    )
+
+
+def _monitor(pipeline: LocalPipeline, say: Callable[[str], None]) -> dict[str, Any]:
+    report = pipeline.run_monitor_period()
+    checks = ", ".join(f"{c['difusor_id']} {c['outcome']}" for c in report["checks"])
+    actions = "; ".join(report["actions"])
+    if report["finalized"]:
+        say(f"monitor: the closing record is written ({report['finalized']['record_key']})")
+    else:
+        say(
+            f"monitor period: {checks or 'no sites to check'}"
+            + (f" → {actions}" if actions else "")
+        )
+    return report
+
+
+def _wait_for(
+    condition: Callable[[], bool],
+    moment: datetime,
+    pipeline: LocalPipeline,
+    settle: bool = True,
+    timeout: float = 120.0,
 ) -> None:
-    if outcome.status != "accepted":
-        reason = outcome.reason or outcome.code
-        table.add_row(
-            _cut_label(outcome.snapshot_id),
-            "",
-            "—",
-            f"[red]{outcome.status}[/] {reason}",
-            "",
-            "",
-            "",
+    """Let the pipeline work until ``moment`` has passed and ``condition`` holds (or, for a
+    condition that never holds, until ``moment``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = datetime.now().astimezone()
+        if now >= moment and (condition() or not settle):
+            return
+        if settle:
+            pipeline.settle()
+        time.sleep(0.2)
+    raise TimeoutError(f"the night did not reach {moment.isoformat()}")
+
+
+def _settle_until(pipeline: LocalPipeline, condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not condition():
+        pipeline.settle()
+        time.sleep(0.2)
+
+
+def _publication_times(
+    deliveries: list[dict[str, Any]], window: PublicationWindow, closed_at: datetime
+) -> dict[str, Any]:
+    published = [d for d in deliveries if d.get("status") == "delivered"]
+    latest = closed_at + window.grace
+    outside = [
+        d
+        for d in published
+        if datetime.fromisoformat(d["started_at"]) < window.opening
+        or datetime.fromisoformat(d["finished_at"]) > latest
+    ]
+    moments = sorted(d["finished_at"] for d in published)
+    return {
+        "published": len(published),
+        "first": moments[0] if moments else None,
+        "last": moments[-1] if moments else None,
+        "outside_window": len(outside),
+    }
+
+
+def _deliveries_table(report: dict[str, Any], tz: ZoneInfo) -> Table:
+    table = Table(title=f"Deliveries (snapshot × difusor), {report['election']}")
+    for column in ("cut", "difusor", "status", "why", "copied", "published at"):
+        table.add_column(column, justify="right" if column == "copied" else "left")
+    for package in report["packages"]:
+        if package["status"] != "accepted":
+            table.add_row(
+                _cut_label(package["snapshot_id"]),
+                "—",
+                f"[red]{package['status']}[/]",
+                package["code"] or "",
+                "",
+                "",
+            )
+            continue
+        rows = sorted(
+            (d for d in report["deliveries"] if d["snapshot_id"] == package["snapshot_id"]),
+            key=lambda d: (d["difusor_id"], d.get("finished_at", "")),
         )
-        return
-    for index, delivery in enumerate(sorted(deliveries, key=lambda d: d["difusor_id"])):
-        status = str(delivery.get("status"))
-        style = "green" if status == "delivered" else "red"
-        seconds = _seconds(delivery.get("started_at"), delivery.get("finished_at"))
-        table.add_row(
-            _cut_label(outcome.snapshot_id) if index == 0 else "",
-            str(file_count) if index == 0 else "",
-            delivery["difusor_id"],
-            f"[{style}]{status}[/]",
-            str(delivery.get("objects_copied", "")),
-            str(delivery.get("objects_deleted", "")),
-            f"{seconds:.2f}" if seconds is not None else "",
-        )
+        if not rows:
+            table.add_row(
+                _cut_label(package["snapshot_id"]),
+                "—",
+                "held",
+                "superseded before the opening",
+                "",
+                "",
+            )
+        for index, d in enumerate(rows):
+            status = str(d.get("status"))
+            style = "green" if status == "delivered" else "yellow"
+            at = d.get("finished_at") if status == "delivered" else None
+            table.add_row(
+                _cut_label(package["snapshot_id"]) if index == 0 else "",
+                d["difusor_id"],
+                f"[{style}]{status}[/]",
+                str(d.get("reason", "")).split(":")[0],
+                str(d.get("objects_copied", "")),
+                datetime.fromisoformat(at).astimezone(tz).strftime("%H:%M:%S") if at else "",
+            )
+    return table
 
 
 def _cut_label(snapshot_id: str) -> str:
@@ -148,9 +347,3 @@ def _cut_label(snapshot_id: str) -> str:
     if len(stamp) == 13 and stamp[8] == "_" and stamp.replace("_", "").isdigit():
         return f"{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}"
     return snapshot_id
-
-
-def _seconds(start: Any, end: Any) -> float | None:
-    if not start or not end:
-        return None
-    return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,9 @@ HANDLERS = {
     "replicate": "lambdas.replicate.handler",
     "monitor": "lambdas.monitor.handler",
 }
+# Lambda runs one invocation per execution environment; the dispatcher runs several at once
+# in one process, so Powertools sees a shared Metrics object re-add its dimension.
+warnings.filterwarnings("ignore", message="Dimension 'difusor' has already been added")
 PORTAL = "institute"  # the institute's own portal: the public list of difusores
 
 

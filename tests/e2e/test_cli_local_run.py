@@ -76,10 +76,10 @@ def test_local_run_names_a_missing_package(tmp_path):
     assert "no such package" in result.stderr
 
 
-def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
+def test_the_demo_plays_a_whole_night_and_leaves_verifiable_sites_and_the_record(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [*CLI, "demo", "--out", str(out), "--casillas", "60", "--cuts", "3"],
+        [*CLI, "demo", "--out", str(out), "--casillas", "60", "--cuts", "4"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -88,15 +88,45 @@ def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Deliveries" in result.stdout and "verified" in result.stdout
     report = json.loads((out / "report.json").read_text())
-    assert [p["status"] for p in report["packages"]] == ["accepted"] * 3
-    assert len(report["deliveries"]) == 3 * 3
-    assert all(d["status"] == "delivered" for d in report["deliveries"])
+    first, second, third, late = (p["snapshot_id"] for p in report["packages"])
+    # The first cut arrived before the opening: signed, held, then released at the opening
+    snapshots = {s["snapshot_id"]: s for s in report["snapshots"]}
+    assert snapshots[first]["held_at"] < report["window"]["opened_at"]
+    released = [d for d in report["deliveries"] if d["snapshot_id"] == first]
+    assert {d["reason"].split(":")[0] for d in released} == {"release"}
+    assert len(released) == 3
+    # Nothing was published before the opening or after the close and its grace
+    assert report["publication_times"]["outside_window"] == 0
+    opening = report["window"]["opening"]
+    for delivery in report["deliveries"]:
+        if delivery["status"] == "delivered":
+            assert delivery["started_at"] >= opening
+            assert delivery["finished_at"] <= report["window"]["closed_at"]
+    # One site went down and was suspended after three failed periods, with the notice
+    difusores = {d["difusor_id"]: d for d in report["difusores"]}
+    assert difusores["canal-10-los-cabos"]["status"] == "suspended"
+    [incident] = report["incidents"]
+    assert incident["periods_failed"] == 3 and incident["cause"] == "unreachable"
+    notice = (out / "sites" / "canal-10-los-cabos" / "index.html").read_text()
+    assert "fue interrumpida" in notice
+    listing = json.loads((out / "difusores.json").read_text())
+    assert {d["difusor"]: d["estado"] for d in listing["difusores"]}["canal-10-los-cabos"] == (
+        "suspendido"
+    )
+    # The late cut was refused, and the closing record names the final snapshot
+    assert report["packages"][-1]["code"] == "window_closed"
+    record = json.loads((out / "registro-de-cierre.json").read_text())
+    assert record["final_snapshot"]["snapshot_id"] == third
+    assert record["window"]["closed_early"] is True
+    assert [s["snapshot_id"] for s in record["snapshots_published"]] == [first, second, third]
+    assert late in {r["snapshot_id"] for r in record["rejections"]}
+    assert "Registro de cierre" in (out / "registro-de-cierre.html").read_text()
     # Later cuts copy only changed files: fewer copies than files published
-    later = [d for d in report["deliveries"] if d["sequence"] == 3]
-    final_files = next(s for s in report["snapshots"] if s["sequence"] == 3)["file_count"]
+    final_files = snapshots[third]["file_count"]
+    later = [d for d in report["deliveries"] if d["snapshot_id"] == third]
     assert all(d["objects_copied"] < final_files for d in later)
-    for difusor in report["difusores"]:
-        site = out / "sites" / difusor["difusor_id"]
+    for difusor in ("diario-peninsular", "uabcs"):
+        site = out / "sites" / difusor
         # The stock minisign tool verifies the published manifest with the demo's key
         check = minisign_verify(
             site / MANIFEST_PATH, site / SIGNATURE_PATH, out / "keys" / "prep.pub"
@@ -104,6 +134,7 @@ def test_the_demo_leaves_verifiable_sites_keys_and_a_report(tmp_path):
         assert check.returncode == 0, check.stderr
         # ...and every file matches its manifest hash
         manifest = Manifest.from_bytes((site / MANIFEST_PATH).read_bytes())
+        assert manifest.snapshot_id == third
         for entry in manifest.files:
             assert hashlib.sha256((site / entry.path).read_bytes()).hexdigest() == entry.sha256
         published = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
