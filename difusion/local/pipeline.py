@@ -189,21 +189,22 @@ class LocalPipeline:
         self.sites.close()
 
     def run_monitor_period(self) -> dict[str, Any]:
-        """One update period of the continuity monitor, as its schedule would invoke it.
-
-        Waits for the next period to begin if one already ran in the current period."""
+        """One update period of the continuity monitor, as its schedule would invoke it:
+        the next tick after the last one, once the clock has reached it."""
         period = self.options.monitor_period_seconds
-        next_start = (self._last_period // period + 1) * period if self._last_period else 0.0
-        time.sleep(max(next_start - time.time(), 0.0))
-        self._last_period = time.time()
-        now = datetime.now(UTC)
+        tick = max(int(time.time()), int(self._last_period) + period)
+        tick -= tick % period
+        if tick <= self._last_period:
+            tick += period
+        time.sleep(max(tick - time.time(), 0.0))
+        self._last_period = float(tick)
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": "Scheduled Event",
             "source": "aws.events",
             "account": "123456789012",
-            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": datetime.fromtimestamp(tick, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": REGION,
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/difusion-monitor"],
             "detail": {},

@@ -124,11 +124,13 @@ class ContinuityService:
 
     # --- one period --------------------------------------------------------------------
 
-    def run_period(self) -> PeriodReport:
+    def run_period(self, scheduled_at: datetime | None = None) -> PeriodReport:
+        """Run the period of ``scheduled_at`` (the schedule's tick; now if not given): a
+        retried or late invocation of a tick is still that tick's period."""
         now = self._clock()
         record = self._ledger.window()
         closing = self._window.closing_for(record)
-        period = period_start(now, self._policy.period).isoformat()
+        period = period_start(scheduled_at or now, self._policy.period).isoformat()
         report = PeriodReport(period=period, window=str(record.state))
         if record.state is WindowState.OPEN and now < closing:
             self._check_difusores(period, report)

@@ -7,6 +7,7 @@ after the close and its grace, writes the closing record once.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -29,7 +30,8 @@ metrics = Metrics()
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(scheduled_at=event.time)
-    report = continuity_service(settings).run_period()
+    scheduled_at = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+    report = continuity_service(settings).run_period(scheduled_at)
     failed = [c for c in report.checks if not c.ok]
     metrics.add_metric(name="SitesChecked", unit=MetricUnit.Count, value=len(report.checks))
     metrics.add_metric(name="SiteChecksFailed", unit=MetricUnit.Count, value=len(failed))

@@ -4,6 +4,7 @@ from its bucket in the emulator, checked by the monitor handler period after per
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -217,13 +218,10 @@ def test_an_unreachable_site_is_suspended_after_three_periods_then_reinstated(
     assert {d["estado"] for d in listing["difusores"]} == {"activo"}
 
 
-def test_a_period_that_runs_twice_acts_once(pipeline, packages):
-    pipeline.process(packages[0])
-    pipeline.sites["uabcs"].take_down()
-    # Given a service whose clock stands still: every run falls in the same period
-    now = datetime.now(UTC)
+def _service(pipeline, clock, policy: MonitorPolicy | None = None) -> ContinuityService:
+    """The monitor's service on the deployment, with a clock the test controls."""
     deployment = pipeline.deployment
-    service = ContinuityService(
+    return ContinuityService(
         OriginStore(client("s3"), deployment.origin_bucket),
         pipeline.ledger,
         pipeline.registry,
@@ -231,9 +229,17 @@ def test_a_period_that_runs_twice_acts_once(pipeline, packages):
         HttpSiteReader(3),
         DeliveryQueue(client("sqs"), deployment.delivery_queue_url),
         window=deployment.window,
-        policy=MonitorPolicy(period=timedelta(minutes=15)),
-        clock=lambda: now,
+        policy=policy or MonitorPolicy(period=timedelta(minutes=15)),
+        clock=clock,
     )
+
+
+def test_a_period_that_runs_twice_acts_once(pipeline, packages):
+    pipeline.process(packages[0])
+    pipeline.sites["uabcs"].take_down()
+    # Given a service whose clock stands still: every run falls in the same period
+    now = datetime.now(UTC)
+    service = _service(pipeline, lambda: now)
     first = service.run_period()
     # When the schedule invokes the same period again
     second = service.run_period()
@@ -243,3 +249,50 @@ def test_a_period_that_runs_twice_acts_once(pipeline, packages):
     [incident] = pipeline.ledger.items("INCIDENT#")
     assert incident["periods_failed"] == 1
     assert pipeline.ledger.monitor_state("uabcs").consecutive_failures == 1
+
+
+def test_an_upstream_silent_for_longer_than_the_limit_is_an_incident_until_a_cut_arrives(
+    pipeline, packages
+):
+    # Given the limit (20 minutes on election night) scaled down to 8 seconds
+    policy = MonitorPolicy(period=timedelta(seconds=1), upstream_stall=timedelta(seconds=8))
+    service = _service(pipeline, lambda: datetime.now(UTC), policy)
+    record = pipeline.process(packages[0])
+    accepted_at = datetime.fromisoformat(record["accepted_at"])
+    # Within the limit of the last snapshot: no incident
+    assert service.run_period().upstream_silence_seconds < 8
+    assert pipeline.ledger.items("INCIDENT#") == []
+    # Past the limit without a new snapshot while the window is open: an incident
+    time.sleep(max((accepted_at + timedelta(seconds=9) - datetime.now(UTC)).total_seconds(), 0))
+    report = service.run_period()
+    assert report.upstream_silence_seconds >= 9
+    assert "upstream: open_incident" in report.actions
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["incident_kind"] == "upstream_stall" and incident["difusor_id"] == "upstream"
+    # A new snapshot ends it at the next period
+    pipeline.process(packages[1])
+    time.sleep(1)
+    report = service.run_period()
+    assert "upstream: close_incident" in report.actions
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["ended_at"] and incident["periods_failed"] >= 1
+
+
+def test_a_suspension_says_so_when_the_difusors_bucket_no_longer_takes_the_notice(
+    pipeline, packages
+):
+    pipeline.process(packages[0])
+    gone = pipeline.difusor("uabcs")
+    # Given a difusor whose site is down and whose bucket is gone
+    pipeline.sites["uabcs"].take_down()
+    s3 = pipeline.difusor_s3("uabcs")
+    for key in pipeline.site_objects("uabcs"):
+        s3.delete_object(Bucket=gone.bucket, Key=key)
+    s3.delete_bucket(Bucket=gone.bucket)
+    # When three periods fail
+    for _ in range(3):
+        pipeline.run_monitor_period()
+    # Then it is suspended all the same, and the incident says the notice could not be shown
+    assert pipeline.difusor("uabcs").status == "suspended"
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert any("notice not shown" in a and "NoSuchBucket" in a for a in incident["actions"])
