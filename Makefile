@@ -20,10 +20,15 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # The stock minisign tool, to prove our signatures verify with it (Debian package).
+# Debian's minisign (interoperability tests) and Chromium (the verification page's tests).
 tools:
-	@command -v minisign >/dev/null 2>&1 || { \
-	  echo "installing minisign (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq minisign >/dev/null; }
+	@missing=""; \
+	command -v minisign >/dev/null 2>&1 || missing="$$missing minisign"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # The Lambda layer, built without Docker (pip --platform); skipped when its inputs are unchanged.
 layer: venv

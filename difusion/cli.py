@@ -11,6 +11,7 @@
     difusion ledger --table T --election E      snapshots and deliveries as recorded
     difusion window start --state-machine ARN   start the window's timer (from the config)
     difusion window status|close --table T ...  the window's state; close it early
+    difusion verify TARGET --public-key KEY     prove a copy is what the institute signed
     difusion generate --out DIR [--small]       a PREP snapshot series, as packages
     difusion local run PACKAGE... [--json]      run packages through the embedded default
     difusion demo [--out DIR]                   a whole night on the embedded default
@@ -135,6 +136,28 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--election", required=True)
     close.add_argument("--reason", required=True, help="recorded in the ledger")
     close.set_defaults(run=_window_close)
+
+    check_site = commands.add_parser(
+        "verify",
+        help="verify a difusor's site (URL), a downloaded copy (directory) or s3://bucket",
+        description="Exit codes: 0 verified; 10 unreachable; 11 bad or missing signature; "
+        "14 stale, forked or broken history; 12 altered, missing or extra files; 13 an acta "
+        "image that does not match its CODIGO_INTEGRIDAD (or is missing); 2 usage.",
+    )
+    check_site.add_argument("target", help="https://… (http:// only on loopback), s3://…, or DIR")
+    check_site.add_argument(
+        "--public-key", required=True, help="the institute's prep.pub, or its key string"
+    )
+    check_site.add_argument(
+        "--since", type=Path, help="a manifest.json seen earlier: the site must extend it"
+    )
+    check_site.add_argument(
+        "--history", action="store_true", help="replay the whole chain of manifests"
+    )
+    check_site.add_argument("--jobs", type=int, default=8, help="parallel fetches (8)")
+    check_site.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    check_site.add_argument("--quiet", action="store_true", help="no progress bar, one line")
+    check_site.set_defaults(run=_verify)
 
     generate = commands.add_parser("generate", help="write a PREP snapshot series")
     generate.add_argument("--out", type=Path, required=True)
@@ -470,6 +493,63 @@ def _window_close(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"{args.election}: closed early — {args.reason}")
     return EXIT_OK
+
+
+# --- verification ----------------------------------------------------------------------
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from difusion.adapters.site_sources import open_source
+    from difusion.errors import KeyFormatError, ManifestInvalid
+    from difusion.manifest import Manifest
+    from difusion.signing import PublicKey
+    from difusion.verification import verify_site
+
+    try:
+        key_path = Path(args.public_key)
+        key_text = key_path.read_text() if key_path.is_file() else args.public_key
+        public_key = PublicKey.from_text(key_text)
+        since = Manifest.from_bytes(args.since.read_bytes()) if args.since else None
+        source = open_source(args.target)
+    except (KeyFormatError, ManifestInvalid, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json or args.quiet:
+        result = verify_site(source, public_key, since=since, history=args.history, jobs=args.jobs)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"hashing {source.label}", total=None)
+            result = verify_site(
+                source,
+                public_key,
+                since=since,
+                history=args.history,
+                jobs=args.jobs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return int(result.verdict)
+    if result.ok:
+        history = f", history of {result.history_checked} manifests" if args.history else ""
+        print(
+            f"verified: {source.label} serves {result.snapshot_id} (#{result.sequence}), "
+            f"{result.files} files, {result.actas_checked} actas against their "
+            f"CODIGO_INTEGRIDAD{history}"
+        )
+        if not args.quiet:
+            print(f"  key fingerprint {public_key.fingerprint}")
+            print(f"  {result.trusted_comment}")
+        return EXIT_OK
+    print(f"NOT VERIFIED ({result.verdict.name.lower()}): {source.label}")
+    if not args.quiet:
+        for problem in result.problems[:50]:
+            print(f"  {problem}")
+        if len(result.problems) > 50:
+            print(f"  … and {len(result.problems) - 50} more (--json lists all)")
+    return int(result.verdict)
 
 
 # --- local -----------------------------------------------------------------------------

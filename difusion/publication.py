@@ -21,6 +21,17 @@ WELL_KNOWN = ".well-known/prep/"
 MANIFEST_PATH = WELL_KNOWN + "manifest.json"
 SIGNATURE_PATH = WELL_KNOWN + "manifest.json.minisig"
 PUBLIC_KEY_PATH = WELL_KNOWN + "prep.pub"
+HISTORY_PREFIX = WELL_KNOWN + "history/"
+VERIFY_PAGE_PATH = WELL_KNOWN + "verificar.html"
+
+
+def history_path(sequence: int) -> str:
+    """Where every accepted manifest is published, so anyone can replay the chain."""
+    return f"{HISTORY_PREFIX}{sequence:06d}.json"
+
+
+def history_signature_path(sequence: int) -> str:
+    return history_path(sequence) + ".minisig"
 
 
 class Tier(IntEnum):
@@ -45,6 +56,7 @@ class SourceKind(IntEnum):
     MANIFEST = 1
     SIGNATURE = 2
     PUBLIC_KEY = 3
+    ORIGIN = 4  # a named origin object (a manifest or signature of the history)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class CopyStep:
     size: int
     content_type: str
     tier: Tier
+    source_key: str = ""  # for SourceKind.ORIGIN
 
 
 @dataclass(frozen=True)
@@ -99,8 +112,13 @@ def plan_publication(
     manifest_bytes: int,
     signature_bytes: int,
     public_key_bytes: int,
+    history: dict[int, str] | None = None,
 ) -> PublicationPlan:
-    """Plan the delivery of ``target`` to a difusor that publishes ``current`` (or nothing)."""
+    """Plan the delivery of ``target`` to a difusor that publishes ``current`` (or nothing).
+
+    ``history`` names the origin's manifest for each sequence to add to the difusor's copy
+    of the chain (``.well-known/prep/history/``): they land with the data, before the
+    signed manifest that extends them."""
     published = current.files_by_path() if current else {}
     changed = [
         f
@@ -114,6 +132,22 @@ def plan_publication(
         by_tier[tier].append(
             CopyStep(f.path, SourceKind.STAGED, f.sha256, f.size, f.content_type, tier)
         )
+    for sequence, key in sorted((history or {}).items()):
+        for path, source_key in (
+            (history_path(sequence), key),
+            (history_signature_path(sequence), key + ".minisig"),
+        ):
+            by_tier[Tier.DATA].append(
+                CopyStep(
+                    path,
+                    SourceKind.ORIGIN,
+                    "",
+                    0,
+                    content_type_for(path),
+                    Tier.DATA,
+                    source_key=source_key,
+                )
+            )
     signed = Tier.SIGNED_MANIFEST
     by_tier[signed] = [
         CopyStep(

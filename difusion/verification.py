@@ -1,78 +1,352 @@
-"""Verify a copy of a site: the manifest's signature, then every file against the manifest."""
+"""Verify a copy of a site: the manifest's signature, every file against the manifest, the
+PREP data against itself (each acta image against its CODIGO_INTEGRIDAD), and the chain of
+manifests (no rollback, no fork, no gap).
+
+The copy is read through a :class:`~difusion.adapters.site_sources.SiteSource` (a web site,
+a directory or a bucket); everything else here is pure.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
-from dataclasses import dataclass, field
+import io
+import posixpath
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from difusion.continuity import NotServed, SiteUnreachable
 from difusion.errors import ManifestInvalid, SignatureInvalid
 from difusion.manifest import Manifest
-from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH, WELL_KNOWN
+from difusion.publication import (
+    MANIFEST_PATH,
+    SIGNATURE_PATH,
+    WELL_KNOWN,
+    history_path,
+    history_signature_path,
+)
 from difusion.signing import PublicKey, verify
+
+if TYPE_CHECKING:
+    from difusion.adapters.site_sources import SiteSource
+
+CSV_PREFIX = "assets/csv/"
+ACTAS_PREFIX = "assets/actas/"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pdf")
+INTEGRITY_COLUMNS = ("CODIGO_INTEGRIDAD", "SHA")  # INE 2021–2024; older years
+
+
+class Verdict(IntEnum):
+    """Exit codes of ``difusion verify``, in the order the checks are made."""
+
+    VERIFIED = 0
+    UNREACHABLE = 10
+    BAD_SIGNATURE = 11
+    HISTORY = 14  # stale, forked or broken history
+    FILES = 12  # altered, missing or extra files
+    DATA = 13  # an acta image that does not match its CODIGO_INTEGRIDAD, or is missing
 
 
 @dataclass
 class SiteVerification:
     """The verdict on one copy of a site, with every problem named by path."""
 
+    source: str = ""
     snapshot_id: str = ""
     sequence: int = 0
+    manifest_sha256: str = ""
     files: int = 0
     trusted_comment: str = ""
+    unreachable: str = ""
     signature_error: str = ""
     missing: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    integrity_mismatch: list[str] = field(default_factory=list)
+    images_missing: list[str] = field(default_factory=list)
+    actas_checked: int = 0
+    history_error: str = ""
+    history_checked: int = 0
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.unreachable:
+            return Verdict.UNREACHABLE
+        if self.signature_error:
+            return Verdict.BAD_SIGNATURE
+        if self.history_error:
+            return Verdict.HISTORY
+        if self.missing or self.altered or self.extra:
+            return Verdict.FILES
+        if self.integrity_mismatch or self.images_missing:
+            return Verdict.DATA
+        return Verdict.VERIFIED
 
     @property
     def ok(self) -> bool:
-        return not (self.signature_error or self.missing or self.altered or self.extra)
+        return self.verdict is Verdict.VERIFIED
 
     @property
     def problems(self) -> list[str]:
         return (
-            ([f"signature: {self.signature_error}"] if self.signature_error else [])
+            ([f"unreachable: {self.unreachable}"] if self.unreachable else [])
+            + ([f"signature: {self.signature_error}"] if self.signature_error else [])
+            + ([f"history: {self.history_error}"] if self.history_error else [])
             + [f"missing: {p}" for p in self.missing]
             + [f"altered: {p}" for p in self.altered]
             + [f"extra: {p}" for p in self.extra]
+            + [f"integrity: {p}" for p in self.integrity_mismatch]
+            + [f"image missing: {p}" for p in self.images_missing]
         )
 
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.name.lower()
+        data["exit_code"] = int(self.verdict)
+        return data
 
-def verify_directory(root: Path, public_key: PublicKey) -> SiteVerification:
-    """Verify a downloaded site in ``root`` against the institute's public key."""
-    result = SiteVerification()
+
+Progress = Callable[[int, int], None]  # (files hashed, files listed)
+
+
+def verify_site(
+    source: SiteSource,
+    public_key: PublicKey,
+    *,
+    since: Manifest | None = None,
+    history: bool = False,
+    jobs: int = 8,
+    progress: Progress | None = None,
+) -> SiteVerification:
+    """Verify the copy ``source`` holds against the institute's ``public_key``."""
+    result = SiteVerification(source=source.label)
     try:
-        manifest_bytes = (root / MANIFEST_PATH).read_bytes()
-        signature = (root / SIGNATURE_PATH).read_text(encoding="utf-8")
-        result.trusted_comment = verify(manifest_bytes, signature, public_key)
-        manifest = Manifest.from_bytes(manifest_bytes)
-    except FileNotFoundError as exc:
-        result.signature_error = f"no signed manifest ({exc.filename})"
+        manifest_bytes = source.read(MANIFEST_PATH)
+        signature = source.read(SIGNATURE_PATH)
+    except SiteUnreachable as exc:
+        result.unreachable = str(exc)
         return result
+    except NotServed as exc:
+        result.signature_error = f"no signed manifest ({exc})"
+        return result
+    try:
+        result.trusted_comment = verify(
+            manifest_bytes, signature.decode("utf-8", "replace"), public_key
+        )
+        manifest = Manifest.from_bytes(manifest_bytes)
     except (SignatureInvalid, ManifestInvalid) as exc:
         result.signature_error = str(exc)
         return result
     result.snapshot_id = manifest.snapshot_id
     result.sequence = manifest.sequence
+    result.manifest_sha256 = manifest.sha256
     result.files = len(manifest.files)
+    try:
+        result.history_error = _check_newest(source, public_key, manifest)
+        if since is not None and not result.history_error:
+            result.history_error = _check_since(source, public_key, manifest, since)
+        if history and not result.history_error:
+            result.history_error, result.history_checked = _check_history(
+                source, public_key, manifest
+            )
+        hashes = _hash_files(source, manifest, jobs, progress, result)
+    except SiteUnreachable as exc:
+        result.unreachable = str(exc)
+        return result
     listed = manifest.files_by_path()
-    for path, entry in listed.items():
-        file = root / path
-        if not file.is_file():
+    for path, actual in hashes.items():
+        if actual is None:
             result.missing.append(path)
-        elif _sha256_file(file) != entry.sha256:
+        elif actual[0] != listed[path].sha256:
             result.altered.append(path)
-    for file in sorted(root.rglob("*")):
-        relative = file.relative_to(root).as_posix()
-        if file.is_file() and relative not in listed and not relative.startswith(WELL_KNOWN):
-            result.extra.append(relative)
+    present = source.paths()
+    if present is not None:
+        result.extra = sorted(
+            p for p in present if p not in listed and not p.startswith(WELL_KNOWN)
+        )
+    _check_actas(manifest, hashes, result)
+    result.missing.sort()
+    result.altered.sort()
     return result
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+def verify_directory(root: Path, public_key: PublicKey) -> SiteVerification:
+    """Verify a downloaded site in ``root`` against the institute's public key."""
+    from difusion.adapters.site_sources import DirectorySource
+
+    return verify_site(DirectorySource(root), public_key)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _hash_files(
+    source: SiteSource,
+    manifest: Manifest,
+    jobs: int,
+    progress: Progress | None,
+    result: SiteVerification,
+) -> dict[str, tuple[str, bytes | None] | None]:
+    """Each listed path's SHA-256 as served (``None`` when absent); the bytes of the CSV
+    files are kept for the data check."""
+    total = len(manifest.files)
+    done = 0
+
+    def fetch(path: str) -> tuple[str, tuple[str, bytes | None] | None]:
+        try:
+            body = source.read(path)
+        except NotServed:
+            return path, None
+        keep = body if path.startswith(CSV_PREFIX) and path.endswith(".csv") else None
+        return path, (hashlib.sha256(body).hexdigest(), keep)
+
+    hashes: dict[str, tuple[str, bytes | None] | None] = {}
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for path, value in pool.map(fetch, [f.path for f in manifest.files]):
+            hashes[path] = value
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return hashes
+
+
+# --- the PREP data --------------------------------------------------------------------------
+
+
+def _check_actas(
+    manifest: Manifest,
+    hashes: dict[str, tuple[str, bytes | None] | None],
+    result: SiteVerification,
+) -> None:
+    """Every acta image the CSV databases name is present and hashes to its
+    CODIGO_INTEGRIDAD (the INE tells citizens to check exactly this)."""
+    images: dict[str, list[str]] = {}
+    for entry in manifest.files:
+        if entry.path.startswith(ACTAS_PREFIX) and entry.path.lower().endswith(IMAGE_EXTENSIONS):
+            stem = posixpath.splitext(posixpath.basename(entry.path))[0]
+            images.setdefault(stem, []).append(entry.path)
+    for path, value in sorted(hashes.items()):
+        if value is None or value[1] is None:
+            continue
+        for clave, code in _integrity_codes(value[1]):
+            image = _image_for(clave, path, images)
+            result.actas_checked += 1
+            if image is None:
+                result.images_missing.append(f"{clave} (named in {path})")
+                continue
+            served = hashes.get(image)
+            if served is None:
+                result.images_missing.append(image)
+            elif served[0] != code.lower():
+                result.integrity_mismatch.append(image)
+
+
+def _integrity_codes(csv_bytes: bytes) -> list[tuple[str, str]]:
+    """(CLAVE_ACTA, CODIGO_INTEGRIDAD) of every row that has one; the header is found by
+    its column names, whatever lines precede it."""
+    rows = csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig", "replace")))
+    found: list[tuple[str, str]] = []
+    clave_at = code_at = -1
+    for row in rows:
+        if clave_at < 0:
+            names = [c.strip().upper() for c in row]
+            if "CLAVE_ACTA" in names and any(c in names for c in INTEGRITY_COLUMNS):
+                clave_at = names.index("CLAVE_ACTA")
+                code_at = next(names.index(c) for c in INTEGRITY_COLUMNS if c in names)
+            continue
+        if len(row) > max(clave_at, code_at) and row[code_at].strip():
+            found.append((row[clave_at].strip().strip("'"), row[code_at].strip()))
+    return found
+
+
+def _image_for(clave: str, csv_path: str, images: dict[str, list[str]]) -> str | None:
+    candidates = images.get(clave, [])
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    # The same clave in several elections' folders: the folder the CSV is named after.
+    csv_name = posixpath.basename(csv_path)
+    for candidate in candidates:
+        if csv_name.startswith(posixpath.basename(posixpath.dirname(candidate)) + "_"):
+            return candidate
+    return None
+
+
+# --- the chain ------------------------------------------------------------------------------
+
+
+def _history_entry(source: SiteSource, public_key: PublicKey, sequence: int) -> Manifest:
+    try:
+        body = source.read(history_path(sequence))
+        signature = source.read(history_signature_path(sequence))
+    except NotServed:
+        raise ValueError(
+            f"history entry #{sequence} is missing ({history_path(sequence)})"
+        ) from None
+    try:
+        verify(body, signature.decode("utf-8", "replace"), public_key)
+        return Manifest.from_bytes(body)
+    except (SignatureInvalid, ManifestInvalid) as exc:
+        raise ValueError(f"history entry #{sequence} does not verify: {exc}") from None
+
+
+def _check_newest(source: SiteSource, public_key: PublicKey, current: Manifest) -> str:
+    """A signed manifest newer than the one served, in the site's own history, means the
+    site went back to an older snapshot (the history only grows)."""
+    try:
+        newer = _history_entry(source, public_key, current.sequence + 1)
+    except ValueError:
+        return ""  # none (or not a valid one): nothing newer was ever published here
+    return (
+        f"stale: the site serves #{current.sequence} ({current.snapshot_id}) but its history "
+        f"has #{newer.sequence} ({newer.snapshot_id})"
+    )
+
+
+def _check_since(
+    source: SiteSource, public_key: PublicKey, current: Manifest, since: Manifest
+) -> str:
+    """Does ``current`` extend ``since`` (a manifest seen earlier) through the chain?"""
+    if since.election != current.election:
+        return f"the manifest seen earlier is for election {since.election}"
+    if since.sequence > current.sequence:
+        return (
+            f"rollback: the site serves #{current.sequence} ({current.snapshot_id}) but "
+            f"#{since.sequence} ({since.snapshot_id}) was seen earlier"
+        )
+    if since.sequence == current.sequence:
+        return "" if since.sha256 == current.sha256 else f"fork at #{current.sequence}"
+    expected = current.previous_manifest_sha256
+    try:
+        for sequence in range(current.sequence - 1, since.sequence - 1, -1):
+            entry = _history_entry(source, public_key, sequence)
+            if entry.sha256 != expected:
+                return f"fork: history entry #{sequence} is not the one #{sequence + 1} links to"
+            expected = entry.previous_manifest_sha256
+            if sequence == since.sequence and entry.sha256 != since.sha256:
+                return f"fork: #{sequence} in the site's history is not the manifest seen earlier"
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def _check_history(source: SiteSource, public_key: PublicKey, current: Manifest) -> tuple[str, int]:
+    """Replay the whole chain: every entry signed, each linked to the one before, no gap,
+    ending in the manifest the site serves."""
+    previous: str | None = None
+    try:
+        for sequence in range(1, current.sequence + 1):
+            entry = _history_entry(source, public_key, sequence)
+            if entry.sequence != sequence:
+                return f"history entry #{sequence} says it is #{entry.sequence}", sequence - 1
+            if entry.previous_manifest_sha256 != previous:
+                return f"history entry #{sequence} does not link to #{sequence - 1}", sequence - 1
+            previous = entry.sha256
+    except ValueError as exc:
+        return str(exc), 0
+    if previous != current.sha256:
+        return "the last history entry is not the manifest the site serves", current.sequence
+    return "", current.sequence

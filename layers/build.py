@@ -25,7 +25,9 @@ EXCLUDED = {"local", "cli.py", "generator.py", "window_timer.py"}
 
 def source_files() -> list[Path]:
     files = [ROOT / "requirements.txt", Path(__file__).resolve()]
-    for path in sorted((ROOT / "difusion").rglob("*.py")):
+    for path in sorted((ROOT / "difusion").rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
         relative = path.relative_to(ROOT / "difusion")
         if relative.parts[0] not in EXCLUDED:
             files.append(path)

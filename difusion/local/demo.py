@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
+from difusion.adapters.site_sources import DirectorySource
 from difusion.generator import SeriesSpec, generate_series
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.session import (
@@ -25,7 +26,7 @@ from difusion.local.session import (
 )
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
-from difusion.verification import verify_directory
+from difusion.verification import verify_site
 from difusion.window import PublicationWindow
 
 
@@ -198,17 +199,19 @@ def run_demo(
                 + ("[green]notice shown on its portal[/]" if shown else "[red]no notice[/]")
             )
             continue
-        result = verify_directory(site, secret_key.public_key)
+        result = verify_site(DirectorySource(site), secret_key.public_key, history=True)
         verdicts[difusor["difusor_id"]] = result.ok
         mark = "[green]verified[/]" if result.ok else f"[red]FAILED[/] {result.problems[:3]}"
         console.print(
-            f"  {difusor['difusor_id']}: {result.files} files, snapshot "
-            f"{result.snapshot_id} — {mark}"
+            f"  {difusor['difusor_id']}: {result.files} files, {result.actas_checked} actas, "
+            f"history of {result.history_checked}, snapshot {result.snapshot_id} — {mark}"
         )
     console.print(
         f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ (report.json, "
         "registro-de-cierre.html, difusores.html, sites/, keys/prep.pub). Check a site with "
-        "the stock tool:\n"
+        "difusion verify (files, every acta's CODIGO_INTEGRIDAD, the whole chain) or the "
+        "stock minisign tool:\n"
+        f"  difusion verify {out_dir}/sites/uabcs --public-key {out_dir}/keys/prep.pub --history\n"
         f"  minisign -Vm {out_dir}/sites/uabcs/.well-known/prep/manifest.json "
         f"-x {out_dir}/sites/uabcs/.well-known/prep/manifest.json.minisig "
         f"-p {out_dir}/keys/prep.pub"

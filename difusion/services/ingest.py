@@ -21,7 +21,9 @@ from difusion.errors import PackageRejected, RejectionCode
 from difusion.manifest import Manifest, ManifestFile, PackageInfo
 from difusion.models import Head, SignRequest
 from difusion.package_name import PackageName, parse_package_name, snapshot_id_of
+from difusion.publication import VERIFY_PAGE_PATH
 from difusion.settings import IngestSettings
+from difusion.web import verification_page, verification_page_sha256
 
 logger = logging.getLogger(__name__)
 _IN_MEMORY_MAX = 16 * 1024 * 1024
@@ -76,14 +78,19 @@ class IngestService:
                 staged = self._stage_new_contents(spool, name, entries, head)
             except PackageRejected as rejection:
                 return self._reject(name.snapshot_id, object_key, rejection, now)
+        page = self._stage_verification_page(head)
         draft = Manifest.draft(
             election=name.election,
             snapshot_id=name.snapshot_id,
             cut_time=name.cut_time,
             package=PackageInfo(name=name.file_name, sha256=package_sha256, size=size),
-            files=(
-                ManifestFile(e.path, e.sha256, e.size, content_type_for(e.path)) for e in entries
-            ),
+            files=[
+                *(
+                    ManifestFile(e.path, e.sha256, e.size, content_type_for(e.path))
+                    for e in entries
+                ),
+                page,
+            ],
         )
         key = draft_key(name.snapshot_id, package_sha256)
         self._origin.put_bytes(key, draft.canonical_bytes(), "application/json")
@@ -190,6 +197,15 @@ class IngestService:
             for future in futures:
                 future.result()
         return len(wanted)
+
+    def _stage_verification_page(self, head: Head | None) -> ManifestFile:
+        """The institute's verification page joins every publication, listed (and so signed)
+        in its manifest like any file of the package; staged once per version of it."""
+        page = verification_page()
+        sha256 = verification_page_sha256()
+        if sha256 not in self._staged_by(head):
+            self._origin.stage_bytes(sha256, page)
+        return ManifestFile(VERIFY_PAGE_PATH, sha256, len(page), content_type_for(VERIFY_PAGE_PATH))
 
     def _staged_by(self, head: Head | None) -> set[str]:
         """Contents the newest accepted manifest references: all staged before it was signed."""

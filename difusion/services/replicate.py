@@ -158,12 +158,20 @@ class ReplicateService:
                 current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key))
         # A full or repair delivery trusts nothing in the difusor's bucket: it copies from
         # scratch (only the named files, for a repair) instead of from what should be there.
+        # The chain's history: every accepted manifest the difusor does not have yet.
+        since = current.sequence if current is not None else 0
+        history = {
+            sequence: key
+            for sequence, key in self._origin.manifest_keys().items()
+            if since < sequence <= target.sequence
+        }
         plan = plan_publication(
             target,
             current,
             manifest_bytes=len(manifest_bytes),
             signature_bytes=len(signature),
             public_key_bytes=len(public_key),
+            history=history,
         )
         if request.scope is DeliveryScope.REPAIR:
             plan = plan.only(request.paths)
@@ -176,11 +184,12 @@ class ReplicateService:
         }
 
         def copy(step: CopyStep) -> None:
-            source_key = (
-                staged_key(step.sha256)
-                if step.source is SourceKind.STAGED
-                else sources[step.source]
-            )
+            if step.source is SourceKind.STAGED:
+                source_key = staged_key(step.sha256)
+            elif step.source is SourceKind.ORIGIN:
+                source_key = step.source_key
+            else:
+                source_key = sources[step.source]
             site.copy_in(
                 source_bucket=self._origin.bucket,
                 source_key=source_key,

@@ -138,11 +138,34 @@ def test_the_demo_plays_a_whole_night_and_leaves_verifiable_sites_and_the_record
         for entry in manifest.files:
             assert hashlib.sha256((site / entry.path).read_bytes()).hexdigest() == entry.sha256
         published = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+        history = {
+            f".well-known/prep/history/{n:06d}.json{suffix}"
+            for n in (1, 2, 3)
+            for suffix in ("", ".minisig")
+        }
         assert published - {f.path for f in manifest.files} == {
             ".well-known/prep/manifest.json",
             ".well-known/prep/manifest.json.minisig",
             ".well-known/prep/prep.pub",
+            *history,
         }
+        # The CLI verifies the downloaded copy, its whole history and every acta
+        verified = subprocess.run(
+            [
+                *CLI,
+                "verify",
+                str(site),
+                "--public-key",
+                str(out / "keys" / "prep.pub"),
+                "--history",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stdout
+        assert json.loads(verified.stdout)["history_checked"] == 3
 
 
 def test_check_validates_packages_offline(tmp_path):

@@ -8,11 +8,24 @@ import json
 import pytest
 
 from difusion.manifest import Manifest
-from difusion.publication import MANIFEST_PATH, PUBLIC_KEY_PATH, SIGNATURE_PATH
+from difusion.publication import (
+    MANIFEST_PATH,
+    PUBLIC_KEY_PATH,
+    SIGNATURE_PATH,
+    VERIFY_PAGE_PATH,
+    history_path,
+    history_signature_path,
+)
 from difusion.signing import PublicKey, verify
+from difusion.web import verification_page
 
 pytestmark = pytest.mark.integration
 TRIO = {MANIFEST_PATH, SIGNATURE_PATH, PUBLIC_KEY_PATH}
+
+
+def history(sequence: int) -> set[str]:
+    """The chain's entry for ``sequence``: its manifest and signature."""
+    return {history_path(sequence), history_signature_path(sequence)}
 
 
 def test_an_accepted_package_reaches_every_difusor_signed_and_unaltered(
@@ -27,9 +40,14 @@ def test_an_accepted_package_reaches_every_difusor_signed_and_unaltered(
     for difusor in pipeline.deployment.difusores:
         # ...and each difusor's bucket, in its own account, holds exactly the site
         objects = pipeline.site_objects(difusor.difusor_id)
-        assert set(objects) == set(snapshot.files) | TRIO
+        # the package's files, the institute's verification page, the signed manifest with
+        # its signature and key, and the history of the chain so far
+        assert set(objects) == set(snapshot.files) | {VERIFY_PAGE_PATH} | TRIO | history(1)
         for path, data in snapshot.files.items():
             assert objects[path] == data, path
+        assert objects[VERIFY_PAGE_PATH] == verification_page()
+        assert objects[history_path(1)] == objects[MANIFEST_PATH]
+        assert objects[history_signature_path(1)] == objects[SIGNATURE_PATH]
         # ...with a manifest that verifies against the institute's key
         trusted = verify(
             objects[MANIFEST_PATH], objects[SIGNATURE_PATH].decode(), secret_key.public_key
@@ -39,7 +57,8 @@ def test_an_accepted_package_reaches_every_difusor_signed_and_unaltered(
         assert f"manifest_sha256:{manifest.sha256}" in trusted
         assert PublicKey.from_text(objects[PUBLIC_KEY_PATH].decode()) == secret_key.public_key
         assert {f.path: f.sha256 for f in manifest.files} == {
-            p: hashlib.sha256(d).hexdigest() for p, d in snapshot.files.items()
+            p: hashlib.sha256(d).hexdigest()
+            for p, d in {**snapshot.files, VERIFY_PAGE_PATH: verification_page()}.items()
         }
         assert manifest.previous_manifest_sha256 is None
     assert pipeline.dispatcher.handler_errors == []
@@ -91,10 +110,12 @@ def test_a_later_cut_copies_only_what_changed_and_extends_the_chain(pipeline, pa
     changed = {p for p, d in series[1].files.items() if series[0].files.get(p) != d}
     assert 0 < len(changed) < len(series[1].files)
     for delivery in pipeline.ledger.items(f"DELIVERY#{series[1].snapshot_id}#"):
-        # the changed files, plus the signed manifest, its signature and the key
-        assert delivery["objects_copied"] == len(changed) + len(TRIO)
+        # the changed files, the new history entry, then the signed manifest, its
+        # signature and the key
+        assert delivery["objects_copied"] == len(changed) + len(history(2)) + len(TRIO)
     objects = pipeline.site_objects(pipeline.deployment.difusores[1].difusor_id)
     assert {p: objects[p] for p in series[1].files} == series[1].files
+    assert history(1) | history(2) <= set(objects)
 
 
 def test_staging_uploads_each_content_once(pipeline, packages, series):
@@ -102,6 +123,7 @@ def test_staging_uploads_each_content_once(pipeline, packages, series):
     pipeline.process(packages[1])
     staged = _keys(pipeline, "objects/sha256/")
     hashes = {hashlib.sha256(d).hexdigest() for s in series[:2] for d in s.files.values()}
+    hashes.add(hashlib.sha256(verification_page()).hexdigest())
     assert {k.rsplit("/", 1)[-1] for k in staged} == hashes
 
 
@@ -120,7 +142,7 @@ def test_files_dropped_from_a_cut_are_removed_after_everything_else(pipeline, tm
         assert objects["index.html"] == b"<html>nuevo corte</html>"
     delivery = pipeline.ledger.items("DELIVERY#20240602_2020_PREP_DIP_LOC_BCS#")[0]
     assert delivery["objects_deleted"] == 1
-    assert delivery["objects_copied"] == 1 + len(TRIO)
+    assert delivery["objects_copied"] == 1 + len(history(2)) + len(TRIO)
 
 
 def test_tar_gz_packages_are_published_like_zips(pipeline, series, tmp_path):
