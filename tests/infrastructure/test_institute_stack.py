@@ -197,6 +197,9 @@ def test_the_layer_ships_the_domain_package_without_the_local_tooling(institute,
     asset = Path(synthesized[0].outdir) / f"asset.{layer['Properties']['Content']['S3Key'][:-4]}"
     package = asset / "python" / "difusion"
     assert (package / "archive.py").read_bytes() == (ROOT / "difusion" / "archive.py").read_bytes()
+    # ...with the verification page ingest adds to every publication
+    page = package / "web" / "verificar.html"
+    assert page.read_bytes() == (ROOT / "difusion" / "web" / "verificar.html").read_bytes()
     assert not (package / "local").exists()
     assert not (asset / "python" / "bin").exists()
     assert not list(asset.rglob("*.pyc"))
