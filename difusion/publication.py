@@ -9,9 +9,10 @@ removals last.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from difusion.content_types import content_type_for
@@ -87,6 +88,42 @@ class PublicationPlan:
     def bytes_copied(self) -> int:
         return sum(step.size for step in self.copies)
 
+    @property
+    def content_tiers(self) -> tuple[Tier, ...]:
+        """The tiers copied in shards, in order; the signed manifest is the commit."""
+        return tuple(
+            tier[0].tier for tier in self.tiers if tier[0].tier is not Tier.SIGNED_MANIFEST
+        )
+
+    @property
+    def signed(self) -> tuple[CopyStep, ...]:
+        return tuple(s for tier in self.tiers for s in tier if s.tier is Tier.SIGNED_MANIFEST)
+
+    def shard(self, tier: Tier, index: int, count: int) -> tuple[CopyStep, ...]:
+        """The copies of ``tier`` in shard ``index`` of ``count``: a stable split by path,
+        so every shard, wherever it runs, agrees on its part and the parts cover the tier."""
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count}")
+        return tuple(
+            step
+            for steps in self.tiers
+            for step in steps
+            if step.tier is tier and _shard_of(step.path, count) == index
+        )
+
+    def with_sources(self, keys: dict[SourceKind, str]) -> PublicationPlan:
+        """Name the origin object each signed-manifest step copies from."""
+        return PublicationPlan(
+            tiers=tuple(
+                tuple(
+                    replace(step, source_key=keys[step.source]) if step.source in keys else step
+                    for step in tier
+                )
+                for tier in self.tiers
+            ),
+            deletions=self.deletions,
+        )
+
     def only(self, paths: Iterable[str]) -> PublicationPlan:
         """The copies of ``paths`` and the signed manifest again; no removals (a repair)."""
         wanted = set(paths)
@@ -103,6 +140,10 @@ class PublicationPlan:
         """Remove every key in ``present`` this plan does not write (a full redelivery)."""
         planned = {step.path for step in self.copies}
         return PublicationPlan(tiers=self.tiers, deletions=tuple(sorted(set(present) - planned)))
+
+
+def _shard_of(path: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(path.encode()).digest()[:8], "big") % count
 
 
 def plan_publication(

@@ -127,6 +127,7 @@ class ReplicateSettings(CommonSettings):
     registry_table: str
     max_attempts: int
     copy_concurrency: int
+    shards: int
     window: PublicationWindow
 
     @classmethod
@@ -136,6 +137,7 @@ class ReplicateSettings(CommonSettings):
             registry_table=_required(env, "REGISTRY_TABLE"),
             max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 5),
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
+            shards=_int(env, "REPLICATE_SHARDS", 1),
             window=_window(env),
         )
 

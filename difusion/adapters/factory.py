@@ -83,6 +83,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=LEASE_SECONDS,
+        shards=settings.shards,
         clock=utc_now,
     )
 

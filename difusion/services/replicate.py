@@ -21,7 +21,13 @@ from difusion.models import (
     DeliveryStatus,
     DifusorStatus,
 )
-from difusion.publication import CopyStep, SourceKind, Tier, plan_publication
+from difusion.publication import (
+    CopyStep,
+    PublicationPlan,
+    SourceKind,
+    Tier,
+    plan_publication,
+)
 from difusion.signing import PublicKey, verify
 from difusion.window import PublicationWindow, Verdict
 
@@ -40,6 +46,7 @@ class ReplicateService:
         max_attempts: int,
         copy_concurrency: int,
         lease_seconds: int,
+        shards: int = 1,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -50,6 +57,7 @@ class ReplicateService:
         self._sites = sites
         self._max_attempts = max_attempts
         self._copy_concurrency = copy_concurrency
+        self._shards = max(shards, 1)
         self._lease_seconds = lease_seconds
         self._clock = clock
         self._sleep = sleep
@@ -143,6 +151,24 @@ class ReplicateService:
         )
 
     def _publish(self, request: DeliveryRequest, site: DifusorSite) -> DeliveryOutcome:
+        """Copy every shard of every content tier (tier after tier), then commit."""
+        plan = self.plan(request)
+        count = self._shards
+        for tier in plan.content_tiers:
+            with ThreadPoolExecutor(max_workers=count) as shards:
+                # Each shard is what one Distributed Map item runs at federal scale.
+                list(
+                    shards.map(
+                        lambda index, tier=tier: self._copy(site, plan.shard(tier, index, count)),
+                        range(count),
+                    )
+                )
+        return self._commit(request, site, plan)
+
+    # --- a delivery in shards (docs/scale.md): plan, copy every shard, commit once -------
+
+    def plan(self, request: DeliveryRequest) -> PublicationPlan:
+        """What ``request`` writes, deterministically: every shard and the commit agree."""
         manifest_bytes = self._origin.get_bytes(request.manifest_key)
         if sha256_hex(manifest_bytes) != request.manifest_sha256:
             raise DeliveryError(f"{request.manifest_key} in the origin is not the signed manifest")
@@ -156,8 +182,6 @@ class ReplicateService:
             state = self._ledger.published(request.difusor_id)
             if state is not None:
                 current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key))
-        # A full or repair delivery trusts nothing in the difusor's bucket: it copies from
-        # scratch (only the named files, for a repair) instead of from what should be there.
         # The chain's history: every accepted manifest the difusor does not have yet.
         since = current.sequence if current is not None else 0
         history = {
@@ -165,6 +189,8 @@ class ReplicateService:
             for sequence, key in self._origin.manifest_keys().items()
             if since < sequence <= target.sequence
         }
+        # A full or repair delivery trusts nothing in the difusor's bucket: it copies from
+        # scratch (only the named files, for a repair) instead of from what should be there.
         plan = plan_publication(
             target,
             current,
@@ -172,40 +198,39 @@ class ReplicateService:
             signature_bytes=len(signature),
             public_key_bytes=len(public_key),
             history=history,
+        ).with_sources(
+            {
+                SourceKind.MANIFEST: request.manifest_key,
+                SourceKind.SIGNATURE: signature_key(request.manifest_key),
+                SourceKind.PUBLIC_KEY: PUBLIC_KEY_KEY,
+            }
         )
-        if request.scope is DeliveryScope.REPAIR:
-            plan = plan.only(request.paths)
-        elif request.scope is DeliveryScope.FULL:
+        return plan.only(request.paths) if request.scope is DeliveryScope.REPAIR else plan
+
+    def copy_shard(self, request: DeliveryRequest, tier: Tier, index: int, count: int) -> int:
+        """Copy shard ``index`` of ``count`` of one content tier of ``request``; every shard
+        of a tier finishes before any of the next starts, and nothing is visible as published
+        until :meth:`commit`. Idempotent: a retried shard copies the same objects again.
+        Returns how many objects it copied."""
+        steps = self.plan(request).shard(tier, index, count)
+        self._copy(self._sites.open(self._registry.get(request.difusor_id)), steps)
+        return len(steps)
+
+    def commit(self, request: DeliveryRequest) -> DeliveryOutcome:
+        """Once every shard is done: the signed manifest, removals, the invalidation, and
+        the ledger's record."""
+        site = self._sites.open(self._registry.get(request.difusor_id))
+        outcome = self._commit(request, site, self.plan(request))
+        self._ledger.finish_delivery(request, outcome, self._clock())
+        return outcome
+
+    def _commit(
+        self, request: DeliveryRequest, site: DifusorSite, plan: PublicationPlan
+    ) -> DeliveryOutcome:
+        for step in plan.signed:  # in order: key, signature, manifest
+            self._copy_step(site, step)
+        if request.scope is DeliveryScope.FULL:
             plan = plan.removing_all_but_planned(site.list_keys())
-        sources = {
-            SourceKind.MANIFEST: request.manifest_key,
-            SourceKind.SIGNATURE: signature_key(request.manifest_key),
-            SourceKind.PUBLIC_KEY: PUBLIC_KEY_KEY,
-        }
-
-        def copy(step: CopyStep) -> None:
-            if step.source is SourceKind.STAGED:
-                source_key = staged_key(step.sha256)
-            elif step.source is SourceKind.ORIGIN:
-                source_key = step.source_key
-            else:
-                source_key = sources[step.source]
-            site.copy_in(
-                source_bucket=self._origin.bucket,
-                source_key=source_key,
-                key=step.path,
-                content_type=step.content_type,
-                sha256=step.sha256,
-                size=step.size,
-            )
-
-        with ThreadPoolExecutor(max_workers=self._copy_concurrency) as pool:
-            for tier in plan.tiers:
-                if tier[0].tier is Tier.SIGNED_MANIFEST:
-                    for step in tier:  # in order: key, signature, manifest
-                        copy(step)
-                else:
-                    list(pool.map(copy, tier))  # a tier completes before the next starts
         deleted = site.delete(plan.deletions)
         invalidation_id = site.invalidate_all(
             f"{request.snapshot_id}.{int(self._clock().timestamp() * 1000)}", self._sleep
@@ -218,4 +243,18 @@ class ReplicateService:
             objects_deleted=deleted,
             bytes_copied=plan.bytes_copied,
             invalidation_id=invalidation_id,
+        )
+
+    def _copy(self, site: DifusorSite, steps: tuple[CopyStep, ...]) -> None:
+        with ThreadPoolExecutor(max_workers=self._copy_concurrency) as pool:
+            list(pool.map(lambda step: self._copy_step(site, step), steps))
+
+    def _copy_step(self, site: DifusorSite, step: CopyStep) -> None:
+        site.copy_in(
+            source_bucket=self._origin.bucket,
+            source_key=step.source_key or staged_key(step.sha256),
+            key=step.path,
+            content_type=step.content_type,
+            sha256=step.sha256,
+            size=step.size,
         )

@@ -183,3 +183,47 @@ def test_report_lists_snapshots_and_deliveries(pipeline, packages):
     assert [s["status"] for s in report["snapshots"]] == ["accepted"]
     assert len(report["deliveries"]) == 3
     assert all("external_id" not in d for d in report["difusores"])
+
+
+def test_a_delivery_in_shards_publishes_nothing_until_every_shard_is_done(pipeline, packages):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from difusion.adapters.factory import replicate_service
+    from difusion.models import DeliveryRequest, DeliveryScope
+    from difusion.settings import ReplicateSettings
+
+    pipeline.process(packages[0])
+    pipeline.process(packages[1])
+    # Given a difusor whose site must be rebuilt from nothing, in three shards per tier
+    target = pipeline.difusor("uabcs")
+    s3 = pipeline.difusor_s3("uabcs")
+    for key in pipeline.site_objects("uabcs"):
+        s3.delete_object(Bucket=target.bucket, Key=key)
+    service = replicate_service(ReplicateSettings.from_env(os.environ))
+    request = DeliveryRequest.for_head(
+        pipeline.deployment.election,
+        "uabcs",
+        pipeline.ledger.head(),
+        reason="rebuild",
+        scope=DeliveryScope.FULL,
+    )
+    plan = service.plan(request)
+    count = 3
+    # When one shard of the first tier has not run (its worker failed)
+    first = plan.content_tiers[0]
+    copied = [service.copy_shard(request, first, index, count) for index in (0, 1)]
+    # Then part of the content is there, and nothing claims to be published
+    partial = pipeline.site_objects("uabcs")
+    assert 0 < len(partial) == sum(copied)
+    assert MANIFEST_PATH not in partial and SIGNATURE_PATH not in partial
+    # When every shard of every tier runs (the failed one retried), tier after tier
+    for tier in plan.content_tiers:
+        with ThreadPoolExecutor(max_workers=count) as workers:
+            list(workers.map(lambda i, t=tier: service.copy_shard(request, t, i, count), range(3)))
+    outcome = service.commit(request)
+    # Then the site is exactly what a delivery in one piece publishes, and it is recorded
+    assert pipeline.site_objects("uabcs") == pipeline.site_objects("diario-peninsular")
+    assert outcome.objects_copied == len(plan.copies)
+    [record] = pipeline.ledger.items(f"DELIVERY#{request.snapshot_id}#uabcs#rebuild")
+    assert record["status"] == "delivered"

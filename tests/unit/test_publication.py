@@ -170,3 +170,27 @@ def test_a_delivery_request_keeps_its_scope_and_paths_through_the_queue():
     assert again == request and again.is_redelivery
     legacy = {k: v for k, v in request.to_json().items() if k not in ("scope", "paths")}
     assert DeliveryRequest.from_json(legacy).scope is DeliveryScope.DELTA
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z]{1,8}/[a-z]{1,8}\.(png|json|html|csv)", fullmatch=True),
+        st.sampled_from(["a" * 64, "b" * 64]),
+        max_size=60,
+    ),
+    st.integers(min_value=1, max_value=9),
+)
+def test_shards_split_each_tier_exactly_once_and_leave_the_manifest_to_the_commit(files, count):
+    target = manifest(files)
+    full = plan(target, None)
+    for tier in full.content_tiers:
+        parts = [full.shard(tier, index, count) for index in range(count)]
+        everything = [step for part in parts for step in part]
+        assert sorted(s.path for s in everything) == sorted(
+            s.path for s in full.copies if s.tier is tier
+        )
+        assert len(everything) == len({s.path for s in everything})  # no copy twice
+        # every runner of a shard agrees on its part
+        assert parts == [full.shard(tier, index, count) for index in range(count)]
+    assert Tier.SIGNED_MANIFEST not in full.content_tiers
+    assert [s.path for s in full.signed] == [PUBLIC_KEY_PATH, SIGNATURE_PATH, MANIFEST_PATH]
