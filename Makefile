@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv tools layer synth demo test test-unit test-integration test-e2e test-infrastructure lint format clean
+.PHONY: venv tools layer synth demo bench test test-unit test-integration test-e2e test-infrastructure lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ synth: venv layer node_modules/.bin/cdk
 demo: venv
 	$(BIN)/difusion demo
 
+# The benchmark: ours against unzip + sha256sum and against awscli's s3 sync (its own venv:
+# awscli pins a botocore of its own). Writes out/bench/.
+AWSCLI := .venv-awscli/bin/aws
+$(AWSCLI): requirements-awscli.txt
+	$(PYTHON) -m venv .venv-awscli
+	.venv-awscli/bin/pip install --quiet -r requirements-awscli.txt
+	touch $@
+
+bench: venv $(AWSCLI)
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python -m difusion.local.bench $(AWSCLI)
+
 test: venv tools layer
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
@@ -70,4 +82,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) out cdk.out layers/build node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-awscli out cdk.out layers/build node_modules .pytest_cache .mypy_cache .ruff_cache

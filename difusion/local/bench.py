@@ -1,0 +1,541 @@
+"""``make bench``: the pipeline against what an operator would otherwise use, side by side.
+
+1. Ingest compute (read, validate, hash, manifest, sign; staging to a store that costs
+   nothing) against ``unzip`` + ``sha256sum`` on the same package, at BCS size and 4×, with
+   peak memory; then the full ingest on the emulator with the staging requests it made.
+2. Replication of a typical cut (a few percent of files changed) to 1, 3 and 5 difusores
+   against the baseline a UCSI engineer would script: extract the package into a staging
+   bucket, ``aws s3 sync`` it into each difusor's bucket, ``aws cloudfront
+   create-invalidation``. S3 requests are counted at the emulator (its request log), not
+   in our code.
+3. Latency: from the package landing in the origin to every difusor's signed manifest live.
+
+Writes ``out/bench/results.json`` and ``out/bench/*.png``; prints one line per comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from difusion.generator import SeriesSpec, Snapshot, generate_series
+from difusion.local.emulator import LocalEmulator
+from difusion.local.pipeline import LocalPipeline, PipelineOptions
+from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, account_session
+from difusion.signing import SecretKey
+
+TYPICAL_CUT = 16  # of a 1,100-casilla night: 2 % of the files change from the cut before
+DIFUSOR_COUNTS = (1, 3, 5)
+FIXED_WRITES_PER_DIFUSOR = 5  # signed manifest, signature, key, and the history entry (2)
+_LOG_LINE = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (/[^ ]*) HTTP')
+
+
+def difusores(count: int) -> tuple[DifusorAccount, ...]:
+    extra = tuple(DifusorAccount(f"difusor-{n}", f"Difusor {n}", f"{n}" * 12) for n in range(4, 10))
+    return (DEMO_DIFUSORES + extra)[:count]
+
+
+# --- 1. ingest compute --------------------------------------------------------------------
+
+
+def ingest_compute_child(package: Path) -> None:
+    """Run in a subprocess (so its peak memory is its own): our ingest and sign compute on
+    ``package``, staging into a store that costs nothing. Prints JSON."""
+    from difusion.archive import ArchiveLimits
+    from difusion.manifest import Manifest
+    from difusion.services.ingest import IngestService
+    from difusion.settings import IngestSettings
+    from difusion.signing import sign
+
+    class NullOrigin:
+        bucket = "null"
+
+        def __init__(self) -> None:
+            self.staged = 0
+            self.draft = b""
+
+        def download(self, key: str, sink: Any, version_id: str = "") -> tuple[int, str]:
+            import hashlib
+
+            digest = hashlib.sha256()
+            size = 0
+            with package.open("rb") as source:
+                while chunk := source.read(1024 * 1024):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+            sink.flush()
+            return size, digest.hexdigest()
+
+        def stage_bytes(self, sha256: str, data: bytes) -> None:
+            self.staged += 1
+
+        def stage_stream(self, sha256: str, stream: Any) -> None:
+            while stream.read(1024 * 1024):
+                pass
+            self.staged += 1
+
+        def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+            self.draft = data
+
+    class NullLedger:
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args, **kwargs: None
+
+    class NullQueue:
+        def send(self, request: Any) -> None:
+            pass
+
+    settings = IngestSettings(
+        election="DIP_LOC_BCS",
+        time_zone="America/Mazatlan",
+        origin_bucket="null",
+        ledger_table="null",
+        idempotency_table="null",
+        sign_queue_url="null",
+        limits=ArchiveLimits(),
+        staging_concurrency=16,
+    )
+    origin = NullOrigin()
+    key = SecretKey.generate()
+    started = time.perf_counter()
+    service = IngestService(
+        settings,
+        origin,  # type: ignore[arg-type]
+        NullLedger(),  # type: ignore[arg-type]
+        NullQueue(),  # type: ignore[arg-type]
+        clock=lambda: datetime.now(UTC),
+    )
+    result = service.ingest(f"incoming/{package.name}")
+    manifest = Manifest.from_bytes(origin.draft).chained(
+        sequence=1, previous_manifest_sha256=None, created_at=datetime.now(UTC)
+    )
+    sign(manifest.canonical_bytes(), key, trusted_comment="bench", untrusted_comment="bench")
+    seconds = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "files": result.file_count,
+                "staged": origin.staged,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def ingest_compute(package: Path, runs: int = 3) -> dict[str, Any]:
+    best: dict[str, Any] | None = None
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-m", "difusion.local.bench", "ingest-child", str(package)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        measured = json.loads(out.strip().splitlines()[-1])
+        if best is None or measured["seconds"] < best["seconds"]:
+            best = measured
+    assert best is not None
+    return best
+
+
+def unzip_sha256sum(package: Path, runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as work:
+            started = time.perf_counter()
+            subprocess.run(["unzip", "-q", "-o", str(package), "-d", work], check=True)
+            files = [str(p) for p in Path(work).rglob("*") if p.is_file()]
+            for start in range(0, len(files), 500):
+                subprocess.run(
+                    ["sha256sum", *files[start : start + 500]],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+# --- requests counted at the emulator -------------------------------------------------------
+
+
+class RequestLog:
+    """The emulator's request log, read between two marks."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mark = 0
+
+    def mark(self) -> None:
+        self._mark = self._path.stat().st_size
+
+    def since_mark(self) -> list[tuple[str, str]]:
+        with self._path.open("rb") as log:
+            log.seek(self._mark)
+            text = log.read().decode("utf-8", "replace")
+        return [(m[1], m[2]) for m in _LOG_LINE.finditer(text)]
+
+    @staticmethod
+    def s3(requests: list[tuple[str, str]], buckets: set[str]) -> list[tuple[str, str]]:
+        return [
+            (verb, path) for verb, path in requests if path.split("/")[1].split("?")[0] in buckets
+        ]
+
+
+# --- 2 and 3. replication and latency -----------------------------------------------------
+
+
+@dataclass
+class Cycle:
+    seconds: float
+    s3_requests: int
+    difusor_requests: int
+    replication_requests: int
+    latency_seconds: float | None = None
+
+
+def our_cycle(pipeline: LocalPipeline, log: RequestLog, base: Path, cut: Path) -> Cycle:
+    pipeline.process(base)
+    log.mark()
+    landed = datetime.now(UTC)
+    started = time.perf_counter()
+    record = pipeline.process(cut)
+    seconds = time.perf_counter() - started
+    assert record.get("status") == "accepted", record
+    deliveries = pipeline.ledger.items(f"DELIVERY#{record['snapshot_id']}#")
+    assert len(deliveries) == len(pipeline.deployment.difusores)
+    assert all(d["status"] == "delivered" for d in deliveries), deliveries
+    live = max(datetime.fromisoformat(d["finished_at"]) for d in deliveries)
+    origin = pipeline.deployment.origin_bucket
+    sites = {d.bucket for d in pipeline.deployment.difusores}
+    requests = log.since_mark()
+    s3 = RequestLog.s3(requests, {origin, *sites})
+    on_sites = RequestLog.s3(requests, sites)
+    replication_reads = [
+        (verb, path)
+        for verb, path in RequestLog.s3(requests, {origin})
+        if verb == "GET"
+        and ("/manifests/" in path or "/keys/" in path or "prefix=manifests" in path)
+    ]
+    return Cycle(
+        seconds=seconds,
+        s3_requests=len(s3),
+        difusor_requests=len(on_sites),
+        replication_requests=len(on_sites) + len(replication_reads),
+        latency_seconds=(live - landed).total_seconds(),
+    )
+
+
+def baseline_cycle(
+    emulator: LocalEmulator,
+    log: RequestLog,
+    aws: Path,
+    count: int,
+    base: Path,
+    cut: Path,
+    suffix: str,
+) -> Cycle:
+    """The obvious script: extract to staging, ``aws s3 sync`` to each difusor, invalidate."""
+    env = {**os.environ, **emulator.environment(), "AWS_PAGER": ""}
+    staging = f"baseline-staging-{suffix}"
+    targets = []
+    for account in difusores(count):
+        session = account_session(account.account_id)
+        bucket = f"baseline-{account.difusor_id}-{suffix}"
+        session.client("s3").create_bucket(Bucket=bucket)
+        distribution = session.client("cloudfront").create_distribution(
+            DistributionConfig=_distribution_config(bucket)
+        )["Distribution"]["Id"]
+        credentials = session.get_credentials().get_frozen_credentials()
+        as_difusor = {
+            **env,
+            "AWS_ACCESS_KEY_ID": credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+            "AWS_SESSION_TOKEN": credentials.token or "",
+        }
+        targets.append((bucket, distribution, as_difusor))
+    subprocess.run(
+        [str(aws), "s3", "mb", f"s3://{staging}"], env=env, check=True, capture_output=True
+    )
+
+    def run_cycle(package: Path) -> float:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as work:
+            subprocess.run(["unzip", "-q", "-o", str(package), "-d", work], check=True)
+            subprocess.run(
+                [
+                    str(aws),
+                    "s3",
+                    "cp",
+                    "--recursive",
+                    "--only-show-errors",
+                    work,
+                    f"s3://{staging}/",
+                ],
+                env=env,
+                check=True,
+            )
+        for bucket, distribution, as_difusor in targets:
+            subprocess.run(
+                [
+                    str(aws),
+                    "s3",
+                    "sync",
+                    "--delete",
+                    "--only-show-errors",
+                    f"s3://{staging}/",
+                    f"s3://{bucket}/",
+                ],
+                env=env,
+                check=True,
+            )
+            subprocess.run(
+                [
+                    str(aws),
+                    "cloudfront",
+                    "create-invalidation",
+                    "--distribution-id",
+                    distribution,
+                    "--paths",
+                    "/*",
+                ],
+                env=as_difusor,
+                check=True,
+                capture_output=True,
+            )
+        return time.perf_counter() - started
+
+    run_cycle(base)
+    log.mark()
+    seconds = run_cycle(cut)
+    requests = log.since_mark()
+    sites = {bucket for bucket, _, _ in targets}
+    on_sites = RequestLog.s3(requests, sites)
+    return Cycle(
+        seconds=seconds,
+        s3_requests=len(RequestLog.s3(requests, {staging, *sites})),
+        difusor_requests=len(on_sites),
+        replication_requests=len(on_sites),
+        latency_seconds=seconds,
+    )
+
+
+def _distribution_config(bucket: str) -> dict[str, Any]:
+    return {
+        "CallerReference": bucket,
+        "Comment": bucket,
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [
+                {
+                    "Id": "site",
+                    "DomainName": f"{bucket}.s3.amazonaws.com",
+                    "S3OriginConfig": {"OriginAccessIdentity": ""},
+                }
+            ],
+        },
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "site",
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "MinTTL": 0,
+            "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+            "TrustedSigners": {"Enabled": False, "Quantity": 0},
+        },
+    }
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def main(out_dir: Path, aws: Path) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    packages_dir = out_dir / "packages"
+    results: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat()}
+    lines: list[str] = []
+
+    print("generating packages (BCS size and 4×)…", flush=True)
+    bcs = generate_series(SeriesSpec(cuts=TYPICAL_CUT + 1))
+    base_snapshot, cut_snapshot = bcs[TYPICAL_CUT - 1], bcs[TYPICAL_CUT]
+    big = generate_series(SeriesSpec(casillas=4400, cuts=TYPICAL_CUT + 1))[TYPICAL_CUT]
+    base, cut = (s.write_package(packages_dir / "bcs") for s in (base_snapshot, cut_snapshot))
+    big_package = big.write_package(packages_dir / "4x")
+    changed = _changed(base_snapshot, cut_snapshot)
+
+    # 1. ingest compute
+    ingest: dict[str, Any] = {}
+    for label, package in (("bcs", cut), ("4x", big_package)):
+        measured = ingest_compute(package)
+        floor = unzip_sha256sum(package)
+        ingest[label] = {
+            "package_mb": round(package.stat().st_size / 1e6, 2),
+            "files": measured["files"],
+            "ours_seconds": round(measured["seconds"], 3),
+            "unzip_sha256sum_seconds": round(floor, 3),
+            "ratio": round(measured["seconds"] / floor, 2),
+            "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+        }
+        lines.append(
+            f"ingest compute {label:>3} ({ingest[label]['files']} files, "
+            f"{ingest[label]['package_mb']} MB): ours {measured['seconds']:.2f} s vs "
+            f"unzip+sha256sum {floor:.2f} s — ratio {measured['seconds'] / floor:.2f}× "
+            "(target ≤ 1.5×)"
+        )
+    growth = ingest["4x"]["peak_rss_mb"] / ingest["bcs"]["peak_rss_mb"] - 1
+    ingest["peak_memory_growth"] = round(growth, 3)
+    lines.append(
+        f"ingest peak memory: {ingest['bcs']['peak_rss_mb']} MB → {ingest['4x']['peak_rss_mb']} "
+        f"MB for a 4× package — growth {100 * growth:.1f}% (target < 20%)"
+    )
+    results["ingest"] = ingest
+
+    replication: dict[str, Any] = {"changed_files": len(changed), "files": len(cut_snapshot.files)}
+    with tempfile.TemporaryDirectory() as work:
+        log_path = Path(work) / "emulator.log"
+        with LocalEmulator(log_path=log_path) as emulator:
+            log = RequestLog(log_path)
+            # full ingest on the emulator
+            quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the pipeline below
+            pipeline = LocalPipeline(
+                emulator,
+                SecretKey.generate(),
+                PipelineOptions(difusores=difusores(1)),
+                log_stream=quiet,
+            )
+            try:
+                log.mark()
+                started = time.perf_counter()
+                pipeline.process(cut)
+                seconds = time.perf_counter() - started
+                staging_puts = sum(
+                    1
+                    for verb, path in log.since_mark()
+                    if verb == "PUT" and "/objects/sha256/" in path
+                )
+                results["ingest"]["emulator"] = {
+                    "seconds_to_delivered": round(seconds, 2),
+                    "staging_puts": staging_puts,
+                    "distinct_contents": len(set(cut_snapshot.files.values())) + 1,
+                }
+                lines.append(
+                    f"full ingest on the emulator: {seconds:.1f} s to delivered, "
+                    f"{staging_puts} staging PUTs for {len(set(cut_snapshot.files.values())) + 1} "
+                    "distinct contents (new contents only; the emulator serves ~100 S3 req/s)"
+                )
+                for count in DIFUSOR_COUNTS:
+                    print(f"replication to {count} difusores…", flush=True)
+                    pipeline.options = PipelineOptions(difusores=difusores(count))
+                    pipeline.reset()
+                    log = RequestLog(log_path)
+                    ours = our_cycle(pipeline, log, base, cut)
+                    baseline = baseline_cycle(
+                        emulator, log, aws, count, base, cut, f"{count}-{int(time.time())}"
+                    )
+                    minimum = (len(changed) + FIXED_WRITES_PER_DIFUSOR) * count
+                    replication[str(count)] = {
+                        "ours": ours.__dict__,
+                        "baseline": baseline.__dict__,
+                        "minimum_requests": minimum,
+                        "over_minimum": round(ours.replication_requests / minimum - 1, 4),
+                        "request_ratio": round(baseline.s3_requests / ours.s3_requests, 2),
+                        "time_ratio": round(baseline.seconds / ours.seconds, 2),
+                    }
+                    lines.append(
+                        f"replication to {count}: S3 requests ours {ours.s3_requests} vs "
+                        f"baseline {baseline.s3_requests} — ratio "
+                        f"{baseline.s3_requests / ours.s3_requests:.1f}× (target ≥ 5× at 3)"
+                    )
+                    lines.append(
+                        f"replication to {count}: wall ours {ours.seconds:.1f} s vs baseline "
+                        f"{baseline.seconds:.1f} s — ratio {baseline.seconds / ours.seconds:.1f}× "
+                        "(target ≥ 3× at 3)"
+                    )
+                    lines.append(
+                        f"replication to {count}: our replication requests "
+                        f"{ours.replication_requests} vs minimum {minimum} — ratio "
+                        f"{ours.replication_requests / minimum:.3f}× (target ≤ 1.05×)"
+                    )
+                    lines.append(
+                        f"latency to {count}: package landing → every signed manifest live "
+                        f"{ours.latency_seconds:.1f} s"
+                    )
+            finally:
+                pipeline.close()
+                quiet.close()
+    results["replication"] = replication
+    results["lines"] = lines
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    _plot(results, out_dir)
+    shutil.rmtree(packages_dir, ignore_errors=True)
+    print("\n".join(lines))
+    return results
+
+
+def _changed(before: Snapshot, after: Snapshot) -> list[str]:
+    return [p for p, d in after.files.items() if before.files.get(p) != d]
+
+
+def _plot(results: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    replication = results["replication"]
+    counts = [c for c in DIFUSOR_COUNTS if str(c) in replication]
+    figure, (seconds, requests) = plt.subplots(1, 2, figsize=(11, 4))
+    for side, style in (("ours", "o-"), ("baseline", "s--")):
+        seconds.plot(
+            counts, [replication[str(c)][side]["seconds"] for c in counts], style, label=side
+        )
+        requests.plot(
+            counts, [replication[str(c)][side]["s3_requests"] for c in counts], style, label=side
+        )
+    requests.plot(
+        counts, [replication[str(c)]["minimum_requests"] for c in counts], ":", label="minimum"
+    )
+    seconds.set(title="Time per cycle", xlabel="difusores", ylabel="seconds")
+    requests.set(title="S3 requests per cycle", xlabel="difusores", ylabel="requests")
+    for axis in (seconds, requests):
+        axis.legend()
+        axis.set_xticks(counts)
+    figure.tight_layout()
+    figure.savefig(out_dir / "replication.png", dpi=110)
+    ingest = results["ingest"]
+    figure, (time_axis, memory) = plt.subplots(1, 2, figsize=(11, 4))
+    sizes = [ingest[label]["package_mb"] for label in ("bcs", "4x")]
+    time_axis.plot(sizes, [ingest[lb]["ours_seconds"] for lb in ("bcs", "4x")], "o-", label="ours")
+    time_axis.plot(
+        sizes,
+        [ingest[lb]["unzip_sha256sum_seconds"] for lb in ("bcs", "4x")],
+        "s--",
+        label="unzip + sha256sum",
+    )
+    memory.plot(sizes, [ingest[lb]["peak_rss_mb"] for lb in ("bcs", "4x")], "o-", label="ours")
+    time_axis.set(title="Ingest compute", xlabel="package MB", ylabel="seconds")
+    memory.set(title="Ingest peak memory", xlabel="package MB", ylabel="MB", ylim=(0, None))
+    for axis in (time_axis, memory):
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(out_dir / "ingest.png", dpi=110)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "ingest-child":
+        ingest_compute_child(Path(sys.argv[2]))
+    else:
+        aws_cli = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".venv-awscli/bin/aws")
+        main(Path("out/bench"), aws_cli)
