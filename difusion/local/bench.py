@@ -205,6 +205,7 @@ class Cycle:
     difusor_requests: int
     replication_requests: int
     latency_seconds: float | None = None
+    staging_puts: int = 0
 
 
 def our_cycle(pipeline: LocalPipeline, log: RequestLog, base: Path, cut: Path) -> Cycle:
@@ -236,6 +237,7 @@ def our_cycle(pipeline: LocalPipeline, log: RequestLog, base: Path, cut: Path) -
         difusor_requests=len(on_sites),
         replication_requests=len(on_sites) + len(replication_reads),
         latency_seconds=(live - landed).total_seconds(),
+        staging_puts=sum(1 for verb, path in s3 if verb == "PUT" and "/objects/sha256/" in path),
     )
 
 
@@ -470,7 +472,8 @@ def main(out_dir: Path, aws: Path) -> dict[str, Any]:
                     )
                     lines.append(
                         f"latency to {count}: package landing → every signed manifest live "
-                        f"{ours.latency_seconds:.1f} s"
+                        f"{ours.latency_seconds:.1f} s (ingest staged {ours.staging_puts} new "
+                        f"contents of {len(cut_snapshot.files)} files)"
                     )
             finally:
                 pipeline.close()

@@ -32,6 +32,7 @@ from difusion.signing import PublicKey, verify
 from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
+_SIGNED_CACHE_ENTRIES = 8
 
 
 class ReplicateService:
@@ -58,6 +59,8 @@ class ReplicateService:
         self._max_attempts = max_attempts
         self._copy_concurrency = copy_concurrency
         self._shards = max(shards, 1)
+        self._signed_cache: dict[str, bytes] = {}
+        self._history_cache: tuple[int, dict[int, str]] = (0, {})
         self._lease_seconds = lease_seconds
         self._clock = clock
         self._sleep = sleep
@@ -169,10 +172,10 @@ class ReplicateService:
 
     def plan(self, request: DeliveryRequest) -> PublicationPlan:
         """What ``request`` writes, deterministically: every shard and the commit agree."""
-        manifest_bytes = self._origin.get_bytes(request.manifest_key)
+        manifest_bytes = self._signed_object(request.manifest_key)
         if sha256_hex(manifest_bytes) != request.manifest_sha256:
             raise DeliveryError(f"{request.manifest_key} in the origin is not the signed manifest")
-        signature = self._origin.get_bytes(signature_key(request.manifest_key))
+        signature = self._signed_object(signature_key(request.manifest_key))
         public_key = self._origin.get_bytes(PUBLIC_KEY_KEY)
         # Never publish a manifest that does not verify, whatever put it in the origin.
         verify(manifest_bytes, signature.decode("utf-8"), PublicKey.from_text(public_key.decode()))
@@ -181,12 +184,12 @@ class ReplicateService:
         if request.scope is DeliveryScope.DELTA:
             state = self._ledger.published(request.difusor_id)
             if state is not None:
-                current = Manifest.from_bytes(self._origin.get_bytes(state.manifest_key))
+                current = Manifest.from_bytes(self._signed_object(state.manifest_key))
         # The chain's history: every accepted manifest the difusor does not have yet.
         since = current.sequence if current is not None else 0
         history = {
             sequence: key
-            for sequence, key in self._origin.manifest_keys().items()
+            for sequence, key in self._history_up_to(target.sequence).items()
             if since < sequence <= target.sequence
         }
         # A full or repair delivery trusts nothing in the difusor's bucket: it copies from
@@ -206,6 +209,24 @@ class ReplicateService:
             }
         )
         return plan.only(request.paths) if request.scope is DeliveryScope.REPAIR else plan
+
+    def _signed_object(self, key: str) -> bytes:
+        """A manifest or signature from the origin. They are written once and never change,
+        so an execution environment that delivers one snapshot to several difusores reads
+        each once (the public key, which a rotation replaces, is always read)."""
+        cached = self._signed_cache.get(key)
+        if cached is None:
+            cached = self._origin.get_bytes(key)
+            if len(self._signed_cache) >= _SIGNED_CACHE_ENTRIES:
+                self._signed_cache.pop(next(iter(self._signed_cache)))
+            self._signed_cache[key] = cached
+        return cached
+
+    def _history_up_to(self, sequence: int) -> dict[int, str]:
+        """The chain's manifests up to ``sequence``: fixed once that sequence is accepted."""
+        if self._history_cache[0] < sequence:
+            self._history_cache = (sequence, self._origin.manifest_keys())
+        return {s: k for s, k in self._history_cache[1].items() if s <= sequence}
 
     def copy_shard(self, request: DeliveryRequest, tier: Tier, index: int, count: int) -> int:
         """Copy shard ``index`` of ``count`` of one content tier of ``request``; every shard
