@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from difusion.archive import ArchiveLimits
+from difusion.errors import KeyFormatError
+from difusion.signing import PublicKey
 from difusion.window import PublicationWindow
 
 
@@ -36,6 +38,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _pinned_key(env: Mapping[str, str]) -> PublicKey | None:
+    """``PREP_PUBLIC_KEY``: the institute's key (minisign key string). When set, nothing is
+    published or accepted as verified under any other key, whatever ``keys/prep.pub`` in
+    the origin says."""
+    raw = env.get("PREP_PUBLIC_KEY", "").strip()
+    if not raw:
+        return None
+    try:
+        return PublicKey.from_text(raw)
+    except KeyFormatError as exc:
+        raise SettingsError(f"PREP_PUBLIC_KEY: {exc}") from None
 
 
 def _window(env: Mapping[str, str]) -> PublicationWindow:
@@ -129,6 +144,7 @@ class ReplicateSettings(CommonSettings):
     copy_concurrency: int
     shards: int
     window: PublicationWindow
+    public_key: PublicKey | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReplicateSettings:
@@ -139,6 +155,7 @@ class ReplicateSettings(CommonSettings):
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
             shards=_int(env, "REPLICATE_SHARDS", 1),
             window=_window(env),
+            public_key=_pinned_key(env),
         )
 
 
@@ -155,6 +172,7 @@ class MonitorSettings(CommonSettings):
     institute_name: str
     difusores_list_url: str
     http_timeout_seconds: int
+    public_key: PublicKey | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
@@ -173,4 +191,5 @@ class MonitorSettings(CommonSettings):
             ),
             difusores_list_url=_required(env, "DIFUSORES_LIST_URL"),
             http_timeout_seconds=_int(env, "MONITOR_HTTP_TIMEOUT_SECONDS", 10),
+            public_key=_pinned_key(env),
         )

@@ -8,6 +8,7 @@ others. Every error names the field and what is wrong with it.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ class InstituteConfig:
     delivery_max_attempts: int = 5
     archive_limits: dict[str, int] = field(default_factory=dict)
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
+    # The institute's minisign key string (prep.pub's second line). When set, replicate and
+    # the monitor trust only it, not whatever keys/prep.pub in the origin says.
+    public_key: str | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> InstituteConfig:
@@ -202,11 +206,26 @@ class InstituteConfig:
             delivery_max_attempts=attempts,
             archive_limits=dict(limits),
             monitor=MonitorConfig.from_json(raw.get("monitor", {})),
+            public_key=_public_key(raw.get("public_key"), f"{where}.public_key"),
         )
 
     @property
     def publisher_role_arn(self) -> str:
         return f"arn:aws:iam::{self.account}:role/{PUBLISHER_ROLE_NAME}"
+
+
+def _public_key(value: Any, where: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        raw = base64.b64decode(str(value).strip(), validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 42 or raw[:2] != b"Ed":
+        raise ConfigError(
+            f"{where} must be a minisign public key string (the second line of prep.pub)"
+        )
+    return str(value).strip()
 
 
 def _window(raw: dict[str, Any], zone: ZoneInfo, official: bool) -> PublicationWindow:

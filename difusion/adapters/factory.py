@@ -84,6 +84,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=LEASE_SECONDS,
         shards=settings.shards,
+        pinned_key=settings.public_key,
         clock=utc_now,
     )
 
@@ -107,6 +108,7 @@ def continuity_service(settings: MonitorSettings) -> ContinuityService:
             institute=settings.institute_name,
             time_zone=settings.time_zone,
             list_url=settings.difusores_list_url,
+            pinned_key=settings.public_key,
         ),
         clock=utc_now,
     )

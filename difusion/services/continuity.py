@@ -66,6 +66,8 @@ class MonitorPolicy:
     time_zone: str = "America/Mazatlan"
     # Where the institute's portal serves ``public/difusores.html``; the notice links to it.
     list_url: str = ""
+    # The institute's key, pinned in config; sites are checked against it, not the origin's.
+    pinned_key: PublicKey | None = None
 
 
 @dataclass
@@ -145,7 +147,9 @@ class ContinuityService:
         return report
 
     def _check_difusores(self, period: str, report: PeriodReport) -> None:
-        public_key = PublicKey.from_text(self._origin.get_bytes(PUBLIC_KEY_KEY).decode())
+        public_key = self._policy.pinned_key or PublicKey.from_text(
+            self._origin.get_bytes(PUBLIC_KEY_KEY).decode()
+        )
         targets: list[tuple[Difusor, PublishedState]] = []
         for difusor in self._registry.active():
             published = self._ledger.published(difusor.difusor_id)

@@ -48,6 +48,7 @@ class ReplicateService:
         copy_concurrency: int,
         lease_seconds: int,
         shards: int = 1,
+        pinned_key: PublicKey | None = None,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -59,6 +60,7 @@ class ReplicateService:
         self._max_attempts = max_attempts
         self._copy_concurrency = copy_concurrency
         self._shards = max(shards, 1)
+        self._pinned_key = pinned_key
         self._signed_cache: dict[str, bytes] = {}
         self._history_cache: tuple[int, dict[int, str]] = (0, {})
         self._lease_seconds = lease_seconds
@@ -177,8 +179,14 @@ class ReplicateService:
             raise DeliveryError(f"{request.manifest_key} in the origin is not the signed manifest")
         signature = self._signed_object(signature_key(request.manifest_key))
         public_key = self._origin.get_bytes(PUBLIC_KEY_KEY)
+        origin_key = PublicKey.from_text(public_key.decode())
+        if self._pinned_key is not None and origin_key != self._pinned_key:
+            raise DeliveryError(
+                f"the origin's public key {origin_key.key_id_text} is not the pinned "
+                f"PREP_PUBLIC_KEY {self._pinned_key.key_id_text}; nothing published"
+            )
         # Never publish a manifest that does not verify, whatever put it in the origin.
-        verify(manifest_bytes, signature.decode("utf-8"), PublicKey.from_text(public_key.decode()))
+        verify(manifest_bytes, signature.decode("utf-8"), origin_key)
         target = Manifest.from_bytes(manifest_bytes)
         current = None
         if request.scope is DeliveryScope.DELTA:

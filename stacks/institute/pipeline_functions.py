@@ -98,6 +98,7 @@ class PipelineFunctions(Construct):
             "WINDOW_CLOSING": config.window.closing.isoformat(),
             "WINDOW_GRACE_SECONDS": str(config.grace_seconds),
         }
+        pinned_key = {"PREP_PUBLIC_KEY": config.public_key} if config.public_key else {}
 
         # --- ingest: untrusted archives in, staged content and a draft out -----------------
         self.ingest = self._function(
@@ -166,6 +167,7 @@ class PipelineFunctions(Construct):
                 "REGISTRY_TABLE": tables.registry.table_name,
                 "DELIVERY_MAX_ATTEMPTS": str(config.delivery_max_attempts),
                 **window_env,
+                **pinned_key,
             },
             role=self.publisher_role,
         )
@@ -212,6 +214,7 @@ class PipelineFunctions(Construct):
                 "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
                 **window_env,
                 **config.monitor.environment(),
+                **pinned_key,
             },
             role=monitor_role,
         )

@@ -116,3 +116,13 @@ def test_a_missing_file_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match="does not exist"):
         load_json(tmp_path / "nope.json")
+
+
+def test_a_pinned_public_key_must_be_a_minisign_key_string():
+    from stacks.config import ConfigError, InstituteConfig, load_json
+
+    raw = load_json(ROOT / "config" / "institute.json")
+    assert InstituteConfig.from_json(raw).public_key == raw["public_key"]
+    with pytest.raises(ConfigError, match="public_key must be a minisign public key"):
+        InstituteConfig.from_json({**raw, "public_key": "not a key"})
+    assert InstituteConfig.from_json({**raw, "public_key": ""}).public_key is None

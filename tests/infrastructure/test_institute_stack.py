@@ -378,3 +378,11 @@ def test_sign_and_replicate_know_the_configured_window(institute, institute_conf
         assert env["WINDOW_CLOSING"] == institute_config.window.closing.isoformat()
         assert env["WINDOW_GRACE_SECONDS"] == "900"
         assert env["WINDOW_OPENING"].endswith("-07:00")  # BCS, UTC-7 all year
+
+
+def test_replicate_and_the_monitor_trust_only_the_pinned_key(institute, institute_config):
+    for name in ("replicate", "monitor"):
+        props = institute.to_json()["Resources"][_function(institute, name)]["Properties"]
+        assert props["Environment"]["Variables"]["PREP_PUBLIC_KEY"] == institute_config.public_key
+    ingest = institute.to_json()["Resources"][_function(institute, "ingest")]["Properties"]
+    assert "PREP_PUBLIC_KEY" not in ingest["Environment"]["Variables"]

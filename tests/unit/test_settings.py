@@ -54,3 +54,14 @@ def test_bad_configuration_is_named(override, message):
 def test_a_bad_window_is_named(override, message):
     with pytest.raises(SettingsError, match=message):
         ReplicateSettings.from_env({**BASE, **override})
+
+
+def test_a_pinned_key_is_parsed_once_and_a_bad_one_is_named():
+    from difusion.signing import SecretKey
+
+    key = SecretKey.generate().public_key
+    pinned = ReplicateSettings.from_env({**BASE, "PREP_PUBLIC_KEY": key.to_file()})
+    assert pinned.public_key == key
+    assert ReplicateSettings.from_env(BASE).public_key is None
+    with pytest.raises(SettingsError, match="PREP_PUBLIC_KEY"):
+        ReplicateSettings.from_env({**BASE, "PREP_PUBLIC_KEY": "RWQnot-a-key"})
