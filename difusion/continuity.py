@@ -12,7 +12,6 @@ Everything here is pure: the fetching goes through a :class:`SiteReader` the cal
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -228,7 +227,3 @@ def upstream_stalled(
     since = max(last_snapshot_at, opened_at) if last_snapshot_at else opened_at
     silence = now - since
     return silence if silence > limit else None
-
-
-def failures_of(checks: Sequence[SiteCheck]) -> list[SiteCheck]:
-    return [c for c in checks if not c.ok]
