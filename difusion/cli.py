@@ -8,6 +8,7 @@
     difusion difusor list --table T
     difusion difusor reinstate ID --reason R    end a suspension; redeliver everything to it
     difusion monitor period                     run one period of the continuity monitor now
+    difusion preflight --outputs F ...          read-only checks of a real deployment
     difusion ledger --table T --election E      snapshots and deliveries as recorded
     difusion window start --state-machine ARN   start the window's timer (from the config)
     difusion window status|close --table T ...  the window's state; close it early
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from difusion.errors import PackageRejected, RejectionCode
+from difusion.preflight.command import add_preflight_parser
 
 EXIT_OK = 0
 EXIT_REJECTED = 3
@@ -180,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--casillas", type=int)
     demo.add_argument("--cuts", type=int)
     demo.set_defaults(run=_demo)
+    add_preflight_parser(commands)
     return parser
 
 

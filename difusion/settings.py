@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from difusion.archive import ArchiveLimits
 from difusion.errors import KeyFormatError
 from difusion.signing import PublicKey
+from difusion.topology import RETRY, RetrySchedule
 from difusion.window import PublicationWindow
 
 
@@ -38,6 +40,28 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 43_200:  # SQS's maximum visibility timeout: 12 hours
+        raise SettingsError(f"{name} must be 0..43200 seconds, got {raw!r}")
+    return value
+
+
+def _retry(env: Mapping[str, str]) -> RetrySchedule:
+    """``RETRY_BASE_SECONDS``/``RETRY_CAP_SECONDS``: when a failed message returns. The
+    stacks leave them at ``topology.RETRY``; the accelerated demo scales them."""
+    return RetrySchedule(
+        base_seconds=_seconds(env, "RETRY_BASE_SECONDS", RETRY.base_seconds),
+        cap_seconds=_seconds(env, "RETRY_CAP_SECONDS", RETRY.cap_seconds),
+    )
 
 
 def _pinned_key(env: Mapping[str, str]) -> PublicKey | None:
@@ -78,9 +102,10 @@ class CommonSettings:
     origin_bucket: str
     ledger_table: str
     idempotency_table: str
+    retry: RetrySchedule
 
     @staticmethod
-    def common_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    def common_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         time_zone = env.get("ELECTION_TIME_ZONE", "America/Mazatlan")
         try:
             ZoneInfo(time_zone)
@@ -92,6 +117,7 @@ class CommonSettings:
             "origin_bucket": _required(env, "ORIGIN_BUCKET"),
             "ledger_table": _required(env, "LEDGER_TABLE"),
             "idempotency_table": _required(env, "IDEMPOTENCY_TABLE"),
+            "retry": _retry(env),
         }
 
 

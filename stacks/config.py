@@ -17,15 +17,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from difusion.topology import (
+    DIFUSOR_REGION,
+    delivery_role_name,
+    monitor_role_name,
+    publisher_role_name,
+    role_arn,
+)
+
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ELECTION = re.compile(r"^[A-Z0-9]+(_[A-Z0-9]+)*$")
 _DIFUSOR_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{16,1224}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-PUBLISHER_ROLE_NAME = "difusion-publisher"
-MONITOR_ROLE_NAME = "difusion-monitor"  # writes the suspension notice into a difusor's site
-DELIVERY_ROLE_NAME = "difusion-delivery"
+# Role names carry the election (topology.election_slug), so a drill (its own election
+# id) deploys beside the election in the same accounts; 40 characters keep them under
+# IAM's 64.
+_ELECTION_MAX = 40
 
 
 class ConfigError(ValueError):
@@ -55,10 +64,11 @@ class RegisteredDifusor:
 
     difusor_id: str
     account: str
+    election_id: str
 
     @property
     def role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:role/{DELIVERY_ROLE_NAME}"
+        return role_arn(self.account, delivery_role_name(self.election_id))
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class InstituteConfig:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> InstituteConfig:
         where = "institute"
+        election_id = _election(raw, where)
         time_zone = str(_get(raw, "time_zone", where))
         try:
             zone = ZoneInfo(time_zone)
@@ -169,7 +180,7 @@ class InstituteConfig:
                 f"{at}.account",
                 "a 12-digit AWS account id",
             )
-            difusores.append(RegisteredDifusor(difusor_id, account))
+            difusores.append(RegisteredDifusor(difusor_id, account, election_id))
         grace = raw.get("window", {}).get("grace_minutes", 15)
         if not isinstance(grace, int) or not 0 <= grace <= 120:
             raise ConfigError(f"{where}.window.grace_minutes must be 0..120, got {grace!r}")
@@ -194,9 +205,7 @@ class InstituteConfig:
         return cls(
             account=_field(raw, "account", where, _ACCOUNT, "a 12-digit AWS account id"),
             region=_field(raw, "region", where, _REGION, "an AWS region such as us-west-2"),
-            election_id=_field(
-                raw, "election_id", where, _ELECTION, "upper-case words joined by _"
-            ),
+            election_id=election_id,
             time_zone=time_zone,
             official=bool(raw.get("official", True)),
             window=window,
@@ -211,7 +220,21 @@ class InstituteConfig:
 
     @property
     def publisher_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:role/{PUBLISHER_ROLE_NAME}"
+        return role_arn(self.account, publisher_role_name(self.election_id))
+
+    @property
+    def monitor_role_arn(self) -> str:
+        return role_arn(self.account, monitor_role_name(self.election_id))
+
+
+def _election(raw: dict[str, Any], where: str) -> str:
+    election = _field(raw, "election_id", where, _ELECTION, "upper-case words joined by _")
+    if len(election) > _ELECTION_MAX:
+        raise ConfigError(
+            f"{where}.election_id must be at most {_ELECTION_MAX} characters (it is part "
+            f"of IAM role names), got {len(election)}"
+        )
+    return election
 
 
 def _public_key(value: Any, where: str) -> str | None:
@@ -262,10 +285,9 @@ class DifusorConfig:
     difusor_id: str
     name: str
     account: str
-    region: str
     institute_account: str
+    election_id: str
     external_id: str
-    origin_bucket: str
     domain_name: str | None = None
     certificate_arn: str | None = None
     shield_advanced: bool = False
@@ -286,20 +308,32 @@ class DifusorConfig:
         rate = raw.get("rate_limit_per_5_minutes", 2000)
         if not isinstance(rate, int) or rate < 100:
             raise ConfigError(f"{where}.rate_limit_per_5_minutes must be an integer ≥ 100")
+        # The site, its CDN, WAF web ACL and Shield protection all live in us-east-1.
+        region = raw.get("region") or DIFUSOR_REGION
+        if region != DIFUSOR_REGION:
+            raise ConfigError(
+                f"{where}.region must be {DIFUSOR_REGION} (CloudFront's WAF web ACLs and "
+                f"Shield protections live there), got {region!r}"
+            )
+        if "origin_bucket" in raw:
+            raise ConfigError(
+                f"{where}.origin_bucket is no longer used: the institute writes into the "
+                "site and the difusor reads nothing of the institute's; remove it and set "
+                "election_id"
+            )
         return cls(
             difusor_id=_field(
                 raw, "id", where, _DIFUSOR_ID, "lower-case letters, digits and hyphens (at most 40)"
             ),
             name=str(_get(raw, "name", where)),
             account=_field(raw, "account", where, _ACCOUNT, "a 12-digit AWS account id"),
-            region=_field(raw, "region", where, _REGION, "an AWS region such as us-west-2"),
             institute_account=_field(
                 raw, "institute_account", where, _ACCOUNT, "a 12-digit AWS account id"
             ),
+            election_id=_election(raw, where),
             external_id=_field(
                 raw, "external_id", where, _EXTERNAL_ID, "16+ characters the institute sent"
             ),
-            origin_bucket=str(_get(raw, "origin_bucket", where)),
             domain_name=domain,
             certificate_arn=certificate,
             shield_advanced=bool(raw.get("shield_advanced", False)),
@@ -308,11 +342,15 @@ class DifusorConfig:
 
     @property
     def publisher_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.institute_account}:role/{PUBLISHER_ROLE_NAME}"
+        return role_arn(self.institute_account, publisher_role_name(self.election_id))
 
     @property
     def monitor_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.institute_account}:role/{MONITOR_ROLE_NAME}"
+        return role_arn(self.institute_account, monitor_role_name(self.election_id))
+
+    @property
+    def delivery_role_name(self) -> str:
+        return delivery_role_name(self.election_id)
 
 
 def load_json(path: Path) -> dict[str, Any]:

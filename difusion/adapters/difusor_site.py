@@ -1,14 +1,20 @@
-"""A difusor's site, reached by assuming the delivery role in the difusor's own account.
+"""A difusor's site: its bucket, written with the institute's own credentials under the
+bucket's policy, and its CloudFront distribution, invalidated through the delivery role in
+the difusor's account.
 
-No long-lived credentials: every delivery assumes the role with the difusor's external id
-and gets short-lived credentials scoped to its bucket and distribution.
+The difusor never holds any access to the institute's origin: server-side copies read the
+source and write the target with one principal's credentials, and that principal is the
+institute's (publisher or monitor). Only the invalidation needs the difusor's role, assumed
+with its external id when first needed and reused while its credentials last.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import boto3
@@ -16,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from difusion.models import Difusor
+from difusion.topology import DIFUSOR_REGION
 
 T = TypeVar("T")
 
@@ -55,10 +62,10 @@ def retry_with_backoff(
 class DifusorSite:
     """Writes into one difusor's bucket and invalidates its distribution."""
 
-    def __init__(self, difusor: Difusor, s3: Any, cloudfront: Any) -> None:
+    def __init__(self, difusor: Difusor, s3: Any, cloudfront: Callable[[], Any]) -> None:
         self.difusor = difusor
         self._s3 = s3
-        self._cloudfront = cloudfront
+        self._cloudfront = cloudfront  # built on first use: assuming the role costs a call
 
     def copy_in(
         self,
@@ -119,7 +126,7 @@ class DifusorSite:
         """One ``/*`` invalidation; the caller reference makes a retried call idempotent."""
 
         def create() -> str:
-            response = self._cloudfront.create_invalidation(
+            response = self._cloudfront().create_invalidation(
                 DistributionId=self.difusor.distribution_id,
                 InvalidationBatch={
                     "Paths": {"Quantity": 1, "Items": ["/*"]},
@@ -132,29 +139,54 @@ class DifusorSite:
 
 
 class DifusorSites:
-    """Opens :class:`DifusorSite` sessions by assuming each difusor's delivery role."""
+    """Opens :class:`DifusorSite` sessions: the institute's own S3 client for the bucket (in
+    the sites' region), and the difusor's delivery role for its CDN."""
 
-    def __init__(self, sts: Any, session_name: str, max_pool: int) -> None:
+    # Assumed credentials are renewed this long before they expire.
+    _RENEW_BEFORE = timedelta(minutes=10)
+
+    def __init__(
+        self,
+        sts: Any,
+        session_name: str,
+        max_pool: int,
+        s3: Any | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._sts = sts
         self._session_name = session_name
         self._config = Config(
             max_pool_connections=max_pool, retries={"mode": "standard", "max_attempts": 5}
         )
+        self._s3 = s3 or boto3.session.Session().client(
+            "s3", region_name=DIFUSOR_REGION, config=self._config
+        )
+        self._clock = clock
+        self._cdn: dict[str, tuple[datetime, Any]] = {}
+        self._lock = threading.Lock()
 
     def open(self, difusor: Difusor) -> DifusorSite:
-        credentials = self._sts.assume_role(
-            RoleArn=difusor.role_arn,
-            RoleSessionName=self._session_name[:64],
-            ExternalId=difusor.external_id,
-            DurationSeconds=3600,
-        )["Credentials"]
-        session = boto3.session.Session(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-        )
-        return DifusorSite(
-            difusor,
-            s3=session.client("s3", config=self._config),
-            cloudfront=session.client("cloudfront", config=self._config),
-        )
+        return DifusorSite(difusor, s3=self._s3, cloudfront=lambda: self._cloudfront(difusor))
+
+    def _cloudfront(self, difusor: Difusor) -> Any:
+        key = f"{difusor.role_arn}|{difusor.external_id}"
+        with self._lock:
+            cached = self._cdn.get(key)
+            if cached and cached[0] - self._RENEW_BEFORE > self._clock():
+                return cached[1]
+            credentials = self._sts.assume_role(
+                RoleArn=difusor.role_arn,
+                RoleSessionName=self._session_name[:64],
+                ExternalId=difusor.external_id,
+                DurationSeconds=3600,
+            )["Credentials"]
+            client = boto3.session.Session(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            ).client("cloudfront", config=self._config)
+            expires = credentials["Expiration"]
+            if isinstance(expires, str):
+                expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+            self._cdn[key] = (expires, client)
+            return client

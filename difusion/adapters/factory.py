@@ -19,13 +19,14 @@ from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import OriginStore
 from difusion.adapters.public_site import HttpSiteReader
-from difusion.adapters.queues import DeliveryQueue, SignQueue
+from difusion.adapters.queues import DeliveryQueue, FailedMessages, SignQueue
 from difusion.adapters.registry import DifusorRegistry
 from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.services.ingest import IngestService
 from difusion.services.replicate import ReplicateService
 from difusion.services.sign import SignService
 from difusion.settings import (
+    CommonSettings,
     IngestSettings,
     MonitorSettings,
     ReplicateSettings,
@@ -46,6 +47,12 @@ def client(service: str, max_pool: int = 10) -> Any:
 
 def dynamodb() -> Any:
     return boto3.session.Session().resource("dynamodb")
+
+
+@lru_cache(maxsize=8)
+def failed_messages(settings: CommonSettings) -> FailedMessages:
+    """Brings a function's failed messages back after the retry schedule's delay."""
+    return FailedMessages(client("sqs"), settings.retry)
 
 
 @lru_cache(maxsize=4)
@@ -78,7 +85,12 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         OriginStore(client("s3"), settings.origin_bucket),
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
-        DifusorSites(client("sts"), f"difusion-{settings.election}", settings.copy_concurrency + 2),
+        DifusorSites(
+            client("sts"),
+            f"difusion-{settings.election}",
+            settings.copy_concurrency + 2,
+            clock=utc_now,
+        ),
         window=settings.window,
         max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
@@ -95,7 +107,7 @@ def continuity_service(settings: MonitorSettings) -> ContinuityService:
         OriginStore(client("s3"), settings.origin_bucket),
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
-        DifusorSites(client("sts"), f"difusion-monitor-{settings.election}", 4),
+        DifusorSites(client("sts"), f"difusion-monitor-{settings.election}", 4, clock=utc_now),
         HttpSiteReader(settings.http_timeout_seconds),
         DeliveryQueue(client("sqs"), settings.delivery_queue_url),
         window=settings.window,

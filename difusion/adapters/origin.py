@@ -92,8 +92,12 @@ class OriginStore:
             stream, self.bucket, staged_key(sha256), ExtraArgs={"Metadata": {"sha256": sha256}}
         )
 
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> str:
+        """Write ``key``; returns the version written (empty where unversioned)."""
+        response = self._s3.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+        )
+        return str(response.get("VersionId") or "")
 
     def get_bytes(self, key: str) -> bytes:
         data: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -113,7 +117,8 @@ class OriginStore:
     def retain(self, key: str, until: datetime, version_id: str = "") -> str:
         """Put ``key`` (that version, or the current one) under compliance-mode Object Lock
         until ``until``: no one can delete or overwrite that version before then. Returns
-        the version locked."""
+        the version locked. Without a version it reads the current one (``HeadObject``:
+        ``s3:GetObject`` on the key)."""
         version = version_id or str(
             self._s3.head_object(Bucket=self.bucket, Key=key).get("VersionId", "")
         )

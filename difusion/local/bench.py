@@ -58,6 +58,7 @@ def ingest_compute_child(package: Path) -> None:
     from difusion.services.ingest import IngestService
     from difusion.settings import IngestSettings
     from difusion.signing import sign
+    from difusion.topology import RETRY
 
     class NullOrigin:
         bucket = "null"
@@ -104,6 +105,7 @@ def ingest_compute_child(package: Path) -> None:
         origin_bucket="null",
         ledger_table="null",
         idempotency_table="null",
+        retry=RETRY,
         sign_queue_url="null",
         limits=ArchiveLimits(),
         staging_concurrency=16,

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import boto3
 from boto3.s3.transfer import TransferConfig
 
+from difusion import topology
 from difusion.adapters import factory
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
@@ -50,7 +51,10 @@ HANDLERS = {
 # Lambda runs one invocation per execution environment; the dispatcher runs several at once
 # in one process, so Powertools sees a shared Metrics object re-add its dimension.
 warnings.filterwarnings("ignore", message="Dimension 'difusor' has already been added")
-PORTAL = "institute"  # the institute's own portal: the public list of difusores
+PORTAL = "institute"
+# A hundred times faster than election night: a failed delivery returns in 0.03–0.45 s, and
+# a message whose invocation crashed in 54 s instead of 90 minutes.
+ACCELERATED = 0.01  # the institute's own portal: the public list of difusores
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,9 @@ class PipelineOptions:
     election: str = "DIP_LOC_BCS"
     time_zone: str = "America/Mazatlan"
     difusores: tuple[DifusorAccount, ...] = DEMO_DIFUSORES
-    visibility_timeout: int = 10
+    # Accelerated time: the queues' visibility timeouts and the retry schedule, scaled from
+    # the stacks' own (1.0 is election night).
+    time_scale: float = ACCELERATED
     max_attempts: int = 3
     window: PublicationWindow | None = None  # None: open from the start, for a day
     monitor_period_seconds: int = 1  # 15 min on election night; seconds when accelerated
@@ -92,7 +98,7 @@ class LocalPipeline:
             difusores=self.options.difusores,
             secret_key=self.secret_key,
             window=self.options.window,
-            visibility_timeout=self.options.visibility_timeout,
+            time_scale=self.options.time_scale,
             max_attempts=self.options.max_attempts,
         )
         deployment = self._serve_sites(deployment)
@@ -129,24 +135,26 @@ class LocalPipeline:
         self.dispatcher = LocalDispatcher(
             sqs,
             [
+                # Lambda's event source mappings, with the stacks' batch sizes; pollers
+                # stand for Lambda's scaling (one per active FIFO group for deliveries).
                 Route(
                     "difusion-ingest",
                     deployment.ingest_queue_url,
                     modules["ingest"].handler,
-                    batch_size=1,
+                    batch_size=topology.QUEUES["ingest"].batch_size,
                     pollers=2,
                 ),
                 Route(
                     "difusion-sign",
                     deployment.sign_queue_url,
                     modules["sign"].handler,
-                    batch_size=1,
+                    batch_size=topology.QUEUES["sign"].batch_size,
                 ),
                 Route(
                     "difusion-replicate",
                     deployment.delivery_queue_url,
                     modules["replicate"].handler,
-                    batch_size=1,
+                    batch_size=topology.QUEUES["deliveries"].batch_size,
                     pollers=max(len(deployment.difusores), 1),
                 ),
             ],

@@ -1,10 +1,14 @@
 """Provision the embedded default: the institute's account and three difusor accounts.
 
-Mirrors what the CDK stacks create on AWS, on the local emulator: the origin bucket with
-EventBridge notifications, the queues (with dead-letter queues), the ledger, registry and
-idempotency tables, the signing key in Secrets Manager; and per difusor, in its own
-account, a bucket, a CloudFront distribution and a delivery role that trusts the
-institute's publisher role with an external id.
+Mirrors what the CDK stacks create on AWS, on the local emulator, with the settings the
+stacks use (``difusion.topology``): the origin bucket with EventBridge notifications, the
+queues (with dead-letter queues), the ledger, registry and idempotency tables, the signing
+key in Secrets Manager, the publisher and monitor roles; and per difusor, in its own
+account, a bucket whose policy lets those two roles write, a CloudFront distribution and a
+delivery role they may assume with an external id to invalidate it.
+
+Accelerated time (the demo, the tests) is one named factor, ``time_scale``, applied to the
+queues' visibility timeouts and to the retry schedule; 1 is election night.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 
 import boto3
 
+from difusion import topology
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.registry import DifusorRegistry
-from difusion.local.emulator import REGION
+from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.models import Difusor
 from difusion.signing import SecretKey
 from difusion.window import PublicationWindow, WindowState
@@ -58,11 +63,13 @@ class LocalDeployment:
     idempotency_table: str
     signing_secret_id: str
     publisher_role_arn: str
+    monitor_role_arn: str
     ingest_queue_url: str
     sign_queue_url: str
     delivery_queue_url: str
     dead_letter_queue_urls: dict[str, str]
     max_attempts: int
+    time_scale: float
     window: PublicationWindow
     timer_arn: str
     timer_execution_arn: str
@@ -74,17 +81,23 @@ class LocalDeployment:
             "DifusionInstitute": {
                 "OriginBucketName": self.origin_bucket,
                 "PublisherRoleArn": self.publisher_role_arn,
+                "MonitorRoleArn": self.monitor_role_arn,
                 "LedgerTableName": self.ledger_table,
                 "RegistryTableName": self.registry_table,
                 "IdempotencyTableName": self.idempotency_table,
                 "DeliveryQueueUrl": self.delivery_queue_url,
+                "IngestQueueUrl": self.ingest_queue_url,
+                "SignQueueUrl": self.sign_queue_url,
                 "SigningSecretName": self.signing_secret_id,
                 "WindowTimerArn": self.timer_arn,
             }
         }
 
     def function_environment(self) -> dict[str, str]:
+        retry = topology.RETRY.scaled(self.time_scale)
         return {
+            "RETRY_BASE_SECONDS": str(retry.base_seconds),
+            "RETRY_CAP_SECONDS": str(retry.cap_seconds),
             "WINDOW_OPENING": self.window.opening.isoformat(),
             "WINDOW_CLOSING": self.window.closing.isoformat(),
             "WINDOW_GRACE_SECONDS": str(int(self.window.grace.total_seconds())),
@@ -112,8 +125,8 @@ def provision(
     difusores: tuple[DifusorAccount, ...] = DEMO_DIFUSORES,
     secret_key: SecretKey,
     window: PublicationWindow | None = None,
-    visibility_timeout: int = 2,
-    max_attempts: int = 3,
+    time_scale: float = 1.0,
+    max_attempts: int = topology.DEFAULT_MAX_ATTEMPTS,
 ) -> LocalDeployment:
     """Create the institute's resources and each difusor's, register the difusores and
     start the window timer.
@@ -139,26 +152,34 @@ def provision(
 
     sqs = session.client("sqs")
 
-    def queue(name: str, fifo: bool) -> tuple[str, str]:
-        fifo_suffix = ".fifo" if fifo else ""
-        base = {"FifoQueue": "true"} if fifo else {}
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq{fifo_suffix}", Attributes=base)[
-            "QueueUrl"
-        ]
+    def queue(shape: topology.QueueShape) -> tuple[str, str]:
+        name = f"difusion-{shape.name}-{suffix}"
+        fifo_suffix = ".fifo" if shape.fifo else ""
+        base = {"FifoQueue": "true"} if shape.fifo else {}
+        dlq_url = sqs.create_queue(
+            QueueName=f"{name}-dlq{fifo_suffix}",
+            Attributes={
+                **base,
+                "MessageRetentionPeriod": str(topology.DEAD_LETTER_RETENTION_SECONDS),
+            },
+        )["QueueUrl"]
         dlq_arn = _queue_arn(sqs, dlq_url)
         attributes = {
             **base,
-            "VisibilityTimeout": str(visibility_timeout),
+            "VisibilityTimeout": str(scaled_visibility(shape, time_scale)),
+            "MessageRetentionPeriod": str(topology.QUEUE_RETENTION_SECONDS),
             "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_attempts)}
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_attempts}
             ),
         }
+        if shape.fifo:
+            attributes["ContentBasedDeduplication"] = "false"
         url = sqs.create_queue(QueueName=f"{name}{fifo_suffix}", Attributes=attributes)["QueueUrl"]
         return url, dlq_url
 
-    ingest_url, ingest_dlq = queue(f"difusion-ingest-{suffix}", fifo=False)
-    sign_url, sign_dlq = queue(f"difusion-sign-{suffix}", fifo=True)
-    delivery_url, delivery_dlq = queue(f"difusion-deliveries-{suffix}", fifo=True)
+    ingest_url, ingest_dlq = queue(topology.QUEUES["ingest"])
+    sign_url, sign_dlq = queue(topology.QUEUES["sign"])
+    delivery_url, delivery_dlq = queue(topology.QUEUES["deliveries"])
 
     events = session.client("events")
     events.put_rule(
@@ -180,32 +201,41 @@ def provision(
     )
 
     dynamodb = session.client("dynamodb")
-    tables = {
-        "ledger": (f"difusion-ledger-{suffix}", [("pk", "HASH"), ("sk", "RANGE")]),
-        "registry": (f"difusion-registry-{suffix}", [("difusor_id", "HASH")]),
-        "idempotency": (f"difusion-idempotency-{suffix}", [("id", "HASH")]),
-    }
+    tables = {name: (f"difusion-{name}-{suffix}", keys) for name, keys in topology.TABLES.items()}
     for table_name, keys in tables.values():
         dynamodb.create_table(
             TableName=table_name,
             KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
             BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True},
         )
+    dynamodb.update_time_to_live(
+        TableName=tables["idempotency"][0],
+        TimeToLiveSpecification={
+            "Enabled": True,
+            "AttributeName": topology.IDEMPOTENCY_TTL_ATTRIBUTE,
+        },
+    )
 
     secret_id = f"difusion/prep-signing-key-{suffix}"
     SecretsManagerKeyStore(session.client("secretsmanager"), secret_id).store(secret_key)
 
     iam = session.client("iam")
+    lambda_trust = json.dumps(_trust({"Service": "lambda.amazonaws.com"}))
     publisher = iam.create_role(
-        RoleName=f"difusion-publisher-{suffix}",
-        AssumeRolePolicyDocument=json.dumps(_trust({"Service": "lambda.amazonaws.com"})),
+        RoleName=f"{topology.publisher_role_name(election)}-{suffix}",
+        AssumeRolePolicyDocument=lambda_trust,
+    )["Role"]["Arn"]
+    monitor = iam.create_role(
+        RoleName=f"{topology.monitor_role_name(election)}-{suffix}",
+        AssumeRolePolicyDocument=lambda_trust,
     )["Role"]["Arn"]
 
     registry = DifusorRegistry(session.resource("dynamodb"), tables["registry"][0])
     registered = []
     for account in difusores:
-        difusor = _provision_difusor(account, publisher, origin_bucket, suffix)
+        difusor = _provision_difusor(account, (publisher, monitor), election, suffix)
         registry.put(difusor)
         registered.append(difusor)
 
@@ -221,6 +251,7 @@ def provision(
         idempotency_table=tables["idempotency"][0],
         signing_secret_id=secret_id,
         publisher_role_arn=publisher,
+        monitor_role_arn=monitor,
         ingest_queue_url=ingest_url,
         sign_queue_url=sign_url,
         delivery_queue_url=delivery_url,
@@ -230,6 +261,7 @@ def provision(
             "deliveries": delivery_dlq,
         },
         max_attempts=max_attempts,
+        time_scale=time_scale,
         window=window,
         timer_arn=timer_arn,
         timer_execution_arn=execution_arn,
@@ -299,9 +331,15 @@ def account_session(account_id: str) -> boto3.session.Session:
     )
 
 
+def scaled_visibility(shape: topology.QueueShape, time_scale: float) -> int:
+    """The queue's visibility timeout in accelerated time (1: the stack's own)."""
+    return max(1, round(shape.visibility_timeout_seconds * time_scale))
+
+
 def _provision_difusor(
-    account: DifusorAccount, publisher_arn: str, origin_bucket: str, suffix: str
+    account: DifusorAccount, institute_roles: tuple[str, str], election: str, suffix: str
 ) -> Difusor:
+    """What a difusor's stack creates in its account (``stacks/difusor``)."""
     session = account_session(account.account_id)
     bucket = f"prep-{account.difusor_id}-{suffix}"
     s3 = session.client("s3")
@@ -314,6 +352,40 @@ def _provision_difusor(
             "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True,
         },
+    )
+    s3.put_bucket_ownership_controls(
+        Bucket=bucket,
+        OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    )
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    institute_account = ORIGIN_ACCOUNT
+    only_the_institutes_roles = {"ArnEquals": {"aws:PrincipalArn": list(institute_roles)}}
+    institute = {"AWS": f"arn:aws:iam::{institute_account}:root"}
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TheInstitutePublishes",
+                        "Effect": "Allow",
+                        "Principal": institute,
+                        "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                        "Condition": only_the_institutes_roles,
+                    },
+                    {
+                        "Sid": "TheInstituteListsTheSite",
+                        "Effect": "Allow",
+                        "Principal": institute,
+                        "Action": "s3:ListBucket",
+                        "Resource": f"arn:aws:s3:::{bucket}",
+                        "Condition": only_the_institutes_roles,
+                    },
+                ],
+            }
+        ),
     )
     distribution = session.client("cloudfront").create_distribution(
         DistributionConfig={
@@ -344,30 +416,26 @@ def _provision_difusor(
     )["Distribution"]
     external_id = secrets.token_hex(16)
     iam = session.client("iam")
-    role_name = f"difusion-delivery-{suffix}"
+    role_name = f"{topology.delivery_role_name(election)}-{suffix}"
     role_arn = iam.create_role(
         RoleName=role_name,
         AssumeRolePolicyDocument=json.dumps(
-            _trust({"AWS": publisher_arn}, {"StringEquals": {"sts:ExternalId": external_id}})
+            _trust(
+                institute,
+                {
+                    "StringEquals": {"sts:ExternalId": external_id},
+                    **only_the_institutes_roles,
+                },
+            )
         ),
     )["Role"]["Arn"]
     iam.put_role_policy(
         RoleName=role_name,
-        PolicyName="deliver-prep",
+        PolicyName="invalidate-prep-site",
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        "Resource": f"arn:aws:s3:::{bucket}/*",
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": "s3:GetObject",
-                        "Resource": f"arn:aws:s3:::{origin_bucket}/*",
-                    },
                     {
                         "Effect": "Allow",
                         "Action": ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],

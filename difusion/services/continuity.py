@@ -403,15 +403,19 @@ class ContinuityService:
             generated_at=now,
         )
         base = f"{CLOSING_PREFIX}{self._ledger.election}/registro-de-cierre"
-        body = closing_record_json(closing_record)
-        self._origin.put_bytes(base + ".json", body, "application/json")
-        self._origin.put_bytes(
-            base + ".html",
-            render_closing_record_html(closing_record).encode("utf-8"),
-            "text/html; charset=utf-8",
-        )
-        for key in (base + ".json", base + ".html"):
-            self._origin.retain(key, until)
+        written = {
+            base + ".json": self._origin.put_bytes(
+                base + ".json", closing_record_json(closing_record), "application/json"
+            ),
+            base + ".html": self._origin.put_bytes(
+                base + ".html",
+                render_closing_record_html(closing_record).encode("utf-8"),
+                "text/html; charset=utf-8",
+            ),
+        }
+        # The versions just written are locked: the monitor never reads closing/ back.
+        for key, version in written.items():
+            self._origin.retain(key, until, version)
         self.publish_difusores_list()
         summary = {
             "record_key": base + ".json",

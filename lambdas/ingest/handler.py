@@ -23,14 +23,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from difusion.adapters.factory import ingest_service
+from difusion.adapters.factory import failed_messages, ingest_service
 from difusion.settings import IngestSettings
 
 settings = IngestSettings.from_env(os.environ)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported record by record, not raised: a raised
+# batch would wait out the queue's whole visibility timeout before it is tried again.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # S3 notifies twice for a multipart upload and SQS may redeliver: one object version is
 # ingested once. The origin bucket is versioned, so a re-upload under the same name is a
 # new version (and gets its own answer).
@@ -65,6 +67,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    failed_messages(settings).retry_soon(event, response)  # not after the visibility timeout
+    return response

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from difusion.adapters.factory import sign_service
+from difusion.adapters.factory import failed_messages, sign_service
 from difusion.models import SignRequest
 from difusion.settings import SignSettings
 
@@ -30,6 +30,9 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = SqsFifoPartialProcessor()
+# A batch whose every record failed is reported record by record, not raised: a raised
+# batch would wait out the queue's whole visibility timeout before it is tried again.
+processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(event_key_jmespath="[snapshot_id, package_sha256]")
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
@@ -59,6 +62,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    failed_messages(settings).retry_soon(event, response)  # not after the visibility timeout
+    return response

@@ -1,16 +1,36 @@
-"""The cross-account role the institute's publisher assumes to deliver snapshots."""
+"""What the institute may do in this difusor's account, and nothing more.
+
+The institute's publisher (deliveries) and continuity monitor (the suspension notice) write
+into the site bucket with their own credentials, under this bucket's policy: the difusor
+never gets any access to the institute's origin, so nothing of a snapshot is readable from
+its account before it is published there, and nothing new once it is suspended (RE art.
+353.4). CloudFront has no resource policies, so invalidating the distribution takes a role
+in this account: the delivery role, trusted by those two institute roles with the external
+id, allowed only to create and read invalidations of this distribution.
+
+Both the bucket policy and the trust policy name the institute's account as principal and
+its two roles in an ``aws:PrincipalArn`` condition. Naming the roles as principals would
+make IAM and S3 reject the policy while those roles do not exist yet (difusores deploy
+before the institute) and pin their unique ids, so recreating the institute's stack would
+silently break every difusor's trust.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import DELIVERY_ROLE_NAME, DifusorConfig
+from stacks.config import DifusorConfig
 
-ORIGIN_SOURCE_PREFIXES = ("objects/sha256/", "manifests/", "keys/")
+# What the institute's roles do in the site bucket: server-side copies from the origin
+# (CopyObject, multipart UploadPartCopy for files over 5 GB, aborted on failure), the
+# notice, removals, and the listing a full redelivery compares against.
+SITE_OBJECT_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
+SITE_BUCKET_ACTIONS = ("s3:ListBucket",)
+INVALIDATION_ACTIONS = ("cloudfront:CreateInvalidation", "cloudfront:GetInvalidation")
 
 
 class DeliveryRole(Construct):
@@ -24,70 +44,55 @@ class DeliveryRole(Construct):
         distribution: cloudfront.IDistribution,
     ) -> None:
         super().__init__(scope, construct_id)
+        institute_roles = [config.publisher_role_arn, config.monitor_role_arn]
+        institute = iam.AccountPrincipal(config.institute_account)
+        only_the_institutes_roles = {"ArnEquals": {"aws:PrincipalArn": institute_roles}}
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TheInstitutePublishes",
+                principals=[institute],
+                actions=list(SITE_OBJECT_ACTIONS),
+                resources=[bucket.arn_for_objects("*")],
+                conditions=only_the_institutes_roles,
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TheInstituteListsTheSite",
+                principals=[institute],
+                actions=list(SITE_BUCKET_ACTIONS),
+                resources=[bucket.bucket_arn],
+                conditions=only_the_institutes_roles,
+            )
+        )
         self.role = iam.Role(
             self,
             "Role",
-            role_name=DELIVERY_ROLE_NAME,
-            description="Lets the electoral institute publish PREP snapshots into this site",
-            # The publisher delivers snapshots; the continuity monitor puts up the notice
-            # when the institute interrupts this site's transmission. Both need the id.
-            assumed_by=iam.CompositePrincipal(
-                iam.ArnPrincipal(config.publisher_role_arn),
-                iam.ArnPrincipal(config.monitor_role_arn),
+            role_name=config.delivery_role_name,
+            description="Lets the electoral institute invalidate this PREP site's CDN",
+            assumed_by=iam.AccountPrincipal(config.institute_account).with_conditions(
+                {
+                    "StringEquals": {"sts:ExternalId": config.external_id},
+                    **only_the_institutes_roles,
+                }
             ),
-            external_ids=[config.external_id],
         )
-        statements = [
-            iam.PolicyStatement(
-                sid="WriteTheSite",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[bucket.arn_for_objects("*")],
-            ),
-            # A full redelivery (reinstatement) lists the site to remove what is not in the
-            # snapshot, such as the suspension notice's status file.
-            iam.PolicyStatement(
-                sid="ListTheSite", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]
-            ),
-            iam.PolicyStatement(
-                sid="InvalidateTheDistribution",
-                actions=["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="cloudfront",
-                        region="",
-                        resource="distribution",
-                        resource_name=distribution.distribution_id,
-                    )
-                ],
-            ),
-            # Server-side CopyObject reads the source with the same credentials that write
-            # the target: the institute's staged content, manifests and key.
-            iam.PolicyStatement(
-                sid="ReadTheInstitutesSources",
-                actions=["s3:GetObject"],
-                resources=[
-                    f"arn:aws:s3:::{config.origin_bucket}/{prefix}*"
-                    for prefix in ORIGIN_SOURCE_PREFIXES
-                ],
-            ),
-        ]
-        policy = iam.Policy(self, "Policy", statements=statements)
-        self.role.attach_inline_policy(policy)
-        Validations.of(policy).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_ref(bucket)}>/*]",
-                reason="A snapshot writes any path of the site; the bucket holds nothing else.",
-            ),
-            *[
-                Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::arn:aws:s3:::{config.origin_bucket}/"
-                    f"{prefix}*]",
-                    reason="Read-only, on the institute's staged content, manifests and key.",
+        policy = iam.Policy(
+            self,
+            "Policy",
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvalidateTheDistribution",
+                    actions=list(INVALIDATION_ACTIONS),
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=distribution.distribution_id,
+                        )
+                    ],
                 )
-                for prefix in ORIGIN_SOURCE_PREFIXES
             ],
         )
-
-
-def _logical_ref(bucket: s3.IBucket) -> str:
-    return Stack.of(bucket).get_logical_id(bucket.node.default_child) + ".Arn"  # type: ignore[arg-type]
+        self.role.attach_inline_policy(policy)

@@ -7,13 +7,12 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_shield as shield
 from constructs import Construct
 
+from difusion.topology import DIFUSOR_REGION
 from stacks.config import DifusorConfig
 from stacks.difusor.delivery_role import DeliveryRole
 from stacks.difusor.site_bucket import SiteBucket
 from stacks.difusor.site_distribution import SiteDistribution
 from stacks.difusor.web_acl import SiteWebAcl
-
-DIFUSOR_REGION = "us-east-1"
 
 
 class DifusorStack(Stack):
@@ -61,6 +60,8 @@ class DifusorStack(Stack):
             "DistributionId": self.distribution.distribution.distribution_id,
             "DeliveryRoleArn": self.delivery.role.role_arn,
             "ExternalId": config.external_id,
+            "ElectionId": config.election_id,
+            "SiteRegion": DIFUSOR_REGION,
             "PublicUrl": f"https://{domain}",
         }
         for name, value in outputs.items():

@@ -41,7 +41,9 @@ class SiteDistribution(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # All TTLs 0: CloudFront revalidates every request at the bucket, so the public never
-        # sees a stale cut (a MinTTL above 0 would cache even no-cache responses).
+        # sees a stale cut (a MinTTL above 0 would cache even no-cache responses). With
+        # caching disabled CloudFront rejects the gzip and brotli flags ("invalid for policy
+        # with caching disabled") and compresses nothing, so neither is set.
         self.cache_policy = cloudfront.CachePolicy(
             self,
             "Revalidate",
@@ -49,8 +51,8 @@ class SiteDistribution(Construct):
             min_ttl=Duration.seconds(0),
             default_ttl=Duration.seconds(0),
             max_ttl=Duration.seconds(0),
-            enable_accept_encoding_gzip=True,
-            enable_accept_encoding_brotli=True,
+            enable_accept_encoding_gzip=False,
+            enable_accept_encoding_brotli=False,
         )
         self.headers = cloudfront.ResponseHeadersPolicy(
             self,
@@ -103,7 +105,8 @@ class SiteDistribution(Construct):
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
                 cache_policy=self.cache_policy,
                 response_headers_policy=self.headers,
-                compress=True,
+                # CloudFront compresses only what it caches; with caching off it would not.
+                compress=False,
                 function_associations=[
                     cloudfront.FunctionAssociation(
                         function=self.index_function,

@@ -9,12 +9,7 @@ from stacks.config import InstituteConfig
 from stacks.institute.ledger_tables import LedgerTables
 from stacks.institute.monitoring import Monitoring
 from stacks.institute.origin_bucket import OriginBucket
-from stacks.institute.pipeline_functions import (
-    INGEST_TIMEOUT,
-    REPLICATE_TIMEOUT,
-    SIGN_TIMEOUT,
-    PipelineFunctions,
-)
+from stacks.institute.pipeline_functions import PipelineFunctions
 from stacks.institute.pipeline_queues import PipelineQueues
 from stacks.institute.signing_key import SigningKey
 from stacks.institute.window_timer import WindowTimer
@@ -25,16 +20,13 @@ class InstituteStack(Stack):
         self, scope: Construct, construct_id: str, *, config: InstituteConfig, **kwargs: object
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
-        self.origin = OriginBucket(self, "Origin", config=config)
+        self.origin = OriginBucket(self, "Origin")
         self.tables = LedgerTables(self, "Tables")
         self.queues = PipelineQueues(
             self,
             "Queues",
             origin=self.origin.bucket,
             max_attempts=config.delivery_max_attempts,
-            ingest_timeout=INGEST_TIMEOUT,
-            sign_timeout=SIGN_TIMEOUT,
-            replicate_timeout=REPLICATE_TIMEOUT,
         )
         self.signing_key = SigningKey(self, "SigningKey")
         self.functions = PipelineFunctions(
@@ -63,10 +55,16 @@ class InstituteStack(Stack):
         outputs = {
             "OriginBucketName": self.origin.bucket.bucket_name,
             "PublisherRoleArn": self.functions.publisher_role.role_arn,
+            "MonitorRoleArn": self.functions.monitor_role.role_arn,
+            "IngestRoleArn": self.functions.roles["ingest"].role_arn,
+            "SignRoleArn": self.functions.roles["sign"].role_arn,
+            "AlarmTopicArn": self.monitoring.topic.topic_arn,
             "LedgerTableName": self.tables.ledger.table_name,
             "RegistryTableName": self.tables.registry.table_name,
             "IdempotencyTableName": self.tables.idempotency.table_name,
             "DeliveryQueueUrl": self.queues.deliveries.queue_url,
+            "IngestQueueUrl": self.queues.ingest.queue_url,
+            "SignQueueUrl": self.queues.sign.queue_url,
             "MonitorFunctionName": self.functions.monitor.function_name,
             "SigningSecretName": self.signing_key.secret.secret_name,
             "DashboardName": self.monitoring.dashboard.dashboard_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -37,6 +38,18 @@ class Monitoring(Construct):
             "AlarmTopicKey",
             enable_key_rotation=True,
             description="Encrypts difusion alarm notifications",
+        )
+        # CloudWatch publishes the alarms into the encrypted topic: without these two actions
+        # in the key policy its publications fail and no alarm reaches anyone (SNS developer
+        # guide, "Enable compatibility between event sources from AWS services and
+        # encrypted topics").
+        topic_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublishToTheTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
         )
         self.topic = sns.Topic(
             self, "Alarms", display_name="difusion alarms", master_key=topic_key, enforce_ssl=True

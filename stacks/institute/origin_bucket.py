@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.access_log_bucket import access_log_bucket
-from stacks.config import InstituteConfig
-
-# What difusores' delivery roles read from the origin: CopyObject needs read on the source
-# and write on the target in one principal, and that principal is the difusor's role.
-DIFUSOR_READABLE_PREFIXES = ("objects/sha256/", "manifests/", "keys/")
-
-
-def origin_bucket_name(config: InstituteConfig) -> str:
-    """Deterministic, so difusores can name it in their stacks before this one exists."""
-    election = config.election_id.lower().replace("_", "-")
-    return f"difusion-origin-{config.account}-{election}"
 
 
 class OriginBucket(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: InstituteConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        # No bucket policy grants difusores anything: the publisher copies with its own
+        # credentials, so nothing here is readable from a difusor's account.
         self.access_logs = access_log_bucket(self, "AccessLogs")
         self.bucket = s3.Bucket(
             self,
             "Bucket",
-            bucket_name=origin_bucket_name(config),
+            # No fixed name: nothing outside this account needs it (difusores never read the
+            # origin), and a retained bucket left by a deleted stack would block a redeploy.
             versioned=True,
             # At the close the final package, manifest and closing record are put under
             # compliance-mode retention (RE art. 353.9): Object Lock exists from creation.
@@ -59,23 +50,6 @@ class OriginBucket(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self._acknowledge_notifications_handler()
-        if config.difusores:
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="DifusorDeliveryRolesReadSources",
-                    principals=[iam.AnyPrincipal()],
-                    actions=["s3:GetObject"],
-                    resources=[
-                        self.bucket.arn_for_objects(f"{prefix}*")
-                        for prefix in DIFUSOR_READABLE_PREFIXES
-                    ],
-                    # A condition rather than named principals: the bucket policy stays
-                    # valid whichever difusor stacks exist yet.
-                    conditions={
-                        "ArnEquals": {"aws:PrincipalArn": [d.role_arn for d in config.difusores]}
-                    },
-                )
-            )
 
     def _acknowledge_notifications_handler(self) -> None:
         # event_bridge_enabled makes CDK add its bucket-notifications custom resource, whose

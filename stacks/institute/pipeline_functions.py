@@ -3,7 +3,6 @@ domain package and its dependencies in a layer built without Docker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Validations
@@ -17,7 +16,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import MONITOR_ROLE_NAME, PUBLISHER_ROLE_NAME, InstituteConfig
+from difusion import topology
+from stacks.config import InstituteConfig
 from stacks.institute.ledger_tables import LedgerTables
 from stacks.institute.pipeline_queues import PipelineQueues
 from stacks.institute.signing_key import SigningKey
@@ -30,23 +30,12 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 SERVICE = "difusion"
 METRICS_NAMESPACE = "Difusion"
 
-INGEST_TIMEOUT = Duration.minutes(15)
-SIGN_TIMEOUT = Duration.minutes(1)
-REPLICATE_TIMEOUT = Duration.minutes(15)
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    name: str
-    timeout: Duration
-    memory_mb: int
-    ephemeral_mb: int = 512
-
-
-INGEST = FunctionSpec("ingest", INGEST_TIMEOUT, 2048, ephemeral_mb=10240)  # spools packages
-SIGN = FunctionSpec("sign", SIGN_TIMEOUT, 512)
-REPLICATE = FunctionSpec("replicate", REPLICATE_TIMEOUT, 1024)
-MONITOR = FunctionSpec("monitor", Duration.minutes(5), 512)
+INGEST, SIGN, REPLICATE, MONITOR = (
+    topology.INGEST,
+    topology.SIGN,
+    topology.REPLICATE,
+    topology.MONITOR,
+)
 # What the monitor puts under retention at the close, and where it writes.
 RETAINED_PREFIXES = ("incoming/", "manifests/", "keys/", "closing/")
 
@@ -119,7 +108,11 @@ class PipelineFunctions(Construct):
         self._ledger_access(self.ingest, tables.ledger, write=True)
         self._idempotency_access(self.ingest, tables.idempotency)
         self.ingest.add_event_source(
-            sources.SqsEventSource(queues.ingest, batch_size=1, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                queues.ingest,
+                batch_size=topology.QUEUES["ingest"].batch_size,
+                report_batch_item_failures=True,
+            )
         )
 
         # --- sign: the only reader of the secret key ---------------------------------------
@@ -149,16 +142,20 @@ class PipelineFunctions(Construct):
         self._idempotency_access(self.sign, tables.idempotency)
         signing_key.allow_only(self.roles["sign"])
         self.sign.add_event_source(
-            sources.SqsEventSource(queues.sign, batch_size=1, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                queues.sign,
+                batch_size=topology.QUEUES["sign"].batch_size,
+                report_batch_item_failures=True,
+            )
         )
 
         # --- replicate: runs as the publisher role, which difusor roles trust ---------------
         self.publisher_role = iam.Role(
             self,
             "PublisherRole",
-            role_name=PUBLISHER_ROLE_NAME,
+            role_name=topology.publisher_role_name(config.election_id),
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Assumes the registered difusores' delivery roles to publish snapshots",
+            description="Writes PREP snapshots into the registered difusores' sites",
         )
         self.replicate = self._function(
             REPLICATE,
@@ -171,37 +168,35 @@ class PipelineFunctions(Construct):
             },
             role=self.publisher_role,
         )
+        # The sources of its server-side copies (CopyObject reads the source and writes the
+        # target with one principal's credentials: the publisher's, never the difusor's).
+        origin.grant_read(self.replicate, "objects/sha256/*")
         origin.grant_read(self.replicate, "manifests/*")
         origin.grant_read(self.replicate, "keys/*")
         acknowledge_prefixes(
             self.publisher_role,
             origin,
-            ("manifests/", "keys/"),
-            "Replicate reads the signed manifest it delivers, the one the difusor has, and "
-            "the public key; read-only.",
+            ("objects/sha256/", "manifests/", "keys/"),
+            "Replicate reads the staged content it copies, the signed manifest it delivers, "
+            "the one the difusor has, and the public key; read-only.",
         )
         self._ledger_access(self.replicate, tables.ledger, write=True)
         self._registry_read(self.replicate, tables.registry, scan=False)
         self._idempotency_access(self.replicate, tables.idempotency)
-        if config.difusores:
-            self.publisher_role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="AssumeOnlyRegisteredDifusorRoles",
-                    actions=["sts:AssumeRole"],
-                    resources=[d.role_arn for d in config.difusores],
-                )
-            )
+        self._reach_difusor_sites(self.publisher_role, config)
         self.replicate.add_event_source(
             sources.SqsEventSource(
-                queues.deliveries, batch_size=10, report_batch_item_failures=True
+                queues.deliveries,
+                batch_size=topology.QUEUES["deliveries"].batch_size,
+                report_batch_item_failures=True,
             )
         )
 
         # --- monitor: each update period, checks every difusor's public site -------------
-        monitor_role = iam.Role(
+        self.monitor_role = monitor_role = iam.Role(
             self,
             "MonitorRole",
-            role_name=MONITOR_ROLE_NAME,
+            role_name=topology.monitor_role_name(config.election_id),
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Checks difusores' sites; suspends, shows the notice, writes the "
             "closing record",
@@ -242,14 +237,7 @@ class PipelineFunctions(Construct):
         tables.registry.grant(
             self.monitor, "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"
         )
-        if config.difusores:
-            monitor_role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="AssumeOnlyRegisteredDifusorRoles",
-                    actions=["sts:AssumeRole"],
-                    resources=[d.role_arn for d in config.difusores],
-                )
-            )
+        self._reach_difusor_sites(monitor_role, config)
         self.schedule = events.Rule(
             self,
             "MonitorSchedule",
@@ -264,8 +252,55 @@ class PipelineFunctions(Construct):
             "monitor": self.monitor,
         }
 
+    def _reach_difusor_sites(self, role: iam.Role, config: InstituteConfig) -> None:
+        """Write into the registered difusores' site buckets (their bucket policies must
+        allow it too) and assume their delivery roles, which only invalidate their CDN."""
+        if not config.difusores:
+            return
+        accounts = sorted({d.account for d in config.difusores})
+        in_difusor_accounts = {"StringEquals": {"aws:ResourceAccount": accounts}}
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteIntoDifusorSites",
+                actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=["arn:aws:s3:::*/*"],
+                conditions=in_difusor_accounts,
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListDifusorSites",
+                actions=["s3:ListBucket"],
+                resources=["arn:aws:s3:::*"],
+                conditions=in_difusor_accounts,
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AssumeOnlyRegisteredDifusorRoles",
+                actions=["sts:AssumeRole"],
+                resources=[d.role_arn for d in config.difusores],
+            )
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:aws:s3:::*/*]",
+                reason="Site bucket names are the difusores' (generated in their accounts); "
+                "the statement is confined to the registered difusores' accounts by "
+                "aws:ResourceAccount, and each bucket's own policy names this role.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:aws:s3:::*]",
+                reason="Listing a site for a full redelivery; confined to the registered "
+                "difusores' accounts by aws:ResourceAccount and by each bucket's policy.",
+            ),
+        )
+
     def _function(
-        self, spec: FunctionSpec, environment: dict[str, str], role: iam.Role | None = None
+        self,
+        spec: topology.FunctionShape,
+        environment: dict[str, str],
+        role: iam.Role | None = None,
     ) -> lambda_.Function:
         role = role or iam.Role(
             self,
@@ -289,7 +324,7 @@ class PipelineFunctions(Construct):
             code=handler_asset(spec.name),
             layers=[self.layer],
             role=role,
-            timeout=spec.timeout,
+            timeout=Duration.seconds(spec.timeout_seconds),
             memory_size=spec.memory_mb,
             ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb),
             environment=environment,

@@ -9,6 +9,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from difusion import topology
+
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 
 
@@ -20,19 +22,13 @@ class PipelineQueues(Construct):
         *,
         origin: s3.IBucket,
         max_attempts: int,
-        ingest_timeout: Duration,
-        sign_timeout: Duration,
-        replicate_timeout: Duration,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.ingest, self.ingest_dlq = self._queue(
-            "Ingest", fifo=False, timeout=ingest_timeout, max_attempts=max_attempts
-        )
-        self.sign, self.sign_dlq = self._queue(
-            "Sign", fifo=True, timeout=sign_timeout, max_attempts=max_attempts
-        )
+        shapes = topology.QUEUES
+        self.ingest, self.ingest_dlq = self._queue("Ingest", shapes["ingest"], max_attempts)
+        self.sign, self.sign_dlq = self._queue("Sign", shapes["sign"], max_attempts)
         self.deliveries, self.deliveries_dlq = self._queue(
-            "Deliveries", fifo=True, timeout=replicate_timeout, max_attempts=max_attempts
+            "Deliveries", shapes["deliveries"], max_attempts
         )
         self.dead_letter_queues = {
             "ingest": self.ingest_dlq,
@@ -57,15 +53,16 @@ class PipelineQueues(Construct):
         )
 
     def _queue(
-        self, name: str, *, fifo: bool, timeout: Duration, max_attempts: int
+        self, name: str, shape: topology.QueueShape, max_attempts: int
     ) -> tuple[sqs.Queue, sqs.Queue]:
+        fifo = shape.fifo
         dead_letters = sqs.Queue(
             self,
             f"{name}DeadLetters",
             fifo=fifo or None,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.seconds(topology.DEAD_LETTER_RETENTION_SECONDS),
         )
         Validations.of(dead_letters).acknowledge(
             Acknowledgment(
@@ -80,10 +77,10 @@ class PipelineQueues(Construct):
             content_based_deduplication=False if fifo else None,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            # AWS's advice: at least six times the function timeout, so a message is never
-            # handed to a second invocation while the first still works on it.
-            visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),
-            retention_period=Duration.days(4),
+            # Six times the function's timeout (AWS's advice); a message that failed is
+            # made visible again sooner by the handler (topology.RetrySchedule).
+            visibility_timeout=Duration.seconds(shape.visibility_timeout_seconds),
+            retention_period=Duration.seconds(topology.QUEUE_RETENTION_SECONDS),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=dead_letters, max_receive_count=max_attempts
             ),

@@ -8,8 +8,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-SECRET_NAME = "difusion/prep-signing-key"
-
 
 class SigningKey(Construct):
     """Holds a placeholder until UCSI stores the real key with ``difusion keys store``."""
@@ -26,7 +24,8 @@ class SigningKey(Construct):
         self.secret = secretsmanager.Secret(
             self,
             "Secret",
-            secret_name=SECRET_NAME,
+            # A generated name (output SigningSecretName): a fixed one would allow one election
+            # per account and could not be reused for 7–30 days after a deletion.
             description="minisign secret key (prep.key) that signs every PREP manifest",
             encryption_key=self.kms_key,
             removal_policy=RemovalPolicy.RETAIN,

@@ -26,9 +26,13 @@ def institute(**changes):
 def test_the_example_configuration_is_valid():
     config = InstituteConfig.from_json(INSTITUTE)
     assert config.window.opening.utcoffset().total_seconds() == -7 * 3600
-    assert config.publisher_role_arn == "arn:aws:iam::111122223333:role/difusion-publisher"
-    assert config.difusores[0].role_arn.endswith(":role/difusion-delivery")
-    assert DifusorConfig.from_json(DIFUSOR).publisher_role_arn == config.publisher_role_arn
+    assert config.publisher_role_arn == (
+        "arn:aws:iam::111122223333:role/difusion-publisher-dip-loc-bcs"
+    )
+    assert config.difusores[0].role_arn.endswith(":role/difusion-delivery-dip-loc-bcs")
+    difusor = DifusorConfig.from_json(DIFUSOR)
+    assert difusor.publisher_role_arn == config.publisher_role_arn
+    assert difusor.monitor_role_arn == config.monitor_role_arn
 
 
 @pytest.mark.parametrize(
@@ -104,6 +108,13 @@ def test_a_drill_is_free_of_the_official_window_rules():
         ),
         ({"rate_limit_per_5_minutes": 10}, "rate_limit_per_5_minutes"),
         ({"institute_account": "x"}, "difusor.institute_account"),
+        # The site, its CDN, WAF and Shield live in us-east-1: another region is an error,
+        # not silently ignored.
+        ({"region": "us-west-2"}, "difusor.region must be us-east-1"),
+        # Difusores no longer read the origin; a stale config says what to do.
+        ({"origin_bucket": "difusion-origin-x"}, "origin_bucket is no longer used"),
+        ({"election_id": "E" * 41}, "at most 40 characters"),
+        ({"election_id": None}, "difusor.election_id is required"),
     ],
 )
 def test_bad_difusor_values_are_refused(changes, message):
@@ -126,3 +137,32 @@ def test_a_pinned_public_key_must_be_a_minisign_key_string():
     with pytest.raises(ConfigError, match="public_key must be a minisign public key"):
         InstituteConfig.from_json({**raw, "public_key": "not a key"})
     assert InstituteConfig.from_json({**raw, "public_key": ""}).public_key is None
+
+
+def test_a_difusor_synthesizes_its_stack_without_the_institutes_config(tmp_path):
+    """A difusor deploys first, in its own account, with only its own file."""
+    import aws_cdk as cdk
+
+    from app import build_app
+
+    # Given an app asked for the difusor's stack only, and no institute config anywhere
+    app = cdk.App(
+        outdir=str(tmp_path / "cdk.out"),
+        context={"stacks": "difusor", "institute_config": str(tmp_path / "missing.json")},
+    )
+    # When it is built
+    institute, difusor = build_app(app)
+    app.synth()
+    # Then only the difusor's stack exists, named for its election, in us-east-1
+    assert institute is None
+    assert difusor is not None and difusor.stack_name == "DifusionDifusor-dip-loc-bcs"
+    assert difusor.region == "us-east-1"
+
+
+def test_an_unknown_stack_selection_is_refused():
+    import aws_cdk as cdk
+
+    from app import build_app
+
+    with pytest.raises(ConfigError, match="-c stacks= takes institute and/or difusor"):
+        build_app(cdk.App(context={"stacks": "everything"}))

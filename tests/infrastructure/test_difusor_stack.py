@@ -47,14 +47,54 @@ def test_the_site_bucket_is_private_owner_enforced_encrypted_versioned_tls_only(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in statements
     )
-    # Only CloudFront (through origin access control) reads it
+    # Only CloudFront (through origin access control) reads it; the institute only writes.
     allows = [s for s in statements if s["Effect"] == "Allow"]
-    assert [s["Principal"] for s in allows] == [{"Service": "cloudfront.amazonaws.com"}]
+    readers = [s for s in allows if "s3:GetObject" in actions_of([s])]
+    assert [s["Principal"] for s in readers] == [{"Service": "cloudfront.amazonaws.com"}]
+
+
+def test_only_the_institutes_publisher_and_monitor_write_the_site_under_its_policy(
+    difusor, difusor_config
+):
+    bucket_id = _site_bucket_id(difusor)
+    by_sid = {s.get("Sid"): s for s in bucket_policy(difusor, bucket_id)["Statement"]}
+    institute_roles = sorted([difusor_config.publisher_role_arn, difusor_config.monitor_role_arn])
+    bucket_arn = {"Fn::GetAtt": [bucket_id, "Arn"]}
+    for sid, actions, resource in (
+        (
+            "TheInstitutePublishes",
+            {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+            {"Fn::Join": ["", [bucket_arn, "/*"]]},
+        ),
+        ("TheInstituteListsTheSite", {"s3:ListBucket"}, bucket_arn),
+    ):
+        statement = by_sid[sid]
+        # The institute's account as principal and its roles in a condition: the policy is
+        # valid before those roles exist and survives their recreation.
+        assert statement["Principal"] == {
+            "AWS": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        f":iam::{difusor_config.institute_account}:root",
+                    ],
+                ]
+            }
+        }
+        assert sorted(statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]) == institute_roles
+        assert actions_of([statement]) == actions
+        assert statement["Resource"] == resource
+        assert statement["Effect"] == "Allow"
 
 
 def test_cloudfront_revalidates_every_request_over_https_through_oac(difusor):
     policy = only(difusor, "AWS::CloudFront::CachePolicy")["Properties"]["CachePolicyConfig"]
     assert (policy["MinTTL"], policy["DefaultTTL"], policy["MaxTTL"]) == (0, 0, 0)
+    encodings = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert encodings["EnableAcceptEncodingGzip"] is False
+    assert encodings["EnableAcceptEncodingBrotli"] is False
     only(difusor, "AWS::CloudFront::OriginAccessControl")
     config = only(difusor, "AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
     behavior = config["DefaultCacheBehavior"]
@@ -99,51 +139,52 @@ def test_waf_has_the_managed_rule_groups_and_a_rate_limit_and_fronts_the_distrib
     assert config["WebACLId"] == {"Fn::GetAtt": [acl_id, "Arn"]}
 
 
-def test_the_delivery_role_trusts_only_the_publisher_and_monitor_with_the_external_id(
-    difusor, difusor_config
-):
-    role = only(difusor, "AWS::IAM::Role", RoleName="difusion-delivery")["Properties"]
-    [statement] = role["AssumeRolePolicyDocument"]["Statement"]
-    assert sorted(statement["Principal"]["AWS"]) == sorted(
-        [difusor_config.publisher_role_arn, difusor_config.monitor_role_arn]
-    )
-    assert statement["Condition"] == {
-        "StringEquals": {"sts:ExternalId": difusor_config.external_id}
-    }
-
-
-def test_the_delivery_role_may_only_write_this_site_and_invalidate_this_distribution(
-    difusor, difusor_config
-):
-    role_id = next(
+def _delivery_role_id(difusor: Template, difusor_config) -> str:
+    return next(
         iter(
             difusor.find_resources(
-                "AWS::IAM::Role", {"Properties": {"RoleName": "difusion-delivery"}}
+                "AWS::IAM::Role", {"Properties": {"RoleName": difusor_config.delivery_role_name}}
             )
         )
     )
-    statements = statements_of(difusor, role_id)
+
+
+def test_the_delivery_role_trusts_only_the_publisher_and_monitor_with_the_external_id(
+    difusor, difusor_config
+):
+    role = difusor.to_json()["Resources"][_delivery_role_id(difusor, difusor_config)]
+    assert role["Properties"]["RoleName"] == "difusion-delivery-dip-loc-bcs"
+    [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    # The institute's account, narrowed to its two roles by a condition: no role ARN as a
+    # principal, which IAM rejects while the role does not exist (difusores deploy first).
+    assert statement["Principal"]["AWS"]["Fn::Join"][1][-1] == (
+        f":iam::{difusor_config.institute_account}:root"
+    )
+    assert statement["Condition"] == {
+        "StringEquals": {"sts:ExternalId": difusor_config.external_id},
+        "ArnEquals": {
+            "aws:PrincipalArn": [difusor_config.publisher_role_arn, difusor_config.monitor_role_arn]
+        },
+    }
+
+
+def test_the_delivery_role_may_only_invalidate_this_distribution(difusor, difusor_config):
+    statements = statements_of(difusor, _delivery_role_id(difusor, difusor_config))
     assert actions_of(statements) == {
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:DeleteObject",
-        "s3:ListBucket",
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
     }
-    by_sid = {s["Sid"]: s for s in statements}
-    assert by_sid["ListTheSite"]["Resource"] == {"Fn::GetAtt": [_site_bucket_id(difusor), "Arn"]}
-    site = by_sid["WriteTheSite"]["Resource"]
-    assert site == {"Fn::Join": ["", [{"Fn::GetAtt": [_site_bucket_id(difusor), "Arn"]}, "/*"]]}
-    invalidation = by_sid["InvalidateTheDistribution"]["Resource"]
+    [invalidation] = statements
     distribution_id = next(iter(difusor.find_resources("AWS::CloudFront::Distribution")))
-    assert {"Ref": distribution_id} in invalidation["Fn::Join"][1]
-    sources = by_sid["ReadTheInstitutesSources"]
-    assert sources["Action"] == "s3:GetObject"
-    assert sorted(sources["Resource"]) == sorted(
-        f"arn:aws:s3:::{difusor_config.origin_bucket}/{p}*"
-        for p in ("objects/sha256/", "manifests/", "keys/")
-    )
+    assert {"Ref": distribution_id} in invalidation["Resource"]["Fn::Join"][1]
+
+
+def test_nothing_in_the_difusors_account_can_read_the_institutes_origin(difusor):
+    text = str(difusor.to_json())
+    assert "difusion-origin" not in text
+    for role_id in difusor.find_resources("AWS::IAM::Role"):
+        for statement in statements_of(difusor, role_id):
+            assert not any(a.startswith("s3:Get") for a in actions_of([statement])), statement
 
 
 def test_outputs_are_what_the_institute_needs_to_register_the_difusor(difusor):
@@ -156,6 +197,8 @@ def test_outputs_are_what_the_institute_needs_to_register_the_difusor(difusor):
         "DistributionId",
         "DeliveryRoleArn",
         "ExternalId",
+        "ElectionId",
+        "SiteRegion",
         "PublicUrl",
     }
     from difusion.cli import _OUTPUT_FIELDS

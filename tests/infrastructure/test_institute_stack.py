@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from aws_cdk.assertions import Match
 
 from tests.infrastructure.templates import (
     actions_of,
@@ -41,12 +40,10 @@ def _role_of(template, function_id):
 def test_origin_bucket_is_versioned_encrypted_private_tls_only_and_logged(
     institute, institute_config
 ):
-    bucket_id = logical_id(
-        institute,
-        "AWS::S3::Bucket",
-        BucketName=f"difusion-origin-{institute_config.account}-dip-loc-bcs",
-    )
+    bucket_id = _origin_id(institute)
     props = institute.to_json()["Resources"][bucket_id]["Properties"]
+    # No fixed name: a retained bucket of a deleted stack would block a redeploy.
+    assert "BucketName" not in props
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert (
         props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
@@ -86,25 +83,15 @@ def test_origin_notifies_eventbridge_and_the_rule_feeds_the_ingest_queue(institu
     assert "FifoQueue" not in queue
 
 
-def test_difusor_roles_may_read_only_the_copy_sources(institute, institute_config):
-    bucket_id = logical_id(
-        institute,
-        "AWS::S3::Bucket",
-        BucketName=f"difusion-origin-{institute_config.account}-dip-loc-bcs",
-    )
-    policy = bucket_policy(institute, bucket_id)
-    [grant] = [s for s in policy["Statement"] if s.get("Sid") == "DifusorDeliveryRolesReadSources"]
-    assert grant["Action"] == "s3:GetObject"
-    assert grant["Condition"] == {
-        "ArnEquals": {
-            "aws:PrincipalArn": [
-                f"arn:aws:iam::{d.account}:role/difusion-delivery"
-                for d in institute_config.difusores
-            ]
-        }
-    }
-    prefixes = sorted(r["Fn::Join"][1][-1] for r in grant["Resource"])
-    assert prefixes == ["/keys/*", "/manifests/*", "/objects/sha256/*"]
+def _origin_id(institute) -> str:
+    return logical_id(institute, "AWS::S3::Bucket", ObjectLockEnabled=True)
+
+
+def test_no_difusor_may_read_the_origin(institute):
+    """RE art. 353.4: nothing of a snapshot is readable from a difusor's account before it
+    is published there; the publisher copies with its own credentials."""
+    policy = bucket_policy(institute, _origin_id(institute))
+    assert [s for s in policy["Statement"] if s["Effect"] == "Allow"] == []
 
 
 def test_every_queue_has_a_dead_letter_queue_and_fifo_where_order_matters(
@@ -201,6 +188,7 @@ def test_the_layer_ships_the_domain_package_without_the_local_tooling(institute,
     page = package / "web" / "verificar.html"
     assert page.read_bytes() == (ROOT / "difusion" / "web" / "verificar.html").read_bytes()
     assert not (package / "local").exists()
+    assert not (package / "preflight").exists()  # operators' tooling, not the functions'
     assert not (asset / "python" / "bin").exists()
     assert not list(asset.rglob("*.pyc"))
 
@@ -218,19 +206,31 @@ def test_each_function_gets_only_what_it_needs(institute):
         assert "dynamodb:Scan" not in actions or actions is sign
         assert "dynamodb:DeleteTable" not in actions
     assert "sqs:SendMessage" in ingest and "sts:AssumeRole" not in ingest
-    assert "s3:DeleteObject" not in ingest | sign | replicate
+    assert "s3:DeleteObject" not in ingest | sign
     assert "sts:AssumeRole" in replicate and "sts:AssumeRole" not in sign
+    # Replicate deletes only in the difusores' sites, never in the institute's account.
+    replicate_role = _role_of(institute, _function(institute, "replicate"))
+    deletes = [
+        s for s in statements_of(institute, replicate_role) if "s3:DeleteObject" in actions_of([s])
+    ]
+    assert [d["Sid"] for d in deletes] == ["WriteIntoDifusorSites"]
 
 
 def test_the_publisher_role_assumes_only_registered_difusor_roles(institute, institute_config):
     role_id = _role_of(institute, _function(institute, "replicate"))
     role = institute.to_json()["Resources"][role_id]["Properties"]
-    assert role["RoleName"] == "difusion-publisher"
-    assume = [s for s in statements_of(institute, role_id) if s["Action"] == "sts:AssumeRole"]
+    assert role["RoleName"] == "difusion-publisher-dip-loc-bcs"
+    statements = {s.get("Sid"): s for s in statements_of(institute, role_id)}
+    assume = [s for s in statements.values() if s["Action"] == "sts:AssumeRole"]
     assert len(assume) == 1
     assert assume[0]["Resource"] == [
-        f"arn:aws:iam::{d.account}:role/difusion-delivery" for d in institute_config.difusores
+        f"arn:aws:iam::{d.account}:role/difusion-delivery-dip-loc-bcs"
+        for d in institute_config.difusores
     ]
+    accounts = sorted(d.account for d in institute_config.difusores)
+    for sid in ("WriteIntoDifusorSites", "ListDifusorSites"):
+        assert statements[sid]["Condition"] == {"StringEquals": {"aws:ResourceAccount": accounts}}
+    assert institute_config.account not in accounts
 
 
 def test_dead_letter_queues_failures_rejections_and_staleness_raise_alarms(
@@ -289,6 +289,14 @@ def test_outputs_tell_operators_where_everything_is(institute):
         "IdempotencyTableName",
         "DeliveryQueueUrl",
         "MonitorFunctionName",
+        # what difusion preflight checks
+        "MonitorRoleArn",
+        "IngestRoleArn",
+        "SignRoleArn",
+        "IngestQueueUrl",
+        "SignQueueUrl",
+        "AlarmTopicArn",
+        "WindowTimerArn",
     } <= set(outputs)
 
 
@@ -306,11 +314,14 @@ def test_the_monitor_runs_every_period_and_may_only_do_its_own_work(institute, i
     assert env["DIFUSORES_LIST_URL"] == institute_config.monitor.difusores_list_url
     role_id = _role_of(institute, monitor)
     role = institute.to_json()["Resources"][role_id]["Properties"]
-    assert role["RoleName"] == "difusion-monitor"  # the difusores' delivery roles trust it
+    # The difusores' bucket policies and delivery roles name it.
+    assert role["RoleName"] == "difusion-monitor-dip-loc-bcs"
     statements = statements_of(institute, role_id)
     actions = actions_of(statements)
     assert "sts:AssumeRole" in actions and "s3:PutObjectRetention" in actions
-    assert "s3:DeleteObject" not in actions and "secretsmanager:GetSecretValue" not in actions
+    assert "secretsmanager:GetSecretValue" not in actions
+    deletes = [s for s in statements if "s3:DeleteObject" in actions_of([s])]
+    assert [d["Sid"] for d in deletes] == ["WriteIntoDifusorSites"]  # the notice only
     assert "dynamodb:UpdateItem" in actions  # suspend and reinstate in the registry
     [retention] = [s for s in statements if s.get("Sid") == "RetainTheFinalPublication"]
     assert len(retention["Resource"]) == 4
@@ -321,14 +332,14 @@ def test_the_origin_bucket_has_object_lock_for_the_final_publication(institute):
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
-def test_replicate_consumes_deliveries_in_batches_reporting_item_failures(institute):
+def test_each_step_takes_one_message_per_invocation_reporting_item_failures(institute):
+    """One delivery per invocation: a FIFO batch may hold several difusores' groups, which
+    one invocation would deliver one after the other."""
     mappings = institute.find_resources("AWS::Lambda::EventSourceMapping")
     assert len(mappings) == 3
     for mapping in mappings.values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    institute.has_resource_properties(
-        "AWS::Lambda::EventSourceMapping", Match.object_like({"BatchSize": 10})
-    )
+        assert mapping["Properties"]["BatchSize"] == 1
     json.dumps(mappings)  # serializable template
 
 

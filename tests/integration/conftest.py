@@ -12,7 +12,7 @@ from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.signing import SecretKey
 
-OPTIONS = PipelineOptions(visibility_timeout=8, max_attempts=3)
+OPTIONS = PipelineOptions(max_attempts=3)  # accelerated time (pipeline.ACCELERATED)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def windowed(_session_pipeline):
         opening = now + timedelta(seconds=opening_in)
         pipeline.options = PipelineOptions(
             election=election,
-            visibility_timeout=pipeline.options.visibility_timeout,
+            time_scale=pipeline.options.time_scale,
             max_attempts=pipeline.options.max_attempts,
             window=PublicationWindow(
                 opening, opening + timedelta(seconds=open_for), timedelta(seconds=grace)

@@ -1,0 +1,136 @@
+"""What is deployed, in one place: the CDK stacks build it on AWS and the embedded default
+provisions it on the emulator from the same values.
+
+Function timeouts and sizes, the queues between the steps (visibility timeouts, batch
+sizes, receive counts), the tables' keys, the names of the roles the institute and each
+difusor create, and the retry schedule of a failed message. A test compares the
+synthesized templates with what the embedded default provisions, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# AWS's advice for an SQS event source: a visibility timeout of at least six times the
+# function's timeout, so a message is not handed to a second invocation while the first
+# still works on it (Lambda developer guide, "Using Lambda with Amazon SQS").
+VISIBILITY_TIMEOUT_FACTOR = 6
+QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+DEFAULT_MAX_ATTEMPTS = 5
+# Every difusor's site lives in us-east-1: CloudFront's WAF web ACLs and Shield live there.
+DIFUSOR_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class FunctionShape:
+    """One Lambda function: how long it may run and how big it is."""
+
+    name: str
+    timeout_seconds: int
+    memory_mb: int
+    ephemeral_mb: int = 512
+
+
+@dataclass(frozen=True)
+class QueueShape:
+    """One queue between two steps and the event source mapping that drains it."""
+
+    name: str
+    fifo: bool
+    consumer: str  # the function the queue feeds
+    batch_size: int
+    visibility_timeout_seconds: int
+
+
+INGEST = FunctionShape("ingest", 15 * 60, 2048, ephemeral_mb=10240)  # spools packages
+SIGN = FunctionShape("sign", 60, 512)
+REPLICATE = FunctionShape("replicate", 15 * 60, 1024)
+MONITOR = FunctionShape("monitor", 5 * 60, 512)
+FUNCTIONS = {f.name: f for f in (INGEST, SIGN, REPLICATE, MONITOR)}
+
+
+def _queue(name: str, fifo: bool, consumer: FunctionShape, batch_size: int) -> QueueShape:
+    return QueueShape(
+        name=name,
+        fifo=fifo,
+        consumer=consumer.name,
+        batch_size=batch_size,
+        visibility_timeout_seconds=consumer.timeout_seconds * VISIBILITY_TIMEOUT_FACTOR,
+    )
+
+
+# One message per invocation everywhere. ingest: one package; sign: one at a time per
+# election (FIFO group). deliveries: one FIFO group per difusor, and a batch from a FIFO
+# queue may hold several groups, which one invocation would then deliver one after the
+# other: with one message per invocation Lambda runs one per active group, so a slow or
+# broken difusor never delays another.
+QUEUES = {
+    q.name: q
+    for q in (
+        _queue("ingest", False, INGEST, batch_size=1),
+        _queue("sign", True, SIGN, batch_size=1),
+        _queue("deliveries", True, REPLICATE, batch_size=1),
+    )
+}
+
+# Partition and sort keys (all strings), and the idempotency table's TTL attribute.
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "ledger": (("pk", "HASH"), ("sk", "RANGE")),
+    "registry": (("difusor_id", "HASH"),),
+    "idempotency": (("id", "HASH"),),
+}
+IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"  # Powertools writes it
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """How long a failed message waits before it is tried again.
+
+    The queues keep AWS's long visibility timeout (a message is never handed to a second
+    invocation while the first still runs); a message that *failed* is made visible again
+    after this delay instead, so one failure does not hold a difusor's FIFO group for the
+    whole visibility timeout. Exponential with equal jitter, capped: with the defaults the
+    n-th retry waits 2.5–5, 5–10, 10–20, 20–40, 22.5–45 s.
+    """
+
+    base_seconds: float = 5.0
+    cap_seconds: float = 45.0
+
+    def delay(self, receive_count: int, rand: Callable[[], float] = random.random) -> int:
+        """Seconds before the message that was received ``receive_count`` times returns."""
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(receive_count - 1, 0))
+        return max(0, round(ceiling / 2 + rand() * ceiling / 2))
+
+    def scaled(self, factor: float) -> RetrySchedule:
+        """The same schedule in accelerated time (the demo's explicit time compression)."""
+        return RetrySchedule(self.base_seconds * factor, self.cap_seconds * factor)
+
+
+RETRY = RetrySchedule()
+
+
+def election_slug(election_id: str) -> str:
+    """``DIP_LOC_BCS`` → ``dip-loc-bcs``: the election in resource names."""
+    return election_id.lower().replace("_", "-")
+
+
+def publisher_role_name(election_id: str) -> str:
+    """The institute's role replicate runs as; each difusor's bucket lets it write."""
+    return f"difusion-publisher-{election_slug(election_id)}"
+
+
+def monitor_role_name(election_id: str) -> str:
+    """The institute's continuity monitor; writes the suspension notice into a site."""
+    return f"difusion-monitor-{election_slug(election_id)}"
+
+
+def delivery_role_name(election_id: str) -> str:
+    """The role in each difusor's account that lets the institute invalidate its CDN."""
+    return f"difusion-delivery-{election_slug(election_id)}"
+
+
+def role_arn(account: str, name: str) -> str:
+    return f"arn:aws:iam::{account}:role/{name}"

@@ -1,0 +1,220 @@
+"""Preflight in a difusor's account: each check over recorded AWS responses
+(tests/fixtures/preflight/), as the difusor's stack deploys it and as it must not be."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from difusion.preflight.difusor_checks import (
+    check_bucket_policy,
+    check_delivery_permissions,
+    check_delivery_trust,
+    check_distribution,
+    check_ownership,
+    check_public_access_block,
+)
+from difusion.preflight.outputs import DifusorOutputs, InstituteRoles
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "preflight"
+
+
+def recorded(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def difusor() -> DifusorOutputs:
+    return DifusorOutputs.from_file(FIXTURES / "difusor-outputs.json")
+
+
+@pytest.fixture
+def institute() -> InstituteRoles:
+    return InstituteRoles.named("123456789012", "DIP_LOC_BCS")
+
+
+def by_check(lines):
+    return {line.check: line for line in lines}
+
+
+# --- the distribution -----------------------------------------------------------------
+
+
+def test_the_distribution_as_the_stack_deploys_it_passes_every_check(difusor):
+    # Given the distribution as the difusor's stack deploys it
+    lines = check_distribution(recorded("get_distribution.json"), difusor.bucket)
+    # Then deployed, HTTPS-only, behind its WAF, reading the site bucket with OAC
+    assert [line.check for line in lines] == [
+        "distribution deployed",
+        "distribution https",
+        "distribution waf",
+        "distribution origin",
+        "distribution oac",
+    ]
+    assert all(line.ok for line in lines), [line.reason for line in lines if not line.ok]
+    assert "WafSiteAcl-kQ3vX9rT2mLp" in by_check(lines)["distribution waf"].reason
+
+
+def test_a_legacy_distribution_fails_with_each_reason(difusor):
+    # Given a distribution still deploying, serving HTTP, without WAF, with a legacy OAI
+    lines = by_check(check_distribution(recorded("get_distribution_legacy.json"), difusor.bucket))
+    assert "InProgress" in lines["distribution deployed"].reason
+    assert lines["distribution https"].reason == (
+        "viewers are served HTTP: default: allow-all, /datos/*: allow-all"
+    )
+    assert "no WAF web ACL" in lines["distribution waf"].reason
+    assert "legacy origin access identity" in lines["distribution oac"].reason
+    assert "has no origin access control" in lines["distribution oac"].reason
+    assert not any(lines[c].ok for c in lines if c != "distribution origin")
+
+
+def test_a_distribution_reading_another_bucket_fails(difusor):
+    lines = by_check(check_distribution(recorded("get_distribution.json"), "prep-otro-sitio"))
+    origin = lines["distribution origin"]
+    assert not origin.ok and "not bucket prep-otro-sitio" in origin.reason
+
+
+def test_a_disabled_distribution_fails(difusor):
+    response = recorded("get_distribution.json")
+    response["Distribution"]["DistributionConfig"]["Enabled"] = False
+    deployed = by_check(check_distribution(response, difusor.bucket))["distribution deployed"]
+    assert not deployed.ok and "DISABLED" in deployed.reason
+
+
+# --- the bucket -----------------------------------------------------------------------
+
+
+def test_the_public_access_block_must_have_all_four_settings_on(difusor):
+    assert check_public_access_block(recorded("get_public_access_block.json"), difusor.bucket).ok
+    partial = check_public_access_block(
+        recorded("get_public_access_block_partial.json"), difusor.bucket
+    )
+    assert not partial.ok and partial.reason == "off: BlockPublicPolicy, RestrictPublicBuckets"
+    assert not check_public_access_block(None, difusor.bucket).ok
+
+
+def test_objects_must_be_owned_by_the_bucket_owner(difusor):
+    assert check_ownership(recorded("get_bucket_ownership_controls.json"), difusor.bucket).ok
+    writer = check_ownership(
+        recorded("get_bucket_ownership_controls_object_writer.json"), difusor.bucket
+    )
+    assert not writer.ok and "ObjectWriter" in writer.reason
+    assert not check_ownership(None, difusor.bucket).ok
+
+
+def test_the_stacks_bucket_policy_is_tls_only_oac_read_and_written_by_the_two_roles(
+    difusor, institute
+):
+    # Given the bucket policy the difusor's stack writes
+    policy = recorded("get_bucket_policy.json")["Policy"]
+    # When evaluated
+    lines = check_bucket_policy(policy, difusor, institute)
+    # Then every line passes, one per institute role for the writes
+    assert all(line.ok for line in lines), [line.reason for line in lines if not line.ok]
+    assert [line.check for line in lines] == [
+        "bucket tls only",
+        "bucket readers",
+        "institute writes",
+        "institute writes",
+        "bucket writers",
+    ]
+    assert lines[2].subject.endswith("← publisher") and lines[3].subject.endswith("← monitor")
+
+
+def test_a_public_bucket_policy_fails_for_tls_readers_and_writers(difusor, institute):
+    # Given a public-read policy without the TLS deny, letting any institute principal write
+    policy = recorded("get_bucket_policy_public.json")["Policy"]
+    lines = by_check(check_bucket_policy(policy, difusor, institute))
+    assert "no Deny when aws:SecureTransport is false" in lines["bucket tls only"].reason
+    assert "statement PublicRead allows anyone" in lines["bucket readers"].reason
+    assert "any role of the institute's account may" in lines["bucket writers"].reason
+    assert not any(lines[c].ok for c in ("bucket tls only", "bucket readers", "bucket writers"))
+
+
+def test_a_policy_naming_other_institute_roles_refuses_the_publisher(difusor, institute):
+    # Given a bucket policy written for a drill's roles, not this election's
+    policy = recorded("get_bucket_policy.json")["Policy"].replace("dip-loc-bcs", "simulacro")
+    writes = [
+        line
+        for line in check_bucket_policy(policy, difusor, institute)
+        if line.check == "institute writes"
+    ]
+    assert len(writes) == 2 and not any(line.ok for line in writes)
+    assert "may not s3:PutObject, s3:DeleteObject" in writes[0].reason
+
+
+def test_a_bucket_without_a_policy_fails_every_policy_check(difusor, institute):
+    lines = check_bucket_policy(None, difusor, institute)
+    assert lines and all(not line.ok and "no policy" in line.reason for line in lines)
+
+
+def test_an_oac_grant_for_another_distribution_does_not_let_this_one_read(difusor, institute):
+    policy = recorded("get_bucket_policy.json")["Policy"].replace(
+        difusor.distribution_id, "E9OTHERDISTRO"
+    )
+    readers = by_check(check_bucket_policy(policy, difusor, institute))["bucket readers"]
+    assert not readers.ok and "no OAC grant" in readers.reason
+
+
+# --- the delivery role ----------------------------------------------------------------
+
+
+def test_the_delivery_role_trusts_the_two_roles_with_the_external_id_only(difusor, institute):
+    # Given GetRole's URL-encoded trust policy, as the stack writes it
+    line = check_delivery_trust(recorded("get_role_delivery.json"), difusor, institute)
+    # Then the publisher and monitor may assume it with the id, nobody without it
+    assert line.ok, line.reason
+    assert line.subject == difusor.role_arn
+    assert "external id sha256:" in line.reason
+    assert difusor.external_id not in line.reason  # named, never shown
+
+
+def test_a_trust_without_external_id_or_role_condition_fails(difusor, institute):
+    line = check_delivery_trust(
+        recorded("get_role_delivery_no_external_id.json"), difusor, institute
+    )
+    assert not line.ok
+    assert "without an external id" in line.reason
+    assert "any role of the institute's account may assume it" in line.reason
+
+
+def test_a_trust_with_another_external_id_refuses_both_roles(difusor, institute):
+    line = check_delivery_trust(
+        recorded("get_role_delivery.json"), replace_external_id(difusor), institute
+    )
+    assert not line.ok
+    assert "publisher may not assume it" in line.reason
+    assert "monitor may not assume it" in line.reason
+
+
+def replace_external_id(difusor: DifusorOutputs) -> DifusorOutputs:
+    from dataclasses import replace
+
+    return replace(difusor, external_id="0" * 32)
+
+
+def test_the_delivery_role_may_only_invalidate_its_distribution(difusor):
+    policy = recorded("get_role_policy.json")["PolicyDocument"]
+    line = check_delivery_permissions(
+        difusor.role_arn, difusor.account_id, {"inline policy P": policy}, difusor.distribution_arn
+    )
+    assert line.ok, line.reason
+
+
+def test_a_delivery_role_allowed_more_fails_naming_what(difusor):
+    broad = recorded("get_role_policy_broad.json")["PolicyDocument"]
+    line = check_delivery_permissions(
+        difusor.role_arn, difusor.account_id, {"inline policy P": broad}, difusor.distribution_arn
+    )
+    assert not line.ok
+    assert "allows cloudfront:*" in line.reason and "names *" in line.reason
+
+
+def test_a_delivery_role_without_policies_cannot_invalidate(difusor):
+    line = check_delivery_permissions(
+        difusor.role_arn, difusor.account_id, {}, difusor.distribution_arn
+    )
+    assert not line.ok and "does not allow cloudfront:CreateInvalidation" in line.reason
