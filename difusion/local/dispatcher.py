@@ -12,14 +12,30 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from difusion.local.emulator import REGION
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# The function whose invocation runs on this thread (its event source mapping's polling
+# included): the tests' IAM checks sign each AWS call as that function's role.
+current_function: ContextVar[str | None] = ContextVar("current_function", default=None)
+
+
+@contextmanager
+def invoking(function_name: str) -> Iterator[None]:
+    """Mark the calls made inside as ``function_name``'s (see ``difusion.local.iam``)."""
+    token = current_function.set(function_name)
+    try:
+        yield
+    finally:
+        current_function.reset(token)
 
 
 @dataclass
@@ -74,6 +90,10 @@ class LocalDispatcher:
 
     def poll(self, route: Route) -> int:
         """One poll of one queue: receive a batch, invoke, delete what succeeded."""
+        with invoking(route.function_name):
+            return self._poll(route)
+
+    def _poll(self, route: Route) -> int:
         messages = self._sqs.receive_message(
             QueueUrl=route.queue_url,
             MaxNumberOfMessages=route.batch_size,
