@@ -34,7 +34,9 @@ from difusion.window import PublicationWindow
 class NightPlan:
     """An election night in accelerated time."""
 
-    opening_lead_seconds: float = 10.0  # from the end of provisioning to the opening
+    # From now to the opening: the emulator starts and is provisioned in it (a busy machine
+    # takes longer), then the first cuts arrive and are held.
+    opening_lead_seconds: float = 25.0
     grace_seconds: int = 4
     monitor_period_seconds: int = 2
     difusor_down: str = "canal-10-los-cabos"

@@ -27,7 +27,7 @@ from difusion.adapters import factory
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
 from difusion.adapters.registry import DifusorRegistry
-from difusion.local.dispatcher import LambdaContext, LocalDispatcher, Route
+from difusion.local.dispatcher import LambdaContext, LocalDispatcher, Route, invoking
 from difusion.local.emulator import REGION, LocalEmulator
 from difusion.local.provision import (
     DEMO_DIFUSORES,
@@ -217,7 +217,8 @@ class LocalPipeline:
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/difusion-monitor"],
             "detail": {},
         }
-        result: dict[str, Any] = self._monitor(event, LambdaContext("difusion-monitor"))
+        with invoking("difusion-monitor"):  # its calls are the monitor's (as the dispatcher's)
+            result: dict[str, Any] = self._monitor(event, LambdaContext("difusion-monitor"))
         return result
 
     # --- acting --------------------------------------------------------------------
