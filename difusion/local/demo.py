@@ -36,7 +36,7 @@ class NightPlan:
 
     # From now to the opening: the emulator starts and is provisioned in it (a busy machine
     # takes longer), then the first cuts arrive and are held.
-    opening_lead_seconds: float = 25.0
+    opening_lead_seconds: float = 40.0
     grace_seconds: int = 4
     monitor_period_seconds: int = 2
     difusor_down: str = "canal-10-los-cabos"
