@@ -54,6 +54,15 @@ class Monitoring(Construct):
         self.topic = sns.Topic(
             self, "Alarms", display_name="difusion alarms", master_key=topic_key, enforce_ssl=True
         )
+        # The topic's policy (CDK writes one for enforce_ssl) must also let CloudWatch publish.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+            )
+        )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         notify = actions.SnsAction(self.topic)

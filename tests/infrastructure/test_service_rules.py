@@ -106,3 +106,15 @@ def test_a_queue_shorter_than_six_function_timeouts_is_caught(institute):
     template["Resources"][queue_id]["Properties"]["VisibilityTimeout"] = 10
     [violation] = queues_shorter_than_six_function_timeouts(template)
     assert mapping_id in violation and "visibility 10 s" in violation
+
+
+def test_cloudwatch_may_publish_to_the_alarm_topic(institute):
+    """Its policy (CDK writes one for TLS-only) must let CloudWatch publish (Knowledge Center,
+    'cloudwatch-receive-sns-for-alarm-trigger')."""
+    [policy] = institute.find_resources("AWS::SNS::TopicPolicy").values()
+    allows = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert [s["Action"] for s in allows] == ["sns:Publish"]
