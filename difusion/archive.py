@@ -24,6 +24,7 @@ from typing import IO, BinaryIO
 
 from difusion.errors import PackageRejected, RejectionCode
 from difusion.package_name import ArchiveFormat
+from difusion.portable_paths import PathRegistry, check_portable, collision_key
 
 CHUNK_BYTES = 1024 * 1024
 RESERVED_PREFIX = ".well-known/prep/"
@@ -89,8 +90,9 @@ def normalize_member_path(name: str) -> str:
         raise PackageRejected(
             RejectionCode.UNSAFE_PATH, f"path {name!r} has an empty or '.' segment"
         )
-    lowered = path.lower()
-    if lowered.startswith(RESERVED_PREFIX) or lowered == RESERVED_PREFIX.rstrip("/"):
+    # Compared as a disk would: ".Well-Known/PREP/x" is the institute's directory too.
+    key = collision_key(path)
+    if key.startswith(RESERVED_PREFIX) or key == RESERVED_PREFIX.rstrip("/"):
         raise PackageRejected(
             RejectionCode.RESERVED_PATH,
             f"path {name!r} is under {RESERVED_PREFIX}, which the institute reserves "
@@ -100,6 +102,7 @@ def normalize_member_path(name: str) -> str:
         raise PackageRejected(
             RejectionCode.BAD_FILE_NAME, f"path {path[:60]!r}... is longer than 1024 bytes"
         )
+    check_portable(path)
     return path
 
 
@@ -115,7 +118,7 @@ def scan_archive(
     if archive_size == 0:
         raise PackageRejected(RejectionCode.EMPTY, "the package is a zero-byte object")
     entries: list[ArchiveEntry] = []
-    paths = _PathRegistry()
+    paths = PathRegistry()
     total = 0
     with _translate_errors(archive_format, reading_members=False):
         for member in _members(source, archive_format, limits):
@@ -138,7 +141,6 @@ def scan_archive(
             entries.append(ArchiveEntry(path=member.path, size=size, sha256=digest))
     if not entries:
         raise PackageRejected(RejectionCode.EMPTY, "the package holds no files")
-    paths.check_file_directory_conflicts()
     return sorted(entries, key=lambda entry: entry.path)
 
 
@@ -208,36 +210,6 @@ def _hash_member(member: _Member, limits: ArchiveLimits) -> tuple[int, str]:
             f"{member.path} declares {member.declared_size} bytes but holds {size}",
         )
     return size, digest.hexdigest()
-
-
-class _PathRegistry:
-    """Detects duplicate paths and paths that are both a file and a directory."""
-
-    def __init__(self) -> None:
-        self._folded: dict[str, str] = {}
-
-    def add(self, path: str) -> None:
-        folded = path.casefold()
-        if folded in self._folded:
-            first = self._folded[folded]
-            detail = "twice" if first == path else f"twice, as {first!r} and {path!r}"
-            raise PackageRejected(
-                RejectionCode.DUPLICATE_PATH,
-                f"the package holds {path!r} {detail} (paths that differ only in letter "
-                "case collide on the file systems difusores and verifiers use)",
-            )
-        self._folded[folded] = path
-
-    def check_file_directory_conflicts(self) -> None:
-        for folded, path in self._folded.items():
-            parts = folded.split("/")
-            for depth in range(1, len(parts)):
-                parent = "/".join(parts[:depth])
-                if parent in self._folded:
-                    raise PackageRejected(
-                        RejectionCode.DUPLICATE_PATH,
-                        f"{self._folded[parent]!r} is a file and also the directory of {path!r}",
-                    )
 
 
 # --- formats -------------------------------------------------------------------------

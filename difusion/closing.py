@@ -114,7 +114,9 @@ def build_closing_record(
                 "checks": {
                     "periods": len(mine),
                     "ok": sum(1 for c in mine if c.get("outcome") == "ok"),
-                    "failed": sum(1 for c in mine if c.get("outcome") != "ok"),
+                    "failed": sum(1 for c in mine if c.get("outcome") not in ("ok", "updating")),
+                    # checked while a delivery wrote to the site: counted neither way
+                    "updating": sum(1 for c in mine if c.get("outcome") == "updating"),
                 },
                 "incidents": [_incident(i) for i in incidents if i.get("difusor_id") == did],
             }
@@ -238,7 +240,13 @@ def render_closing_record_html(record: dict[str, Any]) -> str:
             f"<h3>{e(d['name'])} ({e(d['difusor_id'])})</h3>"
             f"<p>Estado al cierre: {e(d['status_at_close'])}. Verificaciones de continuidad: "
             f"{d['checks']['periods']} ({d['checks']['ok']} correctas, "
-            f"{d['checks']['failed']} con falla).</p>"
+            f"{d['checks']['failed']} con falla"
+            + (
+                f", {d['checks']['updating']} durante una actualización"
+                if d["checks"].get("updating")
+                else ""
+            )
+            + ").</p>"
             f"<table><thead><tr><th>Corte</th><th>Motivo</th><th>Resultado</th>"
             f"<th>Publicado</th></tr></thead><tbody>{deliveries}</tbody></table>"
             f"<ul>{incidents}</ul>"

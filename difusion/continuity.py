@@ -50,10 +50,17 @@ class CheckOutcome(StrEnum):
     STALE = "stale"  # an older snapshot than the one delivered
     WRONG_MANIFEST = "wrong_manifest"  # signed, but not the delivered manifest
     ALTERED = "altered"  # served files differ from the signed manifest
+    # Files differed while a delivery was writing them: the check saw the update in
+    # transit, not the site. Neither a failure nor a success; the next period decides.
+    UPDATING = "updating"
 
     @property
     def is_integrity_incident(self) -> bool:
         return self is CheckOutcome.ALTERED
+
+    @property
+    def inconclusive(self) -> bool:
+        return self is CheckOutcome.UPDATING
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,22 @@ class SiteCheck:
     @property
     def ok(self) -> bool:
         return self.outcome is CheckOutcome.OK
+
+    @property
+    def failed(self) -> bool:
+        """A failed period: neither ok nor inconclusive."""
+        return not self.ok and not self.outcome.inconclusive
+
+    def during_delivery(self) -> SiteCheck:
+        """This check, seen to overlap a delivery to the site: files that differ from the
+        manifest are in transit, not altered (an integrity incident needs a quiet site)."""
+        if self.outcome is not CheckOutcome.ALTERED:
+            return self
+        return replace(
+            self,
+            outcome=CheckOutcome.UPDATING,
+            detail=f"a delivery was writing to the site while it was checked ({self.detail})",
+        )
 
 
 def choose_sample(manifest: Manifest, size: int, seed: str) -> list[str]:
@@ -193,6 +216,8 @@ def advance(
     threshold: int = SUSPEND_AFTER_PERIODS,
 ) -> Transition:
     """The monitor's memory after ``check`` in ``period``, and what it must do now."""
+    if check.outcome.inconclusive:  # counts neither way: failures and incident stay
+        return Transition(replace(state, last_period=period), ())
     if check.ok:
         actions = (Action.CLOSE_INCIDENT,) if state.incident_id else ()
         return Transition(MonitorState(0, "", period), actions)

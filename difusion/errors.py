@@ -52,3 +52,13 @@ class ManifestInvalid(ValueError):
 
 class DeliveryError(Exception):
     """A delivery to a difusor that failed and should be retried."""
+
+
+class RetryLater(Exception):
+    """A step that cannot run yet and knows when it can: its message returns after
+    ``seconds`` (a lease held until then, a window of another attempt that ends then),
+    instead of after the retry schedule's short delay."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = max(0.0, seconds)

@@ -46,6 +46,7 @@ class SnapshotStatus(StrEnum):
     VALIDATED = "validated"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    FAILED = "failed"  # a step gave up on it: its message is in that step's dead letters
 
 
 class DeliveryStatus(StrEnum):
@@ -163,6 +164,20 @@ class PublishedState:
     snapshot_id: str
     manifest_key: str
     manifest_sha256: str
+    lease: DeliveryLease | None = None  # a delivery in progress to the difusor
+
+    def delivering(self, now_epoch: int) -> bool:
+        """Whether a delivery holds the difusor's lease at ``now_epoch``."""
+        return self.lease is not None and self.lease.until >= now_epoch
+
+
+@dataclass(frozen=True)
+class DeliveryLease:
+    """The lease one delivery holds on a difusor while it copies (epoch seconds)."""
+
+    owner: str  # snapshot_id#reason: every attempt of one delivery
+    sequence: int
+    until: int
 
 
 @dataclass

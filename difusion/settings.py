@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from difusion.archive import ArchiveLimits
 from difusion.errors import KeyFormatError
 from difusion.signing import PublicKey
-from difusion.topology import RETRY, RetrySchedule
+from difusion.topology import DEFAULT_MAX_ATTEMPTS, REPLICATE, RETRY, RetrySchedule
 from difusion.window import PublicationWindow
 
 
@@ -103,6 +103,8 @@ class CommonSettings:
     ledger_table: str
     idempotency_table: str
     retry: RetrySchedule
+    # The step's queue's maxReceiveCount: its last attempt is recorded as final.
+    max_attempts: int
 
     @staticmethod
     def common_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -118,6 +120,7 @@ class CommonSettings:
             "ledger_table": _required(env, "LEDGER_TABLE"),
             "idempotency_table": _required(env, "IDEMPOTENCY_TABLE"),
             "retry": _retry(env),
+            "max_attempts": _int(env, "MAX_RECEIVE_COUNT", DEFAULT_MAX_ATTEMPTS),
         }
 
 
@@ -166,7 +169,7 @@ class SignSettings(CommonSettings):
 @dataclass(frozen=True)
 class ReplicateSettings(CommonSettings):
     registry_table: str
-    max_attempts: int
+    lease_seconds: int
     copy_concurrency: int
     shards: int
     window: PublicationWindow
@@ -177,7 +180,9 @@ class ReplicateSettings(CommonSettings):
         return cls(
             **cls.common_from_env(env),
             registry_table=_required(env, "REGISTRY_TABLE"),
-            max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 5),
+            # A delivery's lease lasts as long as the function may run: a worker that died
+            # holds it no longer than that, and a retry of the same delivery takes it over.
+            lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", REPLICATE.timeout_seconds),
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
             shards=_int(env, "REPLICATE_SHARDS", 1),
             window=_window(env),

@@ -19,7 +19,7 @@ from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import OriginStore
 from difusion.adapters.public_site import HttpSiteReader
-from difusion.adapters.queues import DeliveryQueue, FailedMessages, SignQueue
+from difusion.adapters.queues import DeliveryQueue, FailedMessages, SignQueue, StepInvocation
 from difusion.adapters.registry import DifusorRegistry
 from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.services.ingest import IngestService
@@ -32,8 +32,6 @@ from difusion.settings import (
     ReplicateSettings,
     SignSettings,
 )
-
-LEASE_SECONDS = 15 * 60  # a delivery never outlives the function's maximum timeout
 
 
 def utc_now() -> datetime:
@@ -53,6 +51,16 @@ def dynamodb() -> Any:
 def failed_messages(settings: CommonSettings) -> FailedMessages:
     """Brings a function's failed messages back after the retry schedule's delay."""
     return FailedMessages(client("sqs"), settings.retry)
+
+
+def step_invocation(settings: CommonSettings, context: Any) -> StepInvocation:
+    """One invocation of a queue-driven step: its failures recorded, its messages returned.
+    Another attempt's in-progress window lasts at most the function's remaining time."""
+    return StepInvocation(
+        failed_messages(settings),
+        settings.max_attempts,
+        in_progress_seconds=context.get_remaining_time_in_millis() / 1000,
+    )
 
 
 @lru_cache(maxsize=4)
@@ -92,9 +100,8 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
             clock=utc_now,
         ),
         window=settings.window,
-        max_attempts=settings.max_attempts,
         copy_concurrency=settings.copy_concurrency,
-        lease_seconds=LEASE_SECONDS,
+        lease_seconds=settings.lease_seconds,
         shards=settings.shards,
         pinned_key=settings.public_key,
         clock=utc_now,

@@ -19,7 +19,7 @@ head the writer saw, and a difusor's published sequence only moves forward.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +27,10 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from difusion.continuity import MonitorState, SiteCheck
-from difusion.errors import RejectionCode
+from difusion.errors import RejectionCode, RetryLater
 from difusion.manifest import Manifest
 from difusion.models import (
+    DeliveryLease,
     DeliveryOutcome,
     DeliveryRequest,
     DeliveryStatus,
@@ -48,8 +49,8 @@ class AlreadyPublished(Exception):
     """The difusor already publishes this sequence or a newer one."""
 
 
-class DifusorBusy(Exception):
-    """Another delivery to the same difusor holds the lease."""
+class DifusorBusy(RetryLater):
+    """Another delivery to the same difusor holds the lease (until ``seconds`` from now)."""
 
 
 class WindowNotOpen(Exception):
@@ -88,6 +89,21 @@ def _forward_condition(request: DeliveryRequest) -> str:
     if request.is_redelivery:
         return "attribute_not_exists(#seq) OR #seq <= :seq"
     return "attribute_not_exists(#seq) OR #seq < :seq"
+
+
+def _lease(item: dict[str, Any]) -> DeliveryLease | None:
+    if "lease_until" not in item:
+        return None
+    return DeliveryLease(
+        owner=str(item.get("lease_owner", "")),
+        sequence=int(item.get("lease_sequence", 0)),
+        until=int(item["lease_until"]),
+    )
+
+
+def lease_owner(request: DeliveryRequest) -> str:
+    """The delivery a lease belongs to: every attempt of one delivery is the same owner."""
+    return f"{request.snapshot_id}#{request.reason}"
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -519,9 +535,9 @@ class Ledger:
     # --- deliveries ------------------------------------------------------------------
 
     def published(self, difusor_id: str) -> PublishedState | None:
-        item = self._table.get_item(
-            Key={"pk": self._pk, "sk": f"PUBLISHED#{difusor_id}"}, ConsistentRead=True
-        ).get("Item")
+        """What the difusor publishes (``None``: nothing yet), with the delivery lease on it
+        if one is held."""
+        item = self._published_item(difusor_id)
         if item is None or "sequence" not in item:
             return None
         return PublishedState(
@@ -529,13 +545,29 @@ class Ledger:
             snapshot_id=str(item["snapshot_id"]),
             manifest_key=str(item["manifest_key"]),
             manifest_sha256=str(item["manifest_sha256"]),
+            lease=_lease(item),
         )
+
+    def delivery_lease(self, difusor_id: str) -> DeliveryLease | None:
+        """The lease a delivery holds on the difusor, if any (expired ones included)."""
+        item = self._published_item(difusor_id)
+        return None if item is None else _lease(item)
+
+    def _published_item(self, difusor_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._table.get_item(
+            Key={"pk": self._pk, "sk": f"PUBLISHED#{difusor_id}"}, ConsistentRead=True
+        ).get("Item")
+        return item
 
     def claim(self, request: DeliveryRequest, lease_seconds: int, now: datetime) -> None:
         """Take the difusor's delivery lease for ``request``.
 
-        Raises :class:`AlreadyPublished` when the difusor already publishes this sequence
-        or a newer one, and :class:`DifusorBusy` when another delivery holds the lease.
+        The lease names its delivery (snapshot and reason): a retry of the same delivery
+        takes it over at once — whatever happened to the attempt before it — while any
+        other delivery waits until it is released or expires. Raises
+        :class:`AlreadyPublished` when the difusor already publishes this sequence or a
+        newer one, and :class:`DifusorBusy` (with the lease's remaining seconds) when
+        another delivery holds the lease.
         """
         epoch = int(now.timestamp())
         forward = _forward_condition(request)
@@ -544,18 +576,19 @@ class Ledger:
                 Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
                 UpdateExpression=(
                     "SET #kind = :kind, difusor_id = :did, lease_sequence = :seq, "
-                    "lease_until = :until"
+                    "lease_owner = :owner, lease_until = :until"
                 ),
                 ConditionExpression=(
                     f"({forward}) AND "
                     "(attribute_not_exists(lease_until) OR lease_until < :now "
-                    "OR lease_sequence = :seq)"
+                    "OR lease_owner = :owner)"
                 ),
                 ExpressionAttributeNames={"#seq": "sequence", "#kind": "kind"},
                 ExpressionAttributeValues={
                     ":kind": "published",
                     ":did": request.difusor_id,
                     ":seq": request.sequence,
+                    ":owner": lease_owner(request),
                     ":until": epoch + lease_seconds,
                     ":now": epoch,
                 },
@@ -569,7 +602,14 @@ class Ledger:
                 or (state.sequence == request.sequence and not request.is_redelivery)
             ):
                 raise AlreadyPublished(request.difusor_id) from None
-            raise DifusorBusy(request.difusor_id) from None
+            holder = self.delivery_lease(request.difusor_id)
+            if holder is None:  # released between the write and the read: try again soon
+                raise DifusorBusy(f"{request.difusor_id}: lease just released", 0) from None
+            raise DifusorBusy(
+                f"{request.difusor_id}: delivery {holder.owner} (#{holder.sequence}) holds the "
+                f"lease until {datetime.fromtimestamp(holder.until, UTC).isoformat()}",
+                holder.until - epoch + 1,
+            ) from None
 
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
         self._update_delivery(
@@ -618,7 +658,7 @@ class Ledger:
                                 "SET #kind = :kind, difusor_id = :did, #seq = :seq, "
                                 "snapshot_id = :sid, manifest_key = :mkey, "
                                 "manifest_sha256 = :msha, published_at = :at "
-                                "REMOVE lease_sequence, lease_until"
+                                "REMOVE lease_sequence, lease_owner, lease_until"
                             ),
                             "ConditionExpression": _forward_condition(request),
                             "ExpressionAttributeNames": {"#seq": "sequence", "#kind": "kind"},
@@ -671,19 +711,84 @@ class Ledger:
     def record_delivery_failure(
         self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
     ) -> None:
-        """Record a failed attempt; release the lease so the next attempt can take it."""
-        self._update_delivery(
-            request,
-            DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING,
-            "attempts = :attempt, last_error = :error, failed_at = :at",
-            {":attempt": attempt, ":error": error[:2000], ":at": _iso(at)},
-        )
+        """Record a failed attempt (``failed`` when it was the last one) and release the
+        lease if this delivery holds it, so the next attempt or delivery can take it. A
+        delivered record is history: a late failure of a duplicate never rewrites it."""
+        try:
+            self._update_delivery(
+                request,
+                DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING,
+                "attempts = :attempt, last_error = :error, failed_at = :at",
+                {
+                    ":attempt": attempt,
+                    ":error": error[:2000],
+                    ":at": _iso(at),
+                    ":delivered": str(DeliveryStatus.DELIVERED),
+                },
+                condition="attribute_not_exists(pk) OR #status <> :delivered",
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
         try:
             self._table.update_item(
                 Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
-                UpdateExpression="REMOVE lease_sequence, lease_until",
-                ConditionExpression="lease_sequence = :seq",
-                ExpressionAttributeValues={":seq": request.sequence},
+                UpdateExpression="REMOVE lease_sequence, lease_owner, lease_until",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": lease_owner(request)},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def record_snapshot_failure(
+        self,
+        snapshot_id: str,
+        object_key: str,
+        step: str,
+        attempt: int,
+        error: str,
+        final: bool,
+        at: datetime,
+    ) -> None:
+        """Record that ``step`` (ingest, sign) failed on a snapshot; ``failed`` when it gave
+        up (its message is in the step's dead-letter queue). An accepted or rejected
+        snapshot's record is final and keeps its status."""
+        assignments = [
+            "#kind = :kind",
+            "snapshot_id = :sid",
+            "object_key = if_not_exists(object_key, :key)",
+            "last_error = :error",
+            "failed_step = :step",
+            "attempts = :attempt",
+            "failed_at = :at",
+        ]
+        values: dict[str, Any] = {
+            ":kind": "snapshot",
+            ":sid": snapshot_id,
+            ":key": object_key,
+            ":error": f"{step}: {error}"[:2000],
+            ":step": step,
+            ":attempt": attempt,
+            ":at": _iso(at),
+            ":accepted": str(SnapshotStatus.ACCEPTED),
+            ":rejected": str(SnapshotStatus.REJECTED),
+        }
+        if final:
+            assignments.append("#status = :failed")
+            values[":failed"] = str(SnapshotStatus.FAILED)
+        else:
+            assignments.append("#status = if_not_exists(#status, :received)")
+            values[":received"] = str(SnapshotStatus.RECEIVED)
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR NOT #status IN (:accepted, :rejected)"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#kind": "kind"},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if not _is_condition_failure(exc):

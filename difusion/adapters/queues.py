@@ -5,18 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from difusion.errors import RetryLater
 from difusion.models import DeliveryRequest, SignRequest
 from difusion.topology import RetrySchedule
 
 logger = logging.getLogger(__name__)
 
 _SEND_BATCH = 10  # SQS's limit per SendMessageBatch
+_MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit: 12 hours
+# Powertools' "already in progress": another attempt holds the step's idempotency record
+# (it is running, or it died and its in-progress window has not ended yet).
+_IN_PROGRESS_ERRORS = ("IdempotencyAlreadyInProgressError",)
+_RECORD_TRIES = 3  # each with botocore's own retries under it
 
 
 class SignQueue:
@@ -99,15 +108,28 @@ class FailedMessages:
         self._schedule = schedule
         self._rand = rand
 
-    def retry_soon(self, event: Mapping[str, Any], response: Mapping[str, Any]) -> list[int]:
-        """Set each failed record's delay; returns the delays set, in record order."""
+    def retry_soon(
+        self,
+        event: Mapping[str, Any],
+        response: Mapping[str, Any],
+        not_before: Mapping[str, float] | None = None,
+    ) -> list[int]:
+        """Set each failed record's delay; returns the delays set, in record order.
+
+        ``not_before`` names records that cannot succeed before some seconds have passed
+        (a lease, another attempt's in-progress window): they return then, not sooner."""
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        waits = not_before or {}
         delays = []
         for record in event.get("Records", []):
             if record.get("messageId") not in failed:
                 continue
             received = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
             delay = self._schedule.delay(received, self._rand)
+            wait = waits.get(record["messageId"])
+            if wait is not None:
+                # After the wait, plus the schedule's jitter so waiters do not return at once.
+                delay = min(max(delay, math.ceil(wait) + delay), _MAX_VISIBILITY_SECONDS)
             try:
                 self._sqs.change_message_visibility(
                     QueueUrl=queue_url_of(record["eventSourceARN"]),
@@ -123,3 +145,74 @@ class FailedMessages:
                 continue
             delays.append(delay)
         return delays
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One receive of a step's message: which one, and whether it is the last the queue
+    allows before the dead-letter queue."""
+
+    number: int
+    final: bool
+
+
+FailureRecorder = Callable[[Attempt, str], None]
+
+
+class StepInvocation:
+    """One invocation of a step (ingest, sign, replicate) and its messages' fate.
+
+    Every attempt that fails is recorded where the step's work is recorded (the ledger),
+    whatever failed — the idempotency layer, a read, a lease, the work itself — so nothing
+    ends in the dead-letter queue without the ledger saying so; the last attempt is
+    recorded as final. A failed message returns after the retry schedule's delay, or when
+    what it waits for ends (:class:`RetryLater`, another attempt in progress).
+    """
+
+    def __init__(
+        self, failed: FailedMessages, max_attempts: int, in_progress_seconds: float
+    ) -> None:
+        self._failed = failed
+        self._max_attempts = max_attempts
+        self._in_progress_seconds = in_progress_seconds
+        self.not_before: dict[str, float] = {}
+
+    @contextmanager
+    def attempt(
+        self, message_id: str, receive_count: int, record_failure: FailureRecorder
+    ) -> Iterator[Attempt]:
+        attempt = Attempt(receive_count, receive_count >= self._max_attempts)
+        try:
+            yield attempt
+        except Exception as exc:
+            in_progress = type(exc).__name__ in _IN_PROGRESS_ERRORS
+            if isinstance(exc, RetryLater):
+                self.not_before[message_id] = exc.seconds
+            elif in_progress:
+                self.not_before[message_id] = self._in_progress_seconds
+            # Another live attempt owns the record until it ends; only the last receive of
+            # a message that keeps finding it so is this message's failure to record.
+            if attempt.final or not in_progress:
+                self._record(attempt, exc, record_failure)
+            raise
+
+    @staticmethod
+    def _record(attempt: Attempt, exc: Exception, record_failure: FailureRecorder) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        logger.error(
+            "step attempt failed",
+            extra={"attempt": attempt.number, "final": attempt.final, "error": error},
+        )
+        for tries_left in reversed(range(_RECORD_TRIES)):
+            try:
+                record_failure(attempt, error)
+                return
+            except Exception as record_exc:  # the message is retried or dead-lettered anyway
+                if tries_left == 0:
+                    logger.error(
+                        "could not record a failed attempt",
+                        extra={"error": error, "record_error": f"{type(record_exc).__name__}"},
+                    )
+
+    def retry_soon(self, event: Mapping[str, Any], response: Mapping[str, Any]) -> list[int]:
+        return self._failed.retry_soon(event, response, self.not_before)

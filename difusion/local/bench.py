@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from difusion.generator import SeriesSpec, Snapshot, generate_series
+from difusion.local import idempotent
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, account_session
@@ -106,6 +107,7 @@ def ingest_compute_child(package: Path) -> None:
         ledger_table="null",
         idempotency_table="null",
         retry=RETRY,
+        max_attempts=1,
         sign_queue_url="null",
         limits=ArchiveLimits(),
         staging_concurrency=16,
@@ -259,10 +261,10 @@ def baseline_cycle(
     for account in difusores(count):
         session = account_session(account.account_id)
         bucket = f"baseline-{account.difusor_id}-{suffix}"
-        session.client("s3").create_bucket(Bucket=bucket)
-        distribution = session.client("cloudfront").create_distribution(
-            DistributionConfig=_distribution_config(bucket)
-        )["Distribution"]["Id"]
+        idempotent.create_bucket(session.client("s3"), Bucket=bucket)
+        distribution = idempotent.create_distribution(
+            session.client("cloudfront"), distribution_config(bucket)
+        )["Id"]
         credentials = session.get_credentials().get_frozen_credentials()
         as_difusor = {
             **env,
@@ -337,7 +339,9 @@ def baseline_cycle(
     )
 
 
-def _distribution_config(bucket: str) -> dict[str, Any]:
+def distribution_config(bucket: str) -> dict[str, Any]:
+    """A bare CloudFront distribution in front of ``bucket``, the bucket's name its caller
+    reference."""
     return {
         "CallerReference": bucket,
         "Comment": bucket,

@@ -44,7 +44,7 @@ class LambdaContext:
 
     function_name: str
     memory_limit_in_mb: int = 1024
-    timeout_seconds: int = 900
+    timeout_seconds: float = 900
     aws_request_id: str = ""
     invoked_function_arn: str = ""
     log_group_name: str = ""
@@ -72,6 +72,9 @@ class Route:
     handler: Handler
     batch_size: int = 10
     pollers: int = 1
+    # The function's timeout as its context reports it (Powertools' in-progress window):
+    # in accelerated time, scaled like the queue's visibility timeout it must stay under.
+    timeout_seconds: float = 900
 
 
 class LocalDispatcher:
@@ -106,7 +109,12 @@ class LocalDispatcher:
             return 0
         event = {"Records": [self._record(route, m) for m in messages]}
         try:
-            response = route.handler(event, LambdaContext(function_name=route.function_name))
+            response = route.handler(
+                event,
+                LambdaContext(
+                    function_name=route.function_name, timeout_seconds=route.timeout_seconds
+                ),
+            )
         except Exception as exc:
             # Lambda returns a batch whose invocation raised to the queue, whole.
             with self._lock:

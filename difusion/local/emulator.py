@@ -51,7 +51,15 @@ class LocalEmulator:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_PORT": str(self.port)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "difusion.local.motoserver",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
             stdout=log,
             stderr=log,
             env=env,

@@ -142,6 +142,7 @@ class LocalPipeline:
                     deployment.ingest_queue_url,
                     modules["ingest"].handler,
                     batch_size=topology.QUEUES["ingest"].batch_size,
+                    timeout_seconds=self._timeout("ingest"),
                     pollers=2,
                 ),
                 Route(
@@ -149,17 +150,23 @@ class LocalPipeline:
                     deployment.sign_queue_url,
                     modules["sign"].handler,
                     batch_size=topology.QUEUES["sign"].batch_size,
+                    timeout_seconds=self._timeout("sign"),
                 ),
                 Route(
                     "difusion-replicate",
                     deployment.delivery_queue_url,
                     modules["replicate"].handler,
                     batch_size=topology.QUEUES["deliveries"].batch_size,
+                    timeout_seconds=self._timeout("replicate"),
                     pollers=max(len(deployment.difusores), 1),
                 ),
             ],
         )
         return deployment
+
+    def _timeout(self, function: str) -> float:
+        """The function's timeout in the pipeline's time (its context's remaining time)."""
+        return topology.FUNCTIONS[function].timeout_seconds * self.options.time_scale
 
     def _route_logs(self, logger: Any) -> None:
         if self._log_stream is None:

@@ -5,7 +5,9 @@ stacks use (``difusion.topology``): the origin bucket with EventBridge notificat
 queues (with dead-letter queues), the ledger, registry and idempotency tables, the signing
 key in Secrets Manager, the publisher and monitor roles; and per difusor, in its own
 account, a bucket whose policy lets those two roles write, a CloudFront distribution and a
-delivery role they may assume with an external id to invalidate it.
+delivery role they may assume with an external id to invalidate it. A create whose answer
+was lost and that botocore retried finds its own resource and goes on
+(:mod:`difusion.local.idempotent`).
 
 Accelerated time (the demo, the tests) is one named factor, ``time_scale``, applied to the
 queues' visibility timeouts and to the retry schedule; 1 is election night.
@@ -25,6 +27,7 @@ import boto3
 from difusion import topology
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.registry import DifusorRegistry
+from difusion.local import idempotent
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.models import Difusor
 from difusion.signing import SecretKey
@@ -110,7 +113,10 @@ class LocalDeployment:
             "SIGNING_SECRET_ID": self.signing_secret_id,
             "SIGN_QUEUE_URL": self.sign_queue_url,
             "DELIVERY_QUEUE_URL": self.delivery_queue_url,
-            "DELIVERY_MAX_ATTEMPTS": str(self.max_attempts),
+            "MAX_RECEIVE_COUNT": str(self.max_attempts),
+            "DELIVERY_LEASE_SECONDS": str(
+                max(1, round(topology.REPLICATE.timeout_seconds * self.time_scale))
+            ),
             "POWERTOOLS_SERVICE_NAME": "difusion",
             "POWERTOOLS_METRICS_NAMESPACE": "Difusion",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -144,7 +150,7 @@ def provision(
     s3 = session.client("s3")
     # Object Lock (and so versioning) from creation, as the stack creates it: the final
     # publication and the closing record are put under retention at the close.
-    s3.create_bucket(Bucket=origin_bucket, ObjectLockEnabledForBucket=True)
+    idempotent.create_bucket(s3, Bucket=origin_bucket, ObjectLockEnabledForBucket=True)
     s3.put_bucket_versioning(Bucket=origin_bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=origin_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -203,34 +209,29 @@ def provision(
     dynamodb = session.client("dynamodb")
     tables = {name: (f"difusion-{name}-{suffix}", keys) for name, keys in topology.TABLES.items()}
     for table_name, keys in tables.values():
-        dynamodb.create_table(
+        idempotent.create_table(
+            dynamodb,
             TableName=table_name,
             KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
             AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
             BillingMode="PAY_PER_REQUEST",
             SSESpecification={"Enabled": True},
         )
-    dynamodb.update_time_to_live(
-        TableName=tables["idempotency"][0],
-        TimeToLiveSpecification={
-            "Enabled": True,
-            "AttributeName": topology.IDEMPOTENCY_TTL_ATTRIBUTE,
-        },
+    idempotent.enable_time_to_live(
+        dynamodb, tables["idempotency"][0], topology.IDEMPOTENCY_TTL_ATTRIBUTE
     )
 
     secret_id = f"difusion/prep-signing-key-{suffix}"
     SecretsManagerKeyStore(session.client("secretsmanager"), secret_id).store(secret_key)
 
     iam = session.client("iam")
-    lambda_trust = json.dumps(_trust({"Service": "lambda.amazonaws.com"}))
-    publisher = iam.create_role(
-        RoleName=f"{topology.publisher_role_name(election)}-{suffix}",
-        AssumeRolePolicyDocument=lambda_trust,
-    )["Role"]["Arn"]
-    monitor = iam.create_role(
-        RoleName=f"{topology.monitor_role_name(election)}-{suffix}",
-        AssumeRolePolicyDocument=lambda_trust,
-    )["Role"]["Arn"]
+    lambda_trust = _trust({"Service": "lambda.amazonaws.com"})
+    publisher = idempotent.create_role(
+        iam, f"{topology.publisher_role_name(election)}-{suffix}", lambda_trust
+    )
+    monitor = idempotent.create_role(
+        iam, f"{topology.monitor_role_name(election)}-{suffix}", lambda_trust
+    )
 
     registry = DifusorRegistry(session.resource("dynamodb"), tables["registry"][0])
     registered = []
@@ -279,10 +280,9 @@ def _start_window_timer(
 ) -> tuple[str, str]:
     """Run the very definition the institute's stack deploys, on the emulator."""
     iam = session.client("iam")
-    role = iam.create_role(
-        RoleName=f"difusion-window-timer-{suffix}",
-        AssumeRolePolicyDocument=json.dumps(_trust({"Service": "states.amazonaws.com"})),
-    )["Role"]["Arn"]
+    role = idempotent.create_role(
+        iam, f"difusion-window-timer-{suffix}", _trust({"Service": "states.amazonaws.com"})
+    )
     definition = render_definition(
         DEFINITION_PATH.read_text(),
         ledger_table=ledger_table,
@@ -293,11 +293,12 @@ def _start_window_timer(
     timer = stepfunctions.create_state_machine(
         name=f"difusion-window-{suffix}", definition=definition, roleArn=role
     )["stateMachineArn"]
-    execution = stepfunctions.start_execution(
-        stateMachineArn=timer,
-        name=execution_name(election, window.opening),
-        input=execution_input(window.opening, window.closing),
-    )["executionArn"]
+    execution = idempotent.start_execution(
+        stepfunctions,
+        timer,
+        execution_name(election, window.opening),
+        execution_input(window.opening, window.closing),
+    )
     if window.opening <= datetime.now().astimezone():
         _wait_for_state(session, ledger_table, election, WindowState.OPEN)
     return timer, execution
@@ -343,7 +344,7 @@ def _provision_difusor(
     session = account_session(account.account_id)
     bucket = f"prep-{account.difusor_id}-{suffix}"
     s3 = session.client("s3")
-    s3.create_bucket(Bucket=bucket)
+    idempotent.create_bucket(s3, Bucket=bucket)
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
@@ -387,8 +388,9 @@ def _provision_difusor(
             }
         ),
     )
-    distribution = session.client("cloudfront").create_distribution(
-        DistributionConfig={
+    distribution = idempotent.create_distribution(
+        session.client("cloudfront"),
+        {
             "CallerReference": f"prep-{account.difusor_id}-{suffix}",
             "Comment": f"PREP BCS — {account.name}",
             "Enabled": True,
@@ -412,23 +414,19 @@ def _provision_difusor(
                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
                 "TrustedSigners": {"Enabled": False, "Quantity": 0},
             },
-        }
-    )["Distribution"]
+        },
+    )
     external_id = secrets.token_hex(16)
     iam = session.client("iam")
     role_name = f"{topology.delivery_role_name(election)}-{suffix}"
-    role_arn = iam.create_role(
-        RoleName=role_name,
-        AssumeRolePolicyDocument=json.dumps(
-            _trust(
-                institute,
-                {
-                    "StringEquals": {"sts:ExternalId": external_id},
-                    **only_the_institutes_roles,
-                },
-            )
+    role_arn = idempotent.create_role(
+        iam,
+        role_name,
+        _trust(
+            institute,
+            {"StringEquals": {"sts:ExternalId": external_id}, **only_the_institutes_roles},
         ),
-    )["Role"]["Arn"]
+    )
     iam.put_role_policy(
         RoleName=role_name,
         PolicyName="invalidate-prep-site",

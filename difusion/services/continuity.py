@@ -10,6 +10,7 @@ reinstates a difusor, which redelivers the current snapshot in full.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +159,8 @@ class ContinuityService:
 
         def check(target: tuple[Difusor, PublishedState]) -> SiteCheck:
             difusor, published = target
-            return check_site(
+            started = int(self._clock().timestamp())
+            result = check_site(
                 self._reader,
                 difusor.difusor_id,
                 difusor.public_url,
@@ -167,12 +169,30 @@ class ContinuityService:
                 self._policy.sample_size,
                 seed=f"{period}/{difusor.difusor_id}",
             )
+            if result.outcome is CheckOutcome.ALTERED and self._overlapped_delivery(
+                difusor.difusor_id, published, started
+            ):
+                return result.during_delivery()
+            return result
 
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             checks = list(pool.map(check, targets))
         for (difusor, published), result in zip(targets, checks, strict=True):
             report.checks.append(result)
             self._apply(difusor, published, period, result, report)
+
+    def _overlapped_delivery(self, difusor_id: str, before: PublishedState, started: int) -> bool:
+        """Whether a delivery wrote to the difusor while it was checked: it held the lease
+        when the check began or holds it now, or it finished in between."""
+        after = self._ledger.published(difusor_id)
+        now = int(self._clock().timestamp())
+        return (
+            before.delivering(started)
+            or after is None
+            or after.delivering(now)
+            or after.sequence != before.sequence
+            or after.manifest_sha256 != before.manifest_sha256
+        )
 
     def _apply(
         self,
@@ -191,7 +211,7 @@ class ContinuityService:
             return  # another run of this period already acted on it
         incident = transition.state.incident_id or state.incident_id
         log = {"difusor_id": difusor.difusor_id, "period": period, "outcome": str(check.outcome)}
-        if not check.ok:
+        if check.failed:
             logger.warning("site check failed", extra={**log, "detail": check.detail})
         for action in transition.actions:
             report.actions.append(f"{difusor.difusor_id}: {action}")
@@ -212,7 +232,7 @@ class ContinuityService:
                 self._suspend(difusor, incident, check)
             elif action is Action.CLOSE_INCIDENT:
                 self._ledger.close_incident(state.incident_id, now, f"recovered: {check.detail}")
-        if not check.ok:
+        if check.failed:
             self._ledger.add_to_incident(
                 incident, at=now, cause=f"{period} {check.outcome}", failed_period=True
             )
@@ -256,10 +276,12 @@ class ContinuityService:
             "difusor suspended", extra={"difusor_id": difusor.difusor_id, "reason": reason}
         )
         self._ledger.add_to_incident(incident, at=now, action="transmission interrupted")
-        self._ledger.add_to_incident(incident, at=now, action=self._show_notice(suspended, now))
+        self._ledger.add_to_incident(
+            incident, at=now, action=self._show_notice(suspended, incident, now)
+        )
         self.publish_difusores_list()
 
-    def _show_notice(self, difusor: Difusor, now: datetime) -> str:
+    def _show_notice(self, difusor: Difusor, incident: str, now: datetime) -> str:
         """Replace the results on the difusor's portal with the notice, where its bucket
         still accepts writes; say what happened either way."""
         try:
@@ -273,7 +295,9 @@ class ContinuityService:
             ).items():
                 site.put_bytes(path, body, content_type)
             site.delete(list(NOTICE_REMOVES))
-            site.invalidate_all(f"notice.{int(now.timestamp() * 1000)}", lambda _: None)
+            # One invalidation per suspension, however often a retried period gets here.
+            reference = hashlib.sha256(incident.encode()).hexdigest()[:16]
+            site.invalidate_all(f"notice.{reference}", lambda _: None)
         except (ClientError, RuntimeError, OSError) as exc:
             logger.error("could not show the notice", extra={"difusor_id": difusor.difusor_id})
             return f"notice not shown: {type(exc).__name__}: {exc}"[:500]

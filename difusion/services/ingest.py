@@ -109,6 +109,14 @@ class IngestService:
         )
         return IngestResult(name.snapshot_id, "validated", file_count=len(entries), staged=staged)
 
+    def record_failure(self, object_key: str, attempt: int, final: bool, error: str) -> None:
+        """A failed attempt at ``object_key`` (not a rejection: something broke), in the
+        snapshot's record; ``failed`` when it was the last attempt."""
+        snapshot_id = snapshot_id_of(object_key.rsplit("/", 1)[-1])
+        self._ledger.record_snapshot_failure(
+            snapshot_id, object_key, "ingest", attempt, error, final, self._clock()
+        )
+
     def _reject(
         self, snapshot_id: str, object_key: str, rejection: PackageRejected, at: datetime
     ) -> IngestResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,14 @@ logger = logging.getLogger(__name__)
 _SIGNED_CACHE_ENTRIES = 8
 
 
+def invalidation_reference(request: DeliveryRequest) -> str:
+    """CloudFront's ``CallerReference`` for ``request``'s invalidation: the same for every
+    attempt of one delivery (CloudFront then returns the invalidation it already made),
+    different for any other delivery to the difusor (a redelivery has its own reason)."""
+    reason = hashlib.sha256(request.reason.encode()).hexdigest()[:16]
+    return f"{request.snapshot_id}.{reason}"
+
+
 class ReplicateService:
     def __init__(
         self,
@@ -44,7 +53,6 @@ class ReplicateService:
         sites: DifusorSites,
         *,
         window: PublicationWindow,
-        max_attempts: int,
         copy_concurrency: int,
         lease_seconds: int,
         shards: int = 1,
@@ -57,7 +65,6 @@ class ReplicateService:
         self._ledger = ledger
         self._registry = registry
         self._sites = sites
-        self._max_attempts = max_attempts
         self._copy_concurrency = copy_concurrency
         self._shards = max(shards, 1)
         self._pinned_key = pinned_key
@@ -100,6 +107,7 @@ class ReplicateService:
             return DeliveryOutcome(
                 request.difusor_id, request.snapshot_id, status, detail=decision.reason
             )
+        # Another delivery's lease raises DifusorBusy: the message returns when it ends.
         try:
             self._ledger.claim(request, self._lease_seconds, self._clock())
         except AlreadyPublished:
@@ -110,21 +118,6 @@ class ReplicateService:
             self._ledger.finish_delivery(request, outcome, self._clock())
         except AlreadyPublished:
             return self._already_published(request)
-        except Exception as exc:
-            final = attempt >= self._max_attempts
-            error = f"{type(exc).__name__}: {exc}"
-            self._ledger.record_delivery_failure(request, attempt, error, final, self._clock())
-            logger.error(
-                "delivery failed",
-                extra={
-                    "difusor_id": request.difusor_id,
-                    "snapshot_id": request.snapshot_id,
-                    "attempt": attempt,
-                    "final": final,
-                    "error": error,
-                },
-            )
-            raise DeliveryError(error) from exc
         logger.info(
             "snapshot delivered",
             extra={
@@ -135,6 +128,13 @@ class ReplicateService:
             },
         )
         return outcome
+
+    def record_failure(
+        self, request: DeliveryRequest, attempt: int, final: bool, error: str
+    ) -> None:
+        """A failed attempt of ``request``, whatever failed (the step's wrapper calls this):
+        ``retrying``, or ``failed`` on the last attempt; the lease is released if it held it."""
+        self._ledger.record_delivery_failure(request, attempt, error, final, self._clock())
 
     def _already_published(self, request: DeliveryRequest) -> DeliveryOutcome:
         state = self._ledger.published(request.difusor_id)
@@ -191,7 +191,7 @@ class ReplicateService:
         current = None
         if request.scope is DeliveryScope.DELTA:
             state = self._ledger.published(request.difusor_id)
-            if state is not None:
+            if state is not None:  # nothing published yet: everything is copied
                 current = Manifest.from_bytes(self._signed_object(state.manifest_key))
         # The chain's history: every accepted manifest the difusor does not have yet.
         since = current.sequence if current is not None else 0
@@ -261,9 +261,9 @@ class ReplicateService:
         if request.scope is DeliveryScope.FULL:
             plan = plan.removing_all_but_planned(site.list_keys())
         deleted = site.delete(plan.deletions)
-        invalidation_id = site.invalidate_all(
-            f"{request.snapshot_id}.{int(self._clock().timestamp() * 1000)}", self._sleep
-        )
+        # One caller reference per delivery: a retry after a lost answer or a crash gets
+        # the invalidation already made instead of a second one.
+        invalidation_id = site.invalidate_all(invalidation_reference(request), self._sleep)
         return DeliveryOutcome(
             difusor_id=request.difusor_id,
             snapshot_id=request.snapshot_id,

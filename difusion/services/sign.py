@@ -184,6 +184,13 @@ class SignService:
             deliveries=len(requests),
         )
 
+    def record_failure(self, request: SignRequest, attempt: int, final: bool, error: str) -> None:
+        """A failed attempt at signing ``request``'s snapshot, in its record; ``failed`` when
+        it was the last attempt (an accepted snapshot keeps its status)."""
+        self._ledger.record_snapshot_failure(
+            request.snapshot_id, "", "sign", attempt, error, final, self._clock()
+        )
+
     def _reject(self, draft: Manifest, code: RejectionCode, reason: str) -> SignResult:
         self._ledger.record_rejected(
             draft.snapshot_id, f"incoming/{draft.package.name}", code, reason, self._clock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,14 +15,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from difusion.adapters.factory import failed_messages, replicate_service
+from difusion.adapters.factory import replicate_service, step_invocation
+from difusion.adapters.idempotency import StepIdempotencyStore
+from difusion.adapters.queues import Attempt, StepInvocation
 from difusion.models import DeliveryRequest
 from difusion.settings import ReplicateSettings
 
@@ -29,13 +28,8 @@ settings = ReplicateSettings.from_env(os.environ)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# A failing difusor holds back only its own message group, never the others in the batch.
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-# A batch whose every record failed is reported record by record, not raised: a raised
-# batch would wait out the queue's whole visibility timeout before it is tried again.
-processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(event_key_jmespath="request.[difusor_id, snapshot_id, reason]")
-persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+persistence = StepIdempotencyStore(table_name=settings.idempotency_table)
 
 
 @idempotent_function(
@@ -55,11 +49,18 @@ def deliver(delivery: dict[str, Any]) -> dict[str, Any]:
     return outcome.to_json()
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
     request = json.loads(record.body)
     logger.append_keys(difusor_id=request.get("difusor_id"), snapshot_id=request.get("snapshot_id"))
-    attempt = int(record.attributes.approximate_receive_count or 1)
-    return deliver(delivery={"request": request, "attempt": attempt})
+
+    def record_failure(attempt: Attempt, error: str) -> None:
+        replicate_service(settings).record_failure(
+            DeliveryRequest.from_json(request), attempt.number, attempt.final, error
+        )
+
+    received = int(record.attributes.approximate_receive_count or 1)
+    with step.attempt(record.message_id, received, record_failure) as attempt:
+        return deliver(delivery={"request": request, "attempt": attempt.number})
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -67,8 +68,18 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
+    step = step_invocation(settings, context)
+    # A failing difusor holds back only its own message group, never the others in the
+    # batch. A batch whose every record failed is reported record by record, not raised: a
+    # raised batch would wait out the queue's whole visibility timeout. One processor per
+    # invocation: it holds the batch's records while it runs.
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    processor.raise_on_entire_batch_failure = False
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=partial(record_handler, step=step),
+        processor=processor,
+        context=context,
     )
-    failed_messages(settings).retry_soon(event, response)  # not after the visibility timeout
+    step.retry_soon(event, response)  # not after the visibility timeout
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,14 +15,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from difusion.adapters.factory import failed_messages, sign_service
+from difusion.adapters.factory import sign_service, step_invocation
+from difusion.adapters.idempotency import StepIdempotencyStore
+from difusion.adapters.queues import Attempt, StepInvocation
 from difusion.models import SignRequest
 from difusion.settings import SignSettings
 
@@ -29,12 +28,8 @@ settings = SignSettings.from_env(os.environ)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = SqsFifoPartialProcessor()
-# A batch whose every record failed is reported record by record, not raised: a raised
-# batch would wait out the queue's whole visibility timeout before it is tried again.
-processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(event_key_jmespath="[snapshot_id, package_sha256]")
-persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+persistence = StepIdempotencyStore(table_name=settings.idempotency_table)
 
 
 @idempotent_function(
@@ -46,15 +41,24 @@ def sign_snapshot(request: dict[str, Any]) -> dict[str, Any]:
     return result.to_json()
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
     request = json.loads(record.body)
+    received = int(record.attributes.approximate_receive_count or 1)
     if request.get("action") == "release":
         # From the window timer at the opening. Repeats are harmless: each delivery it
-        # sends is keyed by this release's id.
-        result = sign_service(settings).release(str(request["release_id"]))
-        return result.to_json()
+        # sends is keyed by this release's id. A failure is the timer's to see (its
+        # execution) and the deliveries' to record.
+        with step.attempt(record.message_id, received, lambda _attempt, _error: None):
+            return sign_service(settings).release(str(request["release_id"])).to_json()
     logger.append_keys(snapshot_id=request.get("snapshot_id"))
-    return sign_snapshot(request=request)
+
+    def record_failure(attempt: Attempt, error: str) -> None:
+        sign_service(settings).record_failure(
+            SignRequest.from_json(request), attempt.number, attempt.final, error
+        )
+
+    with step.attempt(record.message_id, received, record_failure):
+        return sign_snapshot(request=request)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -62,8 +66,16 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
+    step = step_invocation(settings, context)
+    # A batch whose every record failed is reported record by record, not raised: a raised
+    # batch would wait out the queue's whole visibility timeout before it is tried again.
+    processor = SqsFifoPartialProcessor()
+    processor.raise_on_entire_batch_failure = False
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=partial(record_handler, step=step),
+        processor=processor,
+        context=context,
     )
-    failed_messages(settings).retry_soon(event, response)  # not after the visibility timeout
+    step.retry_soon(event, response)  # not after the visibility timeout
     return response

@@ -77,6 +77,9 @@ class PipelineFunctions(Construct):
             "ORIGIN_BUCKET": origin.bucket_name,
             "LEDGER_TABLE": tables.ledger.table_name,
             "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
+            # Each step's queue lets a message be received this often: the last attempt
+            # is recorded as failed in the ledger when it fails too.
+            "MAX_RECEIVE_COUNT": str(config.delivery_max_attempts),
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -162,7 +165,6 @@ class PipelineFunctions(Construct):
             {
                 **common_env,
                 "REGISTRY_TABLE": tables.registry.table_name,
-                "DELIVERY_MAX_ATTEMPTS": str(config.delivery_max_attempts),
                 **window_env,
                 **pinned_key,
             },

@@ -210,6 +210,66 @@ def test_read_members_yields_only_the_wanted_files_with_their_bytes():
             id="file and directory at one path",
         ),
         pytest.param(
+            zip_bytes([("a\u00f1o.json", b"a"), ("an\u0303o.json", b"b")]),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="composed and decomposed accents",
+        ),
+        pytest.param(
+            tar_gz_bytes([("Stra\u00dfe.html", b"a"), ("STRASSE.html", b"b")]),
+            TGZ,
+            RejectionCode.DUPLICATE_PATH,
+            id="paths equal under full case folding",
+        ),
+        pytest.param(
+            zip_bytes({"Actas/a.png": b"a", "actas/b.png": b"b"}),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="one directory spelled two ways",
+        ),
+        pytest.param(
+            zip_bytes({"datos": b"a", "Datos/a.csv": b"b"}),
+            ZIP,
+            RejectionCode.DUPLICATE_PATH,
+            id="file and directory differing in case",
+        ),
+        pytest.param(
+            tar_gz_bytes([("index.html.", b"x")]),
+            TGZ,
+            RejectionCode.BAD_FILE_NAME,
+            id="trailing dot",
+        ),
+        pytest.param(
+            zip_bytes({"assets/datos /a.csv": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="directory with a trailing space",
+        ),
+        pytest.param(
+            zip_bytes({"assets/aux.json": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="windows device name",
+        ),
+        pytest.param(
+            tar_gz_bytes([tar_member("assets/CON", tarfile.DIRTYPE), ("index.html", b"x")]),
+            TGZ,
+            RejectionCode.BAD_FILE_NAME,
+            id="windows device name as a directory entry",
+        ),
+        pytest.param(
+            zip_bytes({"resumen:votos.json": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="character windows forbids",
+        ),
+        pytest.param(
+            zip_bytes({"index\u200d.html": b"x"}),
+            ZIP,
+            RejectionCode.BAD_FILE_NAME,
+            id="zero-width joiner",
+        ),
+        pytest.param(
             patch_name(zip_bytes({"XX.html": b"x"}), b"XX", b"\xff\xfe"),
             ZIP,
             RejectionCode.BAD_FILE_NAME,
@@ -252,6 +312,12 @@ def test_read_members_yields_only_the_wanted_files_with_their_bytes():
             id="reserved path in other case",
         ),
         pytest.param(
+            zip_bytes({".well-\u212anown/prep/prep.pub": b"k"}),
+            ZIP,
+            RejectionCode.RESERVED_PATH,
+            id="reserved path under case folding",
+        ),
+        pytest.param(
             set_zip_flag(zip_bytes(SITE), 0x1), ZIP, RejectionCode.ENCRYPTED, id="encrypted entries"
         ),
     ],
@@ -260,6 +326,18 @@ def test_bad_packages_are_rejected_with_a_specific_reason(data, fmt, code):
     caught = rejection(data, fmt)
     assert caught.code is code
     assert caught.reason  # a sentence an operator can act on
+
+
+@pytest.mark.parametrize("fmt", [ZIP, TGZ])
+def test_a_collision_names_both_paths(fmt):
+    # Given "año" composed in one file name and decomposed in another (macOS writes the latter)
+    files = [("assets/a\u00f1o.csv", b"a"), ("assets/an\u0303o.csv", b"b")]
+    data = zip_bytes(files) if fmt is ZIP else tar_gz_bytes(files)
+    # When the package is scanned
+    caught = rejection(data, fmt)
+    # Then the reason names both, so the operator knows which file to rename
+    assert caught.code is RejectionCode.DUPLICATE_PATH
+    assert all(repr(path) in caught.reason for path, _ in files)
 
 
 def test_a_corrupted_byte_fails_the_crc_check():

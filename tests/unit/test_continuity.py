@@ -157,6 +157,37 @@ def test_altered_content_alerts_and_repairs_at_once():
     assert transition.state.incident_id == "p1#d"
 
 
+@given(st.lists(st.sampled_from(["ok", "fail", "updating"]), max_size=30))
+def test_a_check_during_a_delivery_counts_neither_way(history):
+    # Given any run of periods where some checks overlapped a delivery
+    with_updates, without = MonitorState(), MonitorState()
+    for period, outcome in enumerate(history):
+        if outcome == "updating":
+            check = failing(CheckOutcome.ALTERED).during_delivery()
+            transition = advance(with_updates, check, f"p{period:03}")
+            # Then it acts on nothing: no alert, no repair, no incident, no suspension
+            assert transition.actions == ()
+            assert check.outcome is CheckOutcome.UPDATING and not check.failed
+            with_updates = transition.state
+            continue
+        check = OK if outcome == "ok" else failing()
+        with_updates = advance(with_updates, check, f"p{period:03}").state
+        without = advance(without, check, f"p{period:03}").state
+        # And the count of consecutive failures is that of the periods that decided
+        assert with_updates.consecutive_failures == without.consecutive_failures
+        assert with_updates.incident_id == without.incident_id
+
+
+def test_only_altered_files_are_taken_for_a_delivery_in_transit():
+    for outcome in CheckOutcome:
+        check = failing(outcome) if outcome is not CheckOutcome.OK else OK
+        seen = check.during_delivery()
+        if outcome is CheckOutcome.ALTERED:
+            assert seen.outcome is CheckOutcome.UPDATING and "delivery" in seen.detail
+        else:
+            assert seen == check  # unreachable, stale, a bad signature: never excused
+
+
 def test_periods_are_aligned_so_every_run_of_the_same_period_agrees():
     period = timedelta(minutes=15)
     start = period_start(datetime(2024, 6, 3, 4, 29, 59, tzinfo=UTC), period)

@@ -1,0 +1,59 @@
+"""The embedded default's moto server, with AWS rules that moto does not keep.
+
+``python -m difusion.local.motoserver -H 127.0.0.1 -p PORT`` is ``python -m moto.server``
+after :func:`apply_cloud_rules`. Each rule is documented AWS behaviour the pipeline relies
+on; without it the emulator would be kinder than AWS, or harsher, and a test would prove
+nothing about the cloud.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from moto.cloudfront.exceptions import CloudFrontException
+from moto.cloudfront.models import CloudFrontBackend, Invalidation
+
+
+class InvalidationBatchAlreadyExists(CloudFrontException):
+    def __init__(self, caller_reference: str) -> None:
+        super().__init__(
+            "InvalidationBatchAlreadyExists",
+            f"The caller reference {caller_reference} was used for a different invalidation batch",
+        )
+
+
+def apply_cloud_rules() -> None:
+    """CloudFront ``CreateInvalidation`` (API reference, ``InvalidationBatch``): "If you
+    make a second invalidation request with the same value for CallerReference, and if the
+    rest of the request is the same, CloudFront doesn't create a new invalidation request.
+    Instead, CloudFront returns information about the invalidation request that you
+    previously created"; with other paths it is ``InvalidationBatchAlreadyExists``."""
+    create = CloudFrontBackend.create_invalidation
+    if getattr(create, "keeps_caller_references", False):
+        return
+
+    def create_invalidation(
+        self: CloudFrontBackend, dist_id: str, paths: list[str], caller_ref: str
+    ) -> Invalidation:
+        for existing in self.invalidations.get(dist_id, []):
+            if existing.caller_ref == caller_ref:
+                if existing.paths != paths:
+                    raise InvalidationBatchAlreadyExists(caller_ref)
+                return existing
+        invalidation: Invalidation = create(self, dist_id, paths, caller_ref)
+        return invalidation
+
+    create_invalidation.keeps_caller_references = True  # type: ignore[attr-defined]
+    CloudFrontBackend.create_invalidation = create_invalidation  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> Any:
+    from moto.server import main as moto_main
+
+    apply_cloud_rules()
+    return moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Failure as a tested path: a lost answer, a step that gives up, a retried delivery, a
+lease left by a worker that died, and a monitor check that overlaps a delivery."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from difusion.adapters.idempotency import StepIdempotencyStore
+from difusion.adapters.keystore import SecretsManagerKeyStore
+from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, Ledger
+from difusion.adapters.queues import SignQueue
+from difusion.local.dispatcher import LambdaContext
+from difusion.local.provision import account_session
+from difusion.manifest import Manifest
+from difusion.models import DeliveryOutcome, DeliveryRequest
+from difusion.publication import MANIFEST_PATH
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2027, 6, 6, 3, 0, tzinfo=UTC)
+
+
+def _invalidations(difusor) -> list[dict[str, Any]]:
+    cloudfront = account_session(difusor.account_id).client("cloudfront")
+    listing = cloudfront.list_invalidations(DistributionId=difusor.distribution_id)
+    return listing["InvalidationList"].get("Items", [])
+
+
+# --- a lost answer ---------------------------------------------------------------------------
+
+
+def _losing_the_first_put_answer(client: Any) -> list[str]:
+    """Let DynamoDB execute the first PutItem, then lose its answer (a read timeout):
+    botocore retries it, as on AWS."""
+    endpoint = client._endpoint
+    send = endpoint._send
+    lost: list[str] = []
+
+    def _send(request: Any) -> Any:
+        response = send(request)
+        target = request.headers.get("X-Amz-Target", b"")
+        if b"PutItem" in target and not lost:
+            lost.append(target.decode())
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return response
+
+    endpoint._send = _send
+    return lost
+
+
+@pytest.mark.parametrize("store", [StepIdempotencyStore, DynamoDBPersistenceLayer])
+def test_a_lost_answer_to_the_idempotency_record_does_not_block_the_step(pipeline, store):
+    client = boto3.session.Session().client("dynamodb")
+    lost = _losing_the_first_put_answer(client)
+    persistence = store(table_name=pipeline.deployment.idempotency_table, boto3_client=client)
+    config = IdempotencyConfig(event_key_jmespath="id")
+    config.register_lambda_context(LambdaContext("difusion-replicate", timeout_seconds=60))
+    runs: list[str] = []
+
+    @idempotent_function(data_keyword_argument="work", config=config, persistence_store=persistence)
+    def step(work: dict[str, str]) -> dict[str, str]:
+        runs.append(work["id"])
+        return {"done": work["id"]}
+
+    if store is DynamoDBPersistenceLayer:
+        # Powertools alone: its own record, written once, blocks the step it belongs to
+        with pytest.raises(IdempotencyAlreadyInProgressError):
+            step(work={"id": "delivery-1"})
+        assert lost and runs == []
+        return
+    assert step(work={"id": "delivery-1"}) == {"done": "delivery-1"}
+    assert lost and runs == ["delivery-1"]
+    # and the record it left answers a duplicate without running the step again
+    assert step(work={"id": "delivery-1"}) == {"done": "delivery-1"}
+    assert runs == ["delivery-1"]
+
+
+# --- a step that gives up ----------------------------------------------------------------------
+
+
+def test_an_ingest_that_gives_up_is_failed_in_the_ledger_and_dead_lettered(
+    pipeline, packages, monkeypatch
+):
+    def broken_send(self, request) -> None:
+        raise ConnectionError("sign queue unreachable")
+
+    monkeypatch.setattr(SignQueue, "send", broken_send)
+    pipeline.upload(packages[0])
+    pipeline.settle()
+    [snapshot] = pipeline.ledger.items("SNAPSHOT#")
+    assert snapshot["status"] == "failed" and snapshot["failed_step"] == "ingest"
+    assert snapshot["attempts"] == pipeline.deployment.max_attempts
+    assert "sign queue unreachable" in snapshot["last_error"]
+    assert len(pipeline.dead_letters("ingest")) == 1
+
+
+def test_a_sign_that_gives_up_is_failed_in_the_ledger_and_dead_lettered(
+    pipeline, packages, monkeypatch
+):
+    def no_key(self):
+        raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "GetSecretValue")
+
+    monkeypatch.setattr(SecretsManagerKeyStore, "secret_key", no_key)
+    pipeline.upload(packages[0])
+    pipeline.settle()
+    [snapshot] = pipeline.ledger.items("SNAPSHOT#")
+    assert snapshot["status"] == "failed" and snapshot["failed_step"] == "sign"
+    assert "AccessDeniedException" in snapshot["last_error"]
+    assert pipeline.ledger.head() is None
+    assert len(pipeline.dead_letters("sign")) == 1
+
+
+def test_a_failure_recorded_late_never_rewrites_what_was_accepted_or_delivered(pipeline, packages):
+    pipeline.process(packages[0])
+    ledger = pipeline.ledger
+    head = ledger.head()
+    ledger.record_snapshot_failure(head.snapshot_id, "", "sign", 5, "late", True, NOW)
+    assert ledger.snapshot(head.snapshot_id)["status"] == "accepted"
+    difusor = pipeline.deployment.difusores[0]
+    request = DeliveryRequest.for_head(ledger.election, difusor.difusor_id, head)
+    ledger.record_delivery_failure(request, 2, "a duplicate failed", True, NOW)
+    [delivery] = ledger.items(f"DELIVERY#{head.snapshot_id}#{difusor.difusor_id}")
+    assert delivery["status"] == "delivered" and "last_error" not in delivery
+
+
+# --- a retried delivery --------------------------------------------------------------------
+
+
+def test_a_delivery_retried_after_its_invalidation_does_not_invalidate_again(
+    pipeline, packages, monkeypatch
+):
+    pipeline.process(packages[0])
+    difusor = pipeline.deployment.difusores[0]
+    finish = Ledger.finish_delivery
+    lost: list[str] = []
+
+    def finish_once_lost(self, request: DeliveryRequest, outcome: DeliveryOutcome, at):
+        if request.difusor_id == difusor.difusor_id and not lost:
+            lost.append(outcome.invalidation_id or "")
+            raise ConnectionResetError("the ledger's answer was lost")
+        return finish(self, request, outcome, at)
+
+    monkeypatch.setattr(Ledger, "finish_delivery", finish_once_lost)
+    # When the second cut's delivery fails after its invalidation and is tried again
+    pipeline.process(packages[1])
+    head = pipeline.ledger.head()
+    [delivery] = pipeline.ledger.items(f"DELIVERY#{head.snapshot_id}#{difusor.difusor_id}")
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 2
+    # Then the distribution has one invalidation per snapshot: the retry got the first back
+    invalidations = _invalidations(difusor)
+    assert len(invalidations) == 2
+    assert delivery["invalidation_id"] == lost[0]
+
+
+def test_the_emulator_keeps_cloudfronts_caller_references(pipeline):
+    difusor = pipeline.deployment.difusores[0]
+    cloudfront = account_session(difusor.account_id).client("cloudfront")
+
+    def invalidate(reference: str, path: str = "/*") -> str:
+        return cloudfront.create_invalidation(
+            DistributionId=difusor.distribution_id,
+            InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": [path]},
+                "CallerReference": reference,
+            },
+        )["Invalidation"]["Id"]
+
+    first = invalidate("delivery-a")
+    assert invalidate("delivery-a") == first
+    assert invalidate("delivery-b") != first
+    with pytest.raises(ClientError, match="InvalidationBatchAlreadyExists"):
+        invalidate("delivery-a", "/index.html")
+    assert len(_invalidations(difusor)) == 2
+
+
+# --- leases ------------------------------------------------------------------------------------
+
+
+def test_a_lease_left_by_a_dead_worker_is_taken_over_by_its_retry_and_waited_for_by_others(
+    pipeline, packages
+):
+    pipeline.process(packages[0])
+    ledger = pipeline.ledger
+    head = ledger.head()
+    difusor = pipeline.deployment.difusores[0].difusor_id
+    nxt = DeliveryRequest.for_head(ledger.election, difusor, head)
+    second = DeliveryRequest(**{**nxt.__dict__, "sequence": head.sequence + 1, "snapshot_id": "B"})
+    third = DeliveryRequest(**{**nxt.__dict__, "sequence": head.sequence + 2, "snapshot_id": "C"})
+    # Given a worker that took the lease for the second cut and died
+    ledger.claim(second, 900, NOW)
+    # Then its retry takes the lease over at once
+    ledger.claim(second, 900, NOW + timedelta(seconds=5))
+    # while another delivery is told how long to wait, not refused for good
+    with pytest.raises(DifusorBusy) as busy:
+        ledger.claim(third, 900, NOW + timedelta(seconds=10))
+    assert 890 <= busy.value.seconds <= 900
+    assert "B#accepted" in str(busy.value)
+    # and takes it once the lease expires
+    ledger.claim(third, 900, NOW + timedelta(seconds=906))
+    # A failure of the one that no longer holds it releases nothing
+    ledger.record_delivery_failure(second, 2, "late", False, NOW + timedelta(seconds=907))
+    assert ledger.delivery_lease(difusor).owner == "C#accepted"
+    # and nothing goes back: the published sequence is the first cut's until one finishes
+    with pytest.raises(AlreadyPublished):
+        ledger.claim(nxt, 900, NOW + timedelta(seconds=2000))
+
+
+def test_a_busy_difusors_delivery_is_recorded_and_delivered_once_the_lease_ends(pipeline, packages):
+    pipeline.process(packages[0])
+    ledger = pipeline.ledger
+    difusor = pipeline.deployment.difusores[1].difusor_id
+    lease = int(os.environ["DELIVERY_LEASE_SECONDS"])  # the replicate function's, scaled
+    stuck = DeliveryRequest(
+        **{
+            **DeliveryRequest.for_head(ledger.election, difusor, ledger.head()).__dict__,
+            "snapshot_id": "STUCK",
+            "sequence": 99,
+            "reason": "accepted",
+        }
+    )
+    # Given a lease held by a delivery whose worker died
+    ledger.claim(stuck, lease, datetime.now(UTC))
+    # When the next cut arrives
+    pipeline.process(packages[1])
+    # Then the difusor got it after the lease, and its waiting was recorded on the way
+    head = ledger.head()
+    [delivery] = ledger.items(f"DELIVERY#{head.snapshot_id}#{difusor}")
+    assert delivery["status"] == "delivered"
+    assert delivery["attempts"] >= 2
+    assert ledger.published(difusor).sequence == head.sequence
+
+
+# --- a check that overlaps a delivery ------------------------------------------------------
+
+
+def test_a_monitor_check_that_overlaps_a_delivery_is_not_an_integrity_incident(pipeline, packages):
+    pipeline.process(packages[0])
+    ledger = pipeline.ledger
+    difusor = pipeline.difusor("uabcs")
+    served = pipeline.site_objects(difusor.difusor_id)
+    victim = next(
+        f.path for f in Manifest.from_bytes(served[MANIFEST_PATH]).files if f.path.endswith(".json")
+    )
+    # Given a delivery of the next cut halfway: lease held, a new file already copied,
+    # the manifest not yet replaced
+    delivering = DeliveryRequest(
+        **{
+            **DeliveryRequest.for_head(ledger.election, difusor.difusor_id, ledger.head()).__dict__,
+            "snapshot_id": "NEXT",
+            "sequence": 2,
+        }
+    )
+    ledger.claim(delivering, 3600, datetime.now(UTC))
+    pipeline.difusor_s3(difusor.difusor_id).put_object(
+        Bucket=difusor.bucket, Key=victim, Body=b'{"votos": 12}'
+    )
+    # When the monitor checks the site
+    report = pipeline.run_monitor_period()
+    # Then the check is inconclusive: no incident, no alert, no repair, no failed period
+    check = next(c for c in report["checks"] if c["difusor_id"] == difusor.difusor_id)
+    assert check["outcome"] == "updating"
+    assert [i for i in ledger.items("INCIDENT#") if i["difusor_id"] == difusor.difusor_id] == []
+    assert not any(a.startswith(difusor.difusor_id) for a in report["actions"])
+    assert ledger.monitor_state(difusor.difusor_id).consecutive_failures == 0
+    # And once no delivery writes, the same difference is an integrity incident
+    ledger.record_delivery_failure(delivering, 1, "abandoned", True, datetime.now(UTC))
+    report = pipeline.run_monitor_period()
+    check = next(c for c in report["checks"] if c["difusor_id"] == difusor.difusor_id)
+    assert check["outcome"] == "altered" and check["altered_paths"] == [victim]
