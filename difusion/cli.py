@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from difusion.errors import PackageRejected, RejectionCode
 from difusion.preflight.command import add_preflight_parser
 
 EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_REJECTED = 3
 EXIT_USAGE = 2
 
@@ -111,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     _institute_arguments(period)
     period.add_argument("--json", action="store_true")
     period.set_defaults(run=_monitor_period)
+
+    snapshot = commands.add_parser("snapshot", help="accepted snapshots").add_subparsers()
+    withdraw = snapshot.add_parser(
+        "withdraw",
+        help="withdraw an accepted snapshot: a signed entry of the chain says so, and every "
+        "difusor moves on to the newest valid snapshot",
+    )
+    withdraw.add_argument("snapshot_id")
+    withdraw.add_argument("--reason", required=True, help="signed and public: say why")
+    withdraw.add_argument(
+        "--wait", type=float, default=120.0, help="seconds to wait for the entry (0: do not)"
+    )
+    _institute_arguments(withdraw)
+    withdraw.set_defaults(run=_snapshot_withdraw)
 
     listing = difusor.add_parser("list", help="list registered difusores")
     listing.add_argument("--table", required=True)
@@ -196,16 +212,22 @@ def _institute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path("config/institute.json"))
 
 
+def _stack_outputs(path: Path) -> dict[str, str]:
+    """The institute stack's outputs, from the file `cdk deploy --outputs-file` wrote."""
+    raw = json.loads(path.read_text())
+    outputs: dict[str, str] = {}
+    for value in [v for v in raw.values() if isinstance(v, dict)] or [raw]:
+        outputs.update(value)
+    return outputs
+
+
 def _monitor_settings(args: argparse.Namespace) -> Any:
     """The monitor function's settings, from the deployed stack's outputs and its config."""
     from difusion.settings import MonitorSettings
     from stacks.config import InstituteConfig, load_json
 
     config = InstituteConfig.from_json(load_json(args.config))
-    raw = json.loads(args.outputs.read_text())
-    outputs: dict[str, str] = {}
-    for value in [v for v in raw.values() if isinstance(v, dict)] or [raw]:
-        outputs.update(value)
+    outputs = _stack_outputs(args.outputs)
     names = {
         "ORIGIN_BUCKET": "OriginBucketName",
         "LEDGER_TABLE": "LedgerTableName",
@@ -244,6 +266,53 @@ def _difusor_reinstate(args: argparse.Namespace) -> int:
         else "nothing accepted yet: it gets the next snapshot"
     )
     print(f"{args.difusor_id}: reinstated — {what}")
+    return EXIT_OK
+
+
+def _snapshot_withdraw(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import client, dynamodb, utc_now
+    from difusion.adapters.ledger import Ledger
+    from difusion.adapters.queues import SignQueue
+    from difusion.services.sign import accepted_entries, withdrawal_refusal
+    from stacks.config import InstituteConfig, load_json
+
+    config = InstituteConfig.from_json(load_json(args.config))
+    outputs = _stack_outputs(args.outputs)
+    missing = [o for o in ("LedgerTableName", "SignQueueUrl") if o not in outputs]
+    if missing:
+        print(f"error: {args.outputs} lacks {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    ledger = Ledger(dynamodb(), outputs["LedgerTableName"], config.election_id)
+    entries = accepted_entries(ledger.items("SNAPSHOT#"))
+    target = next((e for e in entries.values() if e["snapshot_id"] == args.snapshot_id), None)
+    refusal = withdrawal_refusal(args.snapshot_id, target, args.reason)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    if target is not None and target.get("withdrawn_at"):
+        print(
+            f"{args.snapshot_id}: already withdrawn by the signed entry "
+            f"#{target['withdrawn_by_sequence']} ({target.get('withdrawal_reason', '')})"
+        )
+        return EXIT_OK
+    SignQueue(client("sqs"), outputs["SignQueueUrl"]).send_withdrawal(
+        config.election_id, args.snapshot_id, args.reason
+    )
+    print(f"{args.snapshot_id}: withdrawal requested — {args.reason}")
+    deadline = utc_now().timestamp() + args.wait
+    while args.wait > 0:
+        record = ledger.snapshot(args.snapshot_id) or {}
+        if record.get("withdrawn_at"):
+            by = int(record["withdrawn_by_sequence"])
+            print(f"{args.snapshot_id}: withdrawn by the signed entry #{by}; difusores move to it")
+            return EXIT_OK
+        if record.get("withdrawal_gave_up"):
+            print(f"error: the withdrawal failed: {record['withdrawal_error']}", file=sys.stderr)
+            return EXIT_FAILURE
+        if utc_now().timestamp() > deadline:
+            print("the withdrawal is queued; `difusion ledger` shows when it is done")
+            return EXIT_OK
+        time.sleep(1.0)
     return EXIT_OK
 
 
@@ -302,8 +371,9 @@ def _keys_store(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import utc_now
     from difusion.archive import ArchiveLimits, scan_archive
-    from difusion.package_name import parse_package_name
+    from difusion.package_name import parse_package_name, refuse_future_cut
 
     results: list[dict[str, Any]] = []
     for package in args.packages:
@@ -314,6 +384,7 @@ def _check(args: argparse.Namespace) -> int:
                     RejectionCode.WRONG_ELECTION,
                     f"package is for election {name.election}, not {args.election}",
                 )
+            refuse_future_cut(name, utc_now())
             with package.open("rb") as stream:
                 entries = scan_archive(stream, name.archive_format, ArchiveLimits())
             results.append(
@@ -545,6 +616,12 @@ def _verify(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  key fingerprint {public_key.fingerprint}")
             print(f"  {result.trusted_comment}")
+            for w in result.withdrawals:
+                restores = f"#{w['restores']}" if w["restores"] is not None else "nothing"
+                print(
+                    f"  withdrawn: #{w['sequence']} ({w['snapshot_id']}) by signed entry "
+                    f"#{w['entry']}, which publishes {restores} again — {w['reason']}"
+                )
         return EXIT_OK
     print(f"NOT VERIFIED ({result.verdict.name.lower()}): {source.label}")
     if not args.quiet:

@@ -71,17 +71,22 @@ def build_closing_record(
             "files": s.get("file_count"),
             "accepted_at": s.get("accepted_at"),
             "first_published_at": first_published.get(str(s["snapshot_id"])),
+            # a withdrawn snapshot, and the signed entry that withdrew it
+            "withdrawn_by_sequence": s.get("withdrawn_by_sequence"),
+            "withdraws": s.get("withdraws"),
+            "withdrawal_reason": s.get("withdrawal_reason"),
         }
         for s in accepted
     ]
     final = final_snapshot(snapshots, closing)
-    earliest_allowed = window.opening
-    latest_allowed = closing + window.grace
+    cut_times = {str(s["snapshot_id"]): _at(s.get("cut_time")) for s in snapshots}
+    # Judged as replicate's gate judged it, at the start of the attempt that published it;
+    # one that started within the grace and ended after it is inside (window.py says why).
     outside = [
         d
         for d in delivered
-        if (start := _at(d.get("started_at"))) is not None
-        and (start < earliest_allowed or (_at(d.get("finished_at")) or start) > latest_allowed)
+        if (start := _at(d.get("attempt_started_at") or d.get("started_at"))) is not None
+        and not window.admitted(cut_times.get(str(d["snapshot_id"])) or start, start, record)
     ]
     per_difusor = []
     for difusor in difusores:
@@ -207,9 +212,17 @@ def render_closing_record_html(record: dict[str, Any]) -> str:
     def e(value: Any) -> str:
         return html.escape("" if value is None else str(value))
 
+    def note(s: dict[str, Any]) -> str:
+        if s.get("withdraws"):
+            return f" (retiro de {e(s['withdraws'])}: {e(s.get('withdrawal_reason'))})"
+        if s.get("withdrawn_by_sequence"):
+            return f" (retirado por el #{e(s['withdrawn_by_sequence'])})"
+        return ""
+
     rows = "\n".join(
-        f"<tr><td>{s['sequence']}</td><td>{e(s['snapshot_id'])}</td><td>{t(s['cut_time'])}</td>"
-        f"<td>{t(s['first_published_at'])}</td><td><code>{e(s['manifest_sha256'])}</code></td></tr>"
+        f"<tr><td>{s['sequence']}</td><td>{e(s['snapshot_id'])}{note(s)}</td>"
+        f"<td>{t(s['cut_time'])}</td><td>{t(s['first_published_at'])}</td>"
+        f"<td><code>{e(s['manifest_sha256'])}</code></td></tr>"
         for s in record["snapshots_published"]
     )
     final = record["final_snapshot"]

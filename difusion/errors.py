@@ -25,6 +25,7 @@ class RejectionCode(StrEnum):
     COMPRESSION_RATIO = "compression_ratio"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     STALE = "stale"
+    FUTURE_CUT = "future_cut"  # a cut time ahead of the clock: it would block every later cut
     CONFLICT = "conflict"
     WINDOW_CLOSED = "window_closed"
 

@@ -63,6 +63,39 @@ class PackageInfo:
 
 
 @dataclass(frozen=True)
+class Withdrawal:
+    """A signed withdrawal: the entry that carries it withdraws an earlier accepted
+    snapshot and publishes again the newest valid one (``restores``; ``None`` when none is
+    left). It is an entry of the chain like any other: the history only grows."""
+
+    sequence: int  # the withdrawn entry
+    snapshot_id: str
+    manifest_sha256: str
+    reason: str
+    restores: int | None  # the entry whose files this one publishes again
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "snapshot_id": self.snapshot_id,
+            "manifest_sha256": self.manifest_sha256,
+            "reason": self.reason,
+            "restores": self.restores,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Withdrawal:
+        restores = raw["restores"]
+        return cls(
+            sequence=_int(raw["sequence"]),
+            snapshot_id=_str(raw["snapshot_id"]),
+            manifest_sha256=_hex(raw["manifest_sha256"]),
+            reason=_str(raw["reason"]),
+            restores=None if restores is None else _int(restores),
+        )
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A snapshot's manifest. ``sequence`` 0 and no chain link marks an unsigned draft."""
 
@@ -74,6 +107,7 @@ class Manifest:
     previous_manifest_sha256: str | None
     package: PackageInfo
     files: tuple[ManifestFile, ...]
+    withdrawal: Withdrawal | None = None  # this entry withdraws an earlier one
 
     @classmethod
     def draft(
@@ -120,7 +154,10 @@ class Manifest:
         return {f.path: f for f in self.files}
 
     def to_json(self) -> dict[str, Any]:
+        # Only a withdrawal entry has the key: every other manifest keeps its bytes.
+        withdrawal = {"withdrawal": self.withdrawal.to_json()} if self.withdrawal else {}
         return {
+            **withdrawal,
             "format": MANIFEST_FORMAT,
             "election": self.election,
             "snapshot": {"id": self.snapshot_id, "cut_time": self.cut_time},
@@ -184,6 +221,9 @@ class Manifest:
                     size=_int(package["size"]),
                 ),
                 files=files,
+                withdrawal=(
+                    Withdrawal.from_json(raw["withdrawal"]) if "withdrawal" in raw else None
+                ),
             )
         except (KeyError, TypeError) as exc:
             raise ManifestInvalid(f"manifest is missing or mistypes a field: {exc}") from None

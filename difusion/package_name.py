@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -75,3 +75,18 @@ def snapshot_id_of(file_name: str) -> str:
         if file_name.endswith(extension):
             return file_name[: -len(extension)]
     return file_name
+
+
+# How far ahead of the clock a cut time may be (the uploader's and AWS's clocks differ).
+FUTURE_CUT_TOLERANCE = timedelta(minutes=5)
+
+
+def refuse_future_cut(name: PackageName, now: datetime) -> None:
+    """A cut time ahead of the clock is refused: accepted, it would make every real cut
+    after it stale, and the night's publication would stop until it is withdrawn."""
+    if name.cut_time > now + FUTURE_CUT_TOLERANCE:
+        raise PackageRejected(
+            RejectionCode.FUTURE_CUT,
+            f"cut time {name.cut_time.isoformat()} is in the future (now "
+            f"{now.isoformat(timespec='seconds')}); a package is cut before it is uploaded",
+        )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from difusion.continuity import NotServed, SiteUnreachable
 from difusion.errors import ManifestInvalid, SignatureInvalid
-from difusion.manifest import Manifest
+from difusion.manifest import Manifest, canonical_json, sha256_hex
 from difusion.publication import (
     MANIFEST_PATH,
     SIGNATURE_PATH,
@@ -71,6 +71,8 @@ class SiteVerification:
     actas_checked: int = 0
     history_error: str = ""
     history_checked: int = 0
+    # Snapshots the institute withdrew, as the signed history says (verified with it).
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -150,7 +152,7 @@ def verify_site(
         if since is not None and not result.history_error:
             result.history_error = _check_since(source, public_key, manifest, since)
         if history and not result.history_error:
-            result.history_error, result.history_checked = _check_history(
+            result.history_error, result.history_checked, result.withdrawals = _replay_history(
                 source, public_key, manifest
             )
         hashes = _hash_files(source, manifest, jobs, progress, result)
@@ -333,20 +335,58 @@ def _check_since(
     return ""
 
 
-def _check_history(source: SiteSource, public_key: PublicKey, current: Manifest) -> tuple[str, int]:
+def _replay_history(
+    source: SiteSource, public_key: PublicKey, current: Manifest
+) -> tuple[str, int, list[dict[str, Any]]]:
     """Replay the whole chain: every entry signed, each linked to the one before, no gap,
-    ending in the manifest the site serves."""
+    ending in the manifest the site serves; every withdrawal entry names an earlier entry
+    exactly and publishes again the files of an earlier one still valid. Returns the
+    problem (empty when none), how many entries were checked, and the withdrawals."""
     previous: str | None = None
+    seen: dict[int, tuple[str, str, str, bool]] = {}  # sha, snapshot id, files digest, valid
+    withdrawals: list[dict[str, Any]] = []
     try:
         for sequence in range(1, current.sequence + 1):
             entry = _history_entry(source, public_key, sequence)
             if entry.sequence != sequence:
-                return f"history entry #{sequence} says it is #{entry.sequence}", sequence - 1
+                return f"history entry #{sequence} says it is #{entry.sequence}", sequence - 1, []
             if entry.previous_manifest_sha256 != previous:
-                return f"history entry #{sequence} does not link to #{sequence - 1}", sequence - 1
+                return (
+                    f"history entry #{sequence} does not link to #{sequence - 1}",
+                    sequence - 1,
+                    [],
+                )
+            digest = sha256_hex(canonical_json([f.to_json() for f in entry.files]))
+            seen[sequence] = (entry.sha256, entry.snapshot_id, digest, entry.withdrawal is None)
+            if entry.withdrawal is not None:
+                problem = _withdrawal_problem(entry, digest, seen)
+                if problem:
+                    return f"history entry #{sequence}: {problem}", sequence - 1, []
+                withdrawals.append({"entry": sequence, **entry.withdrawal.to_json()})
             previous = entry.sha256
     except ValueError as exc:
-        return str(exc), 0
+        return str(exc), 0, []
     if previous != current.sha256:
-        return "the last history entry is not the manifest the site serves", current.sequence
-    return "", current.sequence
+        return "the last history entry is not the manifest the site serves", current.sequence, []
+    return "", current.sequence, withdrawals
+
+
+def _withdrawal_problem(
+    entry: Manifest, digest: str, seen: dict[int, tuple[str, str, str, bool]]
+) -> str:
+    withdrawal = entry.withdrawal
+    assert withdrawal is not None
+    withdrawn = seen.get(withdrawal.sequence)
+    if withdrawal.sequence >= entry.sequence or withdrawn is None:
+        return f"withdraws #{withdrawal.sequence}, which is not an earlier entry"
+    if withdrawn[:2] != (withdrawal.manifest_sha256, withdrawal.snapshot_id) or not withdrawn[3]:
+        return f"withdraws #{withdrawal.sequence} but names another manifest or a withdrawal"
+    seen[withdrawal.sequence] = (*withdrawn[:3], False)  # no longer valid
+    if withdrawal.restores is None:
+        return ""
+    restored = seen.get(withdrawal.restores)
+    if withdrawal.restores >= entry.sequence or restored is None or not restored[3]:
+        return f"restores #{withdrawal.restores}, which is not an earlier valid snapshot"
+    if restored[2] != digest:
+        return f"does not publish the files of #{withdrawal.restores}, which it restores"
+    return ""

@@ -234,6 +234,29 @@ class Ledger:
             },
         )
 
+    def note_signing(self, snapshot_id: str, manifest_key: str, at: datetime) -> None:
+        """Before sign writes ``manifest_key``: what to remove if it is never accepted."""
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+            UpdateExpression="SET signing_key = :key, signing_at = :at",
+            ConditionExpression="attribute_not_exists(pk) OR #status <> :accepted",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":key": manifest_key,
+                ":at": _iso(at),
+                ":accepted": str(SnapshotStatus.ACCEPTED),
+            },
+        )
+
+    def accepted_manifests(self) -> dict[int, str]:
+        """The chain's history as the ledger accepted it: manifest key by sequence. Only
+        what the ledger accepted is history, whatever else lies in the origin."""
+        return {
+            int(item["sequence"]): str(item["manifest_key"])
+            for item in self.items("SNAPSHOT#")
+            if item.get("status") == str(SnapshotStatus.ACCEPTED) and "manifest_key" in item
+        }
+
     def head(self) -> Head | None:
         item = self._table.get_item(Key={"pk": self._pk, "sk": "HEAD"}, ConsistentRead=True).get(
             "Item"
@@ -274,7 +297,7 @@ class Ledger:
             head_condition = "#seq = :expected"
             head_values = {":expected": expected.sequence}
         head_item = {"pk": self._pk, "sk": "HEAD", "kind": "head", **head.__dict__}
-        snapshot_values = {
+        snapshot_values: dict[str, Any] = {
             ":accepted": str(SnapshotStatus.ACCEPTED),
             ":seq": manifest.sequence,
             ":msha": manifest.sha256,
@@ -284,6 +307,50 @@ class Ledger:
             ":bytes": manifest.total_bytes,
             ":at": _iso(at),
         }
+        withdrawal_fields = ""
+        withdrawal_items: list[dict[str, Any]] = []
+        if manifest.withdrawal is not None:
+            # The entry has no package of its own: its record is made here, and the
+            # withdrawn snapshot is marked in the same transaction.
+            withdrawal = manifest.withdrawal
+            withdrawal_fields = (
+                ", #kind = :kind, snapshot_id = :sid, cut_time = :cut, "
+                "withdraws = :wsid, withdraws_sequence = :wseq, withdrawal_reason = :reason, "
+                "restores_sequence = :restores"
+            )
+            snapshot_values.update(
+                {
+                    ":kind": "snapshot",
+                    ":sid": manifest.snapshot_id,
+                    ":cut": manifest.cut_time,
+                    ":wsid": withdrawal.snapshot_id,
+                    ":wseq": withdrawal.sequence,
+                    ":reason": withdrawal.reason,
+                    ":restores": withdrawal.restores or 0,
+                }
+            )
+            withdrawal_items.append(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": self._pk, "sk": f"SNAPSHOT#{withdrawal.snapshot_id}"},
+                        "UpdateExpression": (
+                            "SET withdrawn_at = :at, withdrawn_by_sequence = :seq, "
+                            "withdrawal_reason = :reason"
+                        ),
+                        "ConditionExpression": (
+                            "#status = :accepted AND attribute_not_exists(withdrawn_at)"
+                        ),
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":at": _iso(at),
+                            ":seq": manifest.sequence,
+                            ":reason": withdrawal.reason,
+                            ":accepted": str(SnapshotStatus.ACCEPTED),
+                        },
+                    }
+                }
+            )
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -309,13 +376,19 @@ class Ledger:
                             "UpdateExpression": (
                                 "SET #status = :accepted, #seq = :seq, manifest_sha256 = :msha, "
                                 "manifest_key = :mkey, previous_manifest_sha256 = :prev, "
-                                "file_count = :count, total_bytes = :bytes, accepted_at = :at "
+                                "file_count = :count, total_bytes = :bytes, accepted_at = :at"
+                                f"{withdrawal_fields} "
                                 "REMOVE rejection_code, rejection_reason"
                             ),
-                            "ExpressionAttributeNames": {"#status": "status", "#seq": "sequence"},
+                            "ExpressionAttributeNames": {
+                                "#status": "status",
+                                "#seq": "sequence",
+                                **({"#kind": "kind"} if withdrawal_fields else {}),
+                            },
                             "ExpressionAttributeValues": snapshot_values,
                         }
                     },
+                    *withdrawal_items,
                 ]
             )
         except ClientError as exc:
@@ -740,6 +813,18 @@ class Ledger:
         except ClientError as exc:
             if not _is_condition_failure(exc):
                 raise
+
+    def record_withdrawal_failure(
+        self, snapshot_id: str, error: str, final: bool, at: datetime
+    ) -> None:
+        """A withdrawal of ``snapshot_id`` that failed (and gave up, when ``final``)."""
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"},
+            UpdateExpression="SET withdrawal_error = :error, withdrawal_failed_at = :at, "
+            "withdrawal_gave_up = :final",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":error": error[:2000], ":at": _iso(at), ":final": final},
+        )
 
     def record_snapshot_failure(
         self,

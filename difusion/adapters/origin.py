@@ -44,17 +44,6 @@ def manifest_key(sequence: int, snapshot_id: str) -> str:
     return f"manifests/{sequence:06d}_{snapshot_id}.json"
 
 
-def manifest_keys_by_sequence(keys: list[str]) -> dict[int, str]:
-    """``manifests/000005_<id>.json`` → {5: key}; signatures and other names are skipped."""
-    found: dict[int, str] = {}
-    for key in keys:
-        name = key.removeprefix("manifests/")
-        head = name.split("_", 1)[0]
-        if name.endswith(".json") and len(head) == 6 and head.isdigit():
-            found[int(head)] = key
-    return found
-
-
 def signature_key(manifest_key: str) -> str:
     return manifest_key + ".minisig"
 
@@ -130,11 +119,8 @@ class OriginStore:
         )
         return version
 
-    def manifest_keys(self) -> dict[int, str]:
-        """Every accepted manifest in the origin, by sequence: the chain's history."""
-        keys: list[str] = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix="manifests/"
-        ):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
-        return manifest_keys_by_sequence(keys)
+    def delete(self, keys: list[str]) -> None:
+        """Remove ``keys`` (a delete marker each: the versioned bucket keeps what was
+        there for the record); a missing key is not an error."""
+        for key in keys:
+            self._s3.delete_object(Bucket=self.bucket, Key=key)

@@ -43,6 +43,20 @@ class SignQueue:
             MessageDeduplicationId=f"{request.snapshot_id}.{request.package_sha256[:32]}",
         )
 
+    def send_withdrawal(self, election: str, snapshot_id: str, reason: str) -> None:
+        """Ask sign to withdraw ``snapshot_id``, in the chain's own order (its group)."""
+        self._sqs.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps(
+                {"action": "withdraw", "snapshot_id": snapshot_id, "reason": reason},
+                sort_keys=True,
+            ),
+            MessageGroupId=election,
+            MessageDeduplicationId=hashlib.sha256(
+                f"withdraw.{snapshot_id}.{reason}".encode()
+            ).hexdigest(),
+        )
+
 
 class DeliveryQueue:
     """Sign → replicate. One message group per difusor: each difusor's deliveries stay in

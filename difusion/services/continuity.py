@@ -56,6 +56,16 @@ logger = logging.getLogger(__name__)
 UPSTREAM = "upstream"
 
 
+def _package_of(entry: dict[str, Any], snapshots: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The package (key, version) whose files ``entry`` publishes, if any."""
+    if entry.get("withdraws"):
+        restores = int(entry.get("restores_sequence") or 0)
+        entry = next((s for s in snapshots if s.get("sequence") == restores), {})
+    if not entry.get("object_key"):
+        return None
+    return str(entry["object_key"]), str(entry.get("object_version", ""))
+
+
 @dataclass(frozen=True)
 class MonitorPolicy:
     period: timedelta = timedelta(minutes=15)
@@ -393,8 +403,10 @@ class ContinuityService:
         retained = []
         final = final_snapshot(snapshots, closing)
         if final is not None:
+            # A withdrawal entry has no package: the one whose files it publishes is kept.
+            package = _package_of(final, snapshots)
             to_keep = [
-                (str(final["object_key"]), str(final.get("object_version", ""))),
+                *([package] if package else []),
                 (str(final["manifest_key"]), ""),
                 (signature_key(str(final["manifest_key"])), ""),
                 (PUBLIC_KEY_KEY, ""),

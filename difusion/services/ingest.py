@@ -20,7 +20,12 @@ from difusion.content_types import content_type_for
 from difusion.errors import PackageRejected, RejectionCode
 from difusion.manifest import Manifest, ManifestFile, PackageInfo
 from difusion.models import Head, SignRequest
-from difusion.package_name import PackageName, parse_package_name, snapshot_id_of
+from difusion.package_name import (
+    PackageName,
+    parse_package_name,
+    refuse_future_cut,
+    snapshot_id_of,
+)
 from difusion.publication import VERIFY_PAGE_PATH
 from difusion.settings import IngestSettings
 from difusion.web import verification_page, verification_page_sha256
@@ -73,7 +78,7 @@ class IngestService:
                 head = self._ledger.head()
                 if self._is_accepted_duplicate(name, head, package_sha256):
                     return IngestResult(name.snapshot_id, "duplicate")
-                self._check_admissible(name, head, package_sha256)
+                self._check_admissible(name, head, package_sha256, now)
                 entries = scan_archive(spool, name.archive_format, self._settings.limits)
                 staged = self._stage_new_contents(spool, name, entries, head)
             except PackageRejected as rejection:
@@ -142,15 +147,25 @@ class IngestService:
             and head.package_sha256 == package_sha256
         )
 
-    def _check_admissible(self, name: PackageName, head: Head | None, package_sha256: str) -> None:
+    def _check_admissible(
+        self, name: PackageName, head: Head | None, package_sha256: str, now: datetime
+    ) -> None:
         if name.election != self._settings.election:
             raise PackageRejected(
                 RejectionCode.WRONG_ELECTION,
                 f"package is for election {name.election}; this pipeline publishes "
                 f"{self._settings.election}",
             )
+        refuse_future_cut(name, now)
         if head is None:
             return
+        earlier = self._ledger.snapshot(name.snapshot_id) or {}
+        if earlier.get("withdrawn_at"):
+            raise PackageRejected(
+                RejectionCode.CONFLICT,
+                f"snapshot {name.snapshot_id} was withdrawn "
+                f"({earlier.get('withdrawal_reason', '')}); a corrected cut needs a new cut time",
+            )
         if head.snapshot_id == name.snapshot_id:
             raise PackageRejected(
                 RejectionCode.CONFLICT,

@@ -233,7 +233,7 @@ class ReplicateService:
     def _history_up_to(self, sequence: int) -> dict[int, str]:
         """The chain's manifests up to ``sequence``: fixed once that sequence is accepted."""
         if self._history_cache[0] < sequence:
-            self._history_cache = (sequence, self._origin.manifest_keys())
+            self._history_cache = (sequence, self._ledger.accepted_manifests())
         return {s: k for s, k in self._history_cache[1].items() if s <= sequence}
 
     def copy_shard(self, request: DeliveryRequest, tier: Tier, index: int, count: int) -> int:

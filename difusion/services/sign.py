@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from difusion.adapters.keystore import SecretsManagerKeyStore
@@ -19,8 +19,9 @@ from difusion.adapters.origin import PUBLIC_KEY_KEY, OriginStore, manifest_key, 
 from difusion.adapters.queues import DeliveryQueue
 from difusion.adapters.registry import DifusorRegistry
 from difusion.errors import RejectionCode
-from difusion.manifest import Manifest
+from difusion.manifest import Manifest, PackageInfo, Withdrawal, sha256_hex
 from difusion.models import DeliveryRequest, Head, SignRequest
+from difusion.publication import VERIFY_PAGE_PATH
 from difusion.signing import sign
 from difusion.window import PublicationWindow, Verdict
 
@@ -34,7 +35,7 @@ RELEASE_CLOCK_TOLERANCE = timedelta(seconds=5)
 @dataclass(frozen=True)
 class SignResult:
     snapshot_id: str
-    status: str  # accepted | rejected | duplicate | released
+    status: str  # accepted | rejected | duplicate | released | withdrawn | refused
     sequence: int = 0
     manifest_sha256: str = ""
     deliveries: int = 0
@@ -44,6 +45,50 @@ class SignResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The cut time of a withdrawal entry that restores nothing: any real cut is newer.
+NO_CUT = datetime.min.replace(tzinfo=UTC).isoformat()
+
+
+def withdrawal_id(sequence: int) -> str:
+    """The snapshot id of the chain entry ``sequence`` when it is a withdrawal."""
+    return f"retiro-{sequence:06d}"
+
+
+def accepted_entries(snapshots: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The chain as the ledger accepted it: snapshot records by sequence."""
+    return {
+        int(s["sequence"]): s
+        for s in snapshots
+        if s.get("status") == "accepted" and s.get("sequence") is not None
+    }
+
+
+def newest_valid(
+    entries: dict[int, dict[str, Any]], withdrawing: set[str]
+) -> dict[str, Any] | None:
+    """The newest snapshot whose files may be published: accepted from a package (not a
+    withdrawal entry), not withdrawn, not being withdrawn."""
+    for sequence in sorted(entries, reverse=True):
+        entry = entries[sequence]
+        if entry.get("withdraws") or entry.get("withdrawn_at"):
+            continue
+        if entry["snapshot_id"] in withdrawing:
+            continue
+        return entry
+    return None
+
+
+def withdrawal_refusal(snapshot_id: str, target: dict[str, Any] | None, reason: str) -> str:
+    """Why ``snapshot_id`` cannot be withdrawn (empty when it can)."""
+    if not reason.strip():
+        return "a withdrawal needs a reason: it is signed and public"
+    if target is None:
+        return f"{snapshot_id} is not an accepted snapshot; only accepted ones are withdrawn"
+    if target.get("withdraws"):
+        return f"{snapshot_id} is itself a withdrawal; withdraw a snapshot instead"
+    return ""
 
 
 def trusted_comment(manifest: Manifest, signed_at: datetime) -> str:
@@ -110,6 +155,10 @@ class SignService:
         raise RuntimeError(f"the head kept moving while signing {draft.snapshot_id}")
 
     def _sign_after(self, draft: Manifest, head: Head | None) -> Head:
+        """Sign ``draft`` as the successor of ``head`` and accept it. Whatever this leaves
+        in the origin that the ledger did not accept is removed: by this attempt when the
+        head moved, by the next attempt after a crash (the ledger notes what is written
+        before it is written)."""
         now = self._clock()
         manifest = draft.chained(
             sequence=1 if head is None else head.sequence + 1,
@@ -125,12 +174,18 @@ class SignService:
             untrusted_comment=f"signature from PREP key {secret.key_id_text}",
         )
         key = manifest_key(manifest.sequence, manifest.snapshot_id)
+        self._discard_unaccepted(manifest.snapshot_id, keep=key)
+        self._ledger.note_signing(manifest.snapshot_id, key, now)
         text = "text/plain; charset=utf-8"
         # Key, then signature, then manifest: whoever sees the manifest can verify it.
         self._origin.put_bytes(PUBLIC_KEY_KEY, secret.public_key.to_file().encode(), text)
         self._origin.put_bytes(signature_key(key), signature.encode("utf-8"), text)
         self._origin.put_bytes(key, body, "application/json")
-        accepted = self._ledger.accept(manifest, key, head, now)
+        try:
+            accepted = self._ledger.accept(manifest, key, head, now)
+        except HeadMoved:
+            self._discard_unaccepted(manifest.snapshot_id)
+            raise
         logger.info(
             "snapshot accepted",
             extra={
@@ -140,6 +195,91 @@ class SignService:
             },
         )
         return accepted
+
+    def _discard_unaccepted(self, snapshot_id: str, keep: str = "") -> None:
+        """Remove the manifest (and signature) an earlier attempt signed for ``snapshot_id``
+        and the ledger never accepted — unless it is ``keep``, which this attempt is about
+        to write again. One attempt at a time signs (one message group per election)."""
+        record = self._ledger.snapshot(snapshot_id) or {}
+        written = str(record.get("signing_key", ""))
+        if not written or written == keep or record.get("status") == "accepted":
+            return
+        self._origin.delete([written, signature_key(written)])
+        logger.warning(
+            "unaccepted manifest removed",
+            extra={"snapshot_id": snapshot_id, "manifest_key": written},
+        )
+
+    # --- withdrawal ------------------------------------------------------------------
+
+    def withdraw(self, snapshot_id: str, reason: str) -> SignResult:
+        """Withdraw an accepted snapshot: a new signed entry of the chain says so and
+        publishes again the newest snapshot still valid, so every difusor moves forward to
+        it (a sequence never goes back). Runs in the chain's message group, one thing at a
+        time with signing. Repeating it changes nothing."""
+        for _ in range(_HEAD_RACE_RETRIES):
+            head = self._ledger.head()
+            entries = accepted_entries(self._ledger.items("SNAPSHOT#"))
+            target = next((e for e in entries.values() if e["snapshot_id"] == snapshot_id), None)
+            refusal = withdrawal_refusal(snapshot_id, target, reason)
+            if refusal:
+                logger.warning("withdrawal refused", extra={"snapshot_id": snapshot_id})
+                return SignResult(snapshot_id, "refused", reason=refusal)
+            assert target is not None and head is not None
+            if target.get("withdrawn_at"):
+                # Done before (a repeated request): make sure the difusores got it.
+                by = entries[int(target["withdrawn_by_sequence"])]
+                if by["snapshot_id"] == head.snapshot_id:
+                    return self._fan_out(head, "duplicate", reason=f"withdrawal:{snapshot_id}")
+                return SignResult(snapshot_id, "duplicate", sequence=int(by["sequence"]))
+            draft = self._withdrawal_draft(target, entries, head, reason)
+            try:
+                accepted = self._sign_after(draft, head)
+            except HeadMoved:
+                continue
+            logger.warning(
+                "snapshot withdrawn",
+                extra={"snapshot_id": snapshot_id, "entry": accepted.sequence, "reason": reason},
+            )
+            return self._fan_out(accepted, "withdrawn", reason=f"withdrawal:{snapshot_id}")
+        raise RuntimeError(f"the head kept moving while withdrawing {snapshot_id}")
+
+    def _withdrawal_draft(
+        self,
+        target: dict[str, Any],
+        entries: dict[int, dict[str, Any]],
+        head: Head,
+        reason: str,
+    ) -> Manifest:
+        withdrawn = Manifest.from_bytes(self._origin.get_bytes(str(target["manifest_key"])))
+        restored = newest_valid(entries, {str(target["snapshot_id"])})
+        if restored is not None:
+            source = Manifest.from_bytes(self._origin.get_bytes(str(restored["manifest_key"])))
+            files, package, cut_time = source.files, source.package, source.cut_time
+        else:  # nothing valid is left: only the institute's own page stays published
+            files = tuple(f for f in withdrawn.files if f.path == VERIFY_PAGE_PATH)
+            package = PackageInfo(name="", sha256=sha256_hex(b""), size=0)
+            cut_time = NO_CUT
+        return Manifest(
+            election=withdrawn.election,
+            snapshot_id=withdrawal_id(head.sequence + 1),
+            cut_time=cut_time,
+            sequence=0,
+            created_at="",
+            previous_manifest_sha256=None,
+            package=package,
+            files=files,
+            withdrawal=Withdrawal(
+                sequence=withdrawn.sequence,
+                snapshot_id=withdrawn.snapshot_id,
+                manifest_sha256=withdrawn.sha256,
+                reason=reason,
+                restores=None if restored is None else int(restored["sequence"]),
+            ),
+        )
+
+    def record_withdrawal_failure(self, snapshot_id: str, final: bool, error: str) -> None:
+        self._ledger.record_withdrawal_failure(snapshot_id, error, final, self._clock())
 
     def release(self, release_id: str) -> SignResult:
         """At the opening: deliver the newest accepted snapshot to every active difusor."""
@@ -187,11 +327,14 @@ class SignService:
     def record_failure(self, request: SignRequest, attempt: int, final: bool, error: str) -> None:
         """A failed attempt at signing ``request``'s snapshot, in its record; ``failed`` when
         it was the last attempt (an accepted snapshot keeps its status)."""
+        if final:  # nothing it signed stays in the origin once it gave up
+            self._discard_unaccepted(request.snapshot_id)
         self._ledger.record_snapshot_failure(
             request.snapshot_id, "", "sign", attempt, error, final, self._clock()
         )
 
     def _reject(self, draft: Manifest, code: RejectionCode, reason: str) -> SignResult:
+        self._discard_unaccepted(draft.snapshot_id)
         self._ledger.record_rejected(
             draft.snapshot_id, f"incoming/{draft.package.name}", code, reason, self._clock()
         )

@@ -51,6 +51,16 @@ def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
         with step.attempt(record.message_id, received, lambda _attempt, _error: None):
             return sign_service(settings).release(str(request["release_id"])).to_json()
     logger.append_keys(snapshot_id=request.get("snapshot_id"))
+    if request.get("action") == "withdraw":
+        # From `difusion snapshot withdraw`: one at a time with signing (same group).
+        snapshot_id = str(request["snapshot_id"])
+
+        def record_withdrawal_failure(attempt: Attempt, error: str) -> None:
+            sign_service(settings).record_withdrawal_failure(snapshot_id, attempt.final, error)
+
+        with step.attempt(record.message_id, received, record_withdrawal_failure):
+            service = sign_service(settings)
+            return service.withdraw(snapshot_id, str(request["reason"])).to_json()
 
     def record_failure(attempt: Attempt, error: str) -> None:
         sign_service(settings).record_failure(

@@ -131,6 +131,15 @@ class PipelineFunctions(Construct):
         )
         origin.grant_read(self.sign, "drafts/*")
         origin.grant_put(self.sign, "manifests/*")
+        # A manifest it signed and the ledger did not accept (the head moved, a crash before
+        # the accept, a rejection) is removed: only accepted manifests stay in the origin.
+        self.sign.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RemoveUnacceptedManifests",
+                actions=["s3:DeleteObject"],
+                resources=[origin.arn_for_objects("manifests/*")],
+            )
+        )
         origin.grant_put(self.sign, "keys/*")
         acknowledge_prefixes(
             self.roles["sign"],

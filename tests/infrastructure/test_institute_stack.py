@@ -206,7 +206,14 @@ def test_each_function_gets_only_what_it_needs(institute):
         assert "dynamodb:Scan" not in actions or actions is sign
         assert "dynamodb:DeleteTable" not in actions
     assert "sqs:SendMessage" in ingest and "sts:AssumeRole" not in ingest
-    assert "s3:DeleteObject" not in ingest | sign
+    assert "s3:DeleteObject" not in ingest
+    # Sign removes only a manifest (and signature) the ledger did not accept.
+    sign_role = _role_of(institute, _function(institute, "sign"))
+    [removal] = [
+        s for s in statements_of(institute, sign_role) if "s3:DeleteObject" in actions_of([s])
+    ]
+    assert actions_of([removal]) == {"s3:DeleteObject"}
+    assert "manifests/*" in json.dumps(removal["Resource"])
     assert "sts:AssumeRole" in replicate and "sts:AssumeRole" not in sign
     # Replicate deletes only in the difusores' sites, never in the institute's account.
     replicate_role = _role_of(institute, _function(institute, "replicate"))

@@ -280,3 +280,34 @@ def test_a_monitor_check_that_overlaps_a_delivery_is_not_an_integrity_incident(p
     report = pipeline.run_monitor_period()
     check = next(c for c in report["checks"] if c["difusor_id"] == difusor.difusor_id)
     assert check["outcome"] == "altered" and check["altered_paths"] == [victim]
+
+
+# --- a signature the ledger never accepted ---------------------------------------------------
+
+
+def test_a_manifest_the_ledger_never_accepted_does_not_stay_in_the_origin(
+    pipeline, packages, series, monkeypatch
+):
+    accept = Ledger.accept
+    first = series[0].snapshot_id
+
+    def lost_for_the_first(self, manifest, key, expected, at):
+        if manifest.snapshot_id == first:
+            raise ConnectionResetError("the ledger's answer was lost")
+        return accept(self, manifest, key, expected, at)
+
+    # Given a cut whose sign writes its manifest and signature, then never gets accepted
+    monkeypatch.setattr(Ledger, "accept", lost_for_the_first)
+    pipeline.process(packages[0])
+    assert pipeline.ledger.snapshot(first)["status"] == "failed"
+    # When the next cut is signed in its place
+    record = pipeline.process(packages[1])
+    assert record["status"] == "accepted" and record["sequence"] == 1
+    # Then the origin holds only what the ledger accepted, and so does every difusor
+    listed = pipeline.s3.list_objects_v2(
+        Bucket=pipeline.deployment.origin_bucket, Prefix="manifests/"
+    ).get("Contents", [])
+    key = record["manifest_key"]
+    assert sorted(o["Key"] for o in listed) == sorted([key, key + ".minisig"])
+    for difusor in pipeline.deployment.difusores:
+        assert not any(first in path for path in pipeline.site_objects(difusor.difusor_id))

@@ -78,7 +78,7 @@ def test_s3_object_and_bucket_calls(
 
 
 def test_list_objects_v2_is_list_bucket_on_the_bucket_with_its_prefix() -> None:
-    # Given a listing of one prefix, as the origin's manifest_keys does
+    # Given a listing of one prefix
     # When its permissions are listed
     (permission,) = needs("s3", "ListObjectsV2", Bucket="origin", Prefix="manifests/")
 

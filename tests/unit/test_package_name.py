@@ -1,11 +1,17 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from difusion.errors import PackageRejected, RejectionCode
-from difusion.package_name import ArchiveFormat, parse_package_name, snapshot_id_of
+from difusion.package_name import (
+    FUTURE_CUT_TOLERANCE,
+    ArchiveFormat,
+    parse_package_name,
+    refuse_future_cut,
+    snapshot_id_of,
+)
 
 TZ = "America/Mazatlan"
 
@@ -62,3 +68,12 @@ def test_names_that_do_not_parse_are_rejected(file_name):
 )
 def test_every_upload_gets_a_ledger_id(file_name, expected):
     assert snapshot_id_of(file_name) == expected
+
+
+def test_a_cut_from_the_future_is_refused_it_would_block_every_later_cut():
+    name = parse_package_name("20240602_2030_PREP_DIP_LOC_BCS.zip", "America/Mazatlan")
+    refuse_future_cut(name, name.cut_time)  # cut, then uploaded
+    refuse_future_cut(name, name.cut_time - FUTURE_CUT_TOLERANCE)  # clocks differ a little
+    with pytest.raises(PackageRejected) as refused:
+        refuse_future_cut(name, name.cut_time - FUTURE_CUT_TOLERANCE - timedelta(seconds=1))
+    assert refused.value.code is RejectionCode.FUTURE_CUT and "future" in refused.value.reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from difusion.adapters.site_sources import DirectorySource
 from difusion.content_types import content_type_for
 from difusion.generator import SeriesSpec, Snapshot, generate_series
-from difusion.manifest import Manifest, ManifestFile, PackageInfo
+from difusion.manifest import Manifest, ManifestFile, PackageInfo, Withdrawal
 from difusion.publication import (
     MANIFEST_PATH,
     PUBLIC_KEY_PATH,
@@ -179,3 +180,63 @@ def test_the_database_header_is_found_after_the_summary_lines():
     writer.writerow(["c1", "'0301", "ab" * 32])
     writer.writerow(["c2", "0302", ""])
     assert _integrity_codes(out.getvalue().encode("utf-8-sig")) == [("0301", "ab" * 32)]
+
+
+def _withdrawal_site(root: Path, series, restores: int | None, files_of: int) -> Withdrawal:
+    """Three cuts, then entry #4 withdrawing #3: restoring ``restores`` with the files of
+    cut ``files_of`` (index into ``series``)."""
+    bodies = publish(root, series)
+    withdrawn = Manifest.from_bytes(bodies[2])
+    withdrawal = Withdrawal(3, withdrawn.snapshot_id, withdrawn.sha256, "error", restores)
+    source = series[files_of]
+    manifest, _, _ = signed(source.files, source, 4, withdrawn.sha256)
+    manifest = replace(manifest, snapshot_id="retiro-000004", withdrawal=withdrawal)
+    body = manifest.canonical_bytes()
+    signature = sign(body, KEY, trusted_comment="t", untrusted_comment="u")
+    write(root, history_path(4), body)
+    write(root, history_signature_path(4), signature.encode())
+    write(root, MANIFEST_PATH, body)
+    write(root, SIGNATURE_PATH, signature.encode())
+    for path in series[2].files:
+        (root / path).unlink(missing_ok=True)
+    for path, data in source.files.items():
+        write(root, path, data)
+    return withdrawal
+
+
+def test_a_signed_withdrawal_is_verified_and_reported(tmp_path, series):
+    _withdrawal_site(tmp_path, series, restores=2, files_of=1)
+    result = check(tmp_path, history=True)
+    assert result.verdict is Verdict.VERIFIED, result.problems
+    assert [(w["entry"], w["sequence"], w["restores"]) for w in result.withdrawals] == [(4, 3, 2)]
+
+
+@pytest.mark.parametrize(
+    ("restores", "files_of", "problem"),
+    [
+        (2, 0, "does not publish the files of #2"),  # claims #2, publishes #1's files
+        (3, 2, "not an earlier valid snapshot"),  # restores the one it withdraws
+        (5, 1, "not an earlier valid snapshot"),  # a later entry
+    ],
+    ids=["other-files", "restores-withdrawn", "restores-later"],
+)
+def test_a_withdrawal_that_does_not_hold_breaks_the_history(
+    tmp_path, series, restores, files_of, problem
+):
+    _withdrawal_site(tmp_path, series, restores=restores, files_of=files_of)
+    result = check(tmp_path, history=True)
+    assert result.verdict is Verdict.HISTORY and problem in result.history_error
+
+
+def test_a_withdrawal_naming_another_manifest_breaks_the_history(tmp_path, series):
+    bodies = publish(tmp_path, series)
+    forged = Withdrawal(2, "X", Manifest.from_bytes(bodies[0]).sha256, "error", 1)
+    manifest, _, _ = signed(series[0].files, series[0], 4, Manifest.from_bytes(bodies[2]).sha256)
+    body = replace(manifest, withdrawal=forged).canonical_bytes()
+    signature = sign(body, KEY, trusted_comment="t", untrusted_comment="u").encode()
+    for path, data in ((history_path(4), body), (history_signature_path(4), signature)):
+        write(tmp_path, path, data)
+    write(tmp_path, MANIFEST_PATH, body)
+    write(tmp_path, SIGNATURE_PATH, signature)
+    result = check(tmp_path, history=True)
+    assert "names another manifest" in result.history_error
