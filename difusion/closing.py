@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from difusion.notice import local_time
+from difusion.times import parse_iso, parse_iso_or_none
 from difusion.window import PublicationWindow, WindowRecord
 
 FORMAT = "difusion-closing-record/1"
 
 
-def _at(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+_at = parse_iso_or_none
 
 
 def final_snapshot(snapshots: Sequence[dict[str, Any]], closing: datetime) -> dict[str, Any] | None:
@@ -31,7 +31,7 @@ def final_snapshot(snapshots: Sequence[dict[str, Any]], closing: datetime) -> di
         for s in snapshots
         if s.get("status") == "accepted"
         and s.get("cut_time")
-        and datetime.fromisoformat(str(s["cut_time"])) <= closing
+        and parse_iso(str(s["cut_time"])) <= closing
     ]
     return max(candidates, key=lambda s: int(s["sequence"]), default=None)
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from difusion.models import Difusor, DifusorStatus
 from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH, WELL_KNOWN
+from difusion.times import parse_iso
 
 NOTICE_PAGE = "index.html"
 STATUS_PATH = WELL_KNOWN + "estado.json"
@@ -30,7 +31,7 @@ _STYLE = (
 
 def local_time(moment: str | datetime, time_zone: str) -> str:
     """``2024-06-02T21:15:00-07:00`` → ``02/06/2024 21:15 (hora local)``."""
-    at = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    at = parse_iso(moment) if isinstance(moment, str) else moment
     return at.astimezone(ZoneInfo(time_zone)).strftime("%d/%m/%Y %H:%M") + " (hora local)"
 
 

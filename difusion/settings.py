@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from difusion.archive import ArchiveLimits
 from difusion.errors import KeyFormatError
 from difusion.signing import PublicKey
+from difusion.times import parse_iso
 from difusion.topology import DEFAULT_MAX_ATTEMPTS, REPLICATE, RETRY, RetrySchedule
 from difusion.window import PublicationWindow
 
@@ -82,7 +83,7 @@ def _window(env: Mapping[str, str]) -> PublicationWindow:
     for name in ("WINDOW_OPENING", "WINDOW_CLOSING"):
         raw = _required(env, name)
         try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            moment = parse_iso(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an ISO date-time, got {raw!r}") from None
         if moment.tzinfo is None:

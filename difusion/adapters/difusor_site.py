@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from difusion.models import Difusor
+from difusion.times import parse_iso
 from difusion.topology import DIFUSOR_REGION
 
 T = TypeVar("T")
@@ -187,6 +188,6 @@ class DifusorSites:
             ).client("cloudfront", config=self._config)
             expires = credentials["Expiration"]
             if isinstance(expires, str):
-                expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+                expires = parse_iso(expires)
             self._cdn[key] = (expires, client)
             return client

@@ -36,6 +36,7 @@ from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, account_session
 from difusion.signing import SecretKey
+from difusion.times import parse_iso
 
 TYPICAL_CUT = 16  # of a 1,100-casilla night: 2 % of the files change from the cut before
 DIFUSOR_COUNTS = (1, 3, 5)
@@ -223,7 +224,7 @@ def our_cycle(pipeline: LocalPipeline, log: RequestLog, base: Path, cut: Path) -
     deliveries = pipeline.ledger.items(f"DELIVERY#{record['snapshot_id']}#")
     assert len(deliveries) == len(pipeline.deployment.difusores)
     assert all(d["status"] == "delivered" for d in deliveries), deliveries
-    live = max(datetime.fromisoformat(d["finished_at"]) for d in deliveries)
+    live = max(parse_iso(d["finished_at"]) for d in deliveries)
     origin = pipeline.deployment.origin_bucket
     sites = {d.bucket for d in pipeline.deployment.difusores}
     requests = log.since_mark()

@@ -50,6 +50,7 @@ from difusion.continuity import (
 from difusion.models import DeliveryRequest, DeliveryScope, Difusor, Head, PublishedState
 from difusion.notice import NOTICE_REMOVES, difusores_list, suspension_notice
 from difusion.signing import PublicKey
+from difusion.times import parse_iso
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ class ContinuityService:
         if head is not None:
             snapshot = self._ledger.snapshot(head.snapshot_id) or {}
             if snapshot.get("accepted_at"):
-                accepted_at = datetime.fromisoformat(str(snapshot["accepted_at"]))
+                accepted_at = parse_iso(str(snapshot["accepted_at"]))
         silence = upstream_stalled(accepted_at, opened_at, now, self._policy.upstream_stall)
         since = max(accepted_at, opened_at) if accepted_at else opened_at
         report.upstream_silence_seconds = int((now - since).total_seconds())

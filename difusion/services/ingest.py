@@ -28,6 +28,7 @@ from difusion.package_name import (
 )
 from difusion.publication import VERIFY_PAGE_PATH
 from difusion.settings import IngestSettings
+from difusion.times import parse_iso
 from difusion.web import verification_page, verification_page_sha256
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class IngestService:
                 f"snapshot {name.snapshot_id} was already accepted with different content "
                 f"(package SHA-256 {head.package_sha256[:16]}…); a new cut needs a new cut time",
             )
-        if name.cut_time <= datetime.fromisoformat(head.cut_time):
+        if name.cut_time <= parse_iso(head.cut_time):
             raise PackageRejected(
                 RejectionCode.STALE,
                 f"cut time {name.cut_time.isoformat()} is not newer than the newest accepted "

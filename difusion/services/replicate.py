@@ -9,10 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from difusion.adapters.difusor_site import DifusorSite, DifusorSites
-from difusion.adapters.ledger import AlreadyPublished, Ledger
-from difusion.adapters.origin import PUBLIC_KEY_KEY, OriginStore, signature_key, staged_key
-from difusion.adapters.registry import DifusorRegistry
+from difusion.adapters.ledger import AlreadyPublished
+from difusion.adapters.origin import PUBLIC_KEY_KEY, signature_key, staged_key
 from difusion.errors import DeliveryError
 from difusion.manifest import Manifest, sha256_hex
 from difusion.models import (
@@ -22,6 +20,7 @@ from difusion.models import (
     DeliveryStatus,
     DifusorStatus,
 )
+from difusion.ports import DeliveryLedger, Registry, SignedObjects, Site, Sites
 from difusion.publication import (
     CopyStep,
     PublicationPlan,
@@ -30,6 +29,7 @@ from difusion.publication import (
     plan_publication,
 )
 from difusion.signing import PublicKey, verify
+from difusion.times import parse_iso
 from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ def invalidation_reference(request: DeliveryRequest) -> str:
 class ReplicateService:
     def __init__(
         self,
-        origin: OriginStore,
-        ledger: Ledger,
-        registry: DifusorRegistry,
-        sites: DifusorSites,
+        origin: SignedObjects,
+        ledger: DeliveryLedger,
+        registry: Registry,
+        sites: Sites,
         *,
         window: PublicationWindow,
         copy_concurrency: int,
@@ -88,7 +88,7 @@ class ReplicateService:
         # Defence in depth: whatever sent this delivery, nothing is written to a difusor
         # outside the window.
         decision = self._window.decide(
-            datetime.fromisoformat(request.cut_time), self._clock(), self._ledger.window()
+            parse_iso(request.cut_time), self._clock(), self._ledger.window()
         )
         if decision.verdict is not Verdict.PUBLISH:
             status = (
@@ -155,7 +155,7 @@ class ReplicateService:
             request.difusor_id, request.snapshot_id, DeliveryStatus.SUPERSEDED, detail=detail
         )
 
-    def _publish(self, request: DeliveryRequest, site: DifusorSite) -> DeliveryOutcome:
+    def _publish(self, request: DeliveryRequest, site: Site) -> DeliveryOutcome:
         """Copy every shard of every content tier (tier after tier), then commit."""
         plan = self.plan(request)
         count = self._shards
@@ -254,7 +254,7 @@ class ReplicateService:
         return outcome
 
     def _commit(
-        self, request: DeliveryRequest, site: DifusorSite, plan: PublicationPlan
+        self, request: DeliveryRequest, site: Site, plan: PublicationPlan
     ) -> DeliveryOutcome:
         for step in plan.signed:  # in order: key, signature, manifest
             self._copy_step(site, step)
@@ -274,11 +274,11 @@ class ReplicateService:
             invalidation_id=invalidation_id,
         )
 
-    def _copy(self, site: DifusorSite, steps: tuple[CopyStep, ...]) -> None:
+    def _copy(self, site: Site, steps: tuple[CopyStep, ...]) -> None:
         with ThreadPoolExecutor(max_workers=self._copy_concurrency) as pool:
             list(pool.map(lambda step: self._copy_step(site, step), steps))
 
-    def _copy_step(self, site: DifusorSite, step: CopyStep) -> None:
+    def _copy_step(self, site: Site, step: CopyStep) -> None:
         site.copy_in(
             source_bucket=self._origin.bucket,
             source_key=step.source_key or staged_key(step.sha256),

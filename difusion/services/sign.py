@@ -23,6 +23,7 @@ from difusion.manifest import Manifest, PackageInfo, Withdrawal, sha256_hex
 from difusion.models import DeliveryRequest, Head, SignRequest
 from difusion.publication import VERIFY_PAGE_PATH
 from difusion.signing import sign
+from difusion.times import parse_iso
 from difusion.window import PublicationWindow, Verdict
 
 logger = logging.getLogger(__name__)
@@ -136,11 +137,11 @@ class SignService:
                     )
                 # A redelivered message after the accept: make sure the fan-out happened.
                 return self._fan_out(head, status="duplicate")
-            cut_time = datetime.fromisoformat(draft.cut_time)
+            cut_time = parse_iso(draft.cut_time)
             decision = self._window.decide(cut_time, self._clock(), self._ledger.window())
             if decision.verdict is Verdict.REFUSE:
                 return self._reject(draft, RejectionCode.WINDOW_CLOSED, decision.reason)
-            if head is not None and cut_time <= datetime.fromisoformat(head.cut_time):
+            if head is not None and cut_time <= parse_iso(head.cut_time):
                 return self._reject(
                     draft,
                     RejectionCode.STALE,
@@ -293,9 +294,7 @@ class SignService:
 
     def _fan_out(self, head: Head, status: str, reason: str = "accepted") -> SignResult:
         now = self._clock()
-        decision = self._window.decide(
-            datetime.fromisoformat(head.cut_time), now, self._ledger.window()
-        )
+        decision = self._window.decide(parse_iso(head.cut_time), now, self._ledger.window())
         if decision.verdict is not Verdict.PUBLISH:
             # Processing ahead of the opening is allowed; publishing is not (RE 353.4-5).
             self._ledger.mark_held(head.snapshot_id, decision.reason, now)

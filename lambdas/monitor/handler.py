@@ -7,7 +7,6 @@ after the close and its grace, writes the closing record once.
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -17,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from difusion.adapters.factory import continuity_service
 from difusion.settings import MonitorSettings
+from difusion.times import parse_iso
 
 settings = MonitorSettings.from_env(os.environ)
 logger = Logger()
@@ -30,7 +30,7 @@ metrics = Metrics()
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(scheduled_at=event.time)
-    scheduled_at = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+    scheduled_at = parse_iso(event.time)
     report = continuity_service(settings).run_period(scheduled_at)
     failed = [c for c in report.checks if not c.ok]
     metrics.add_metric(name="SitesChecked", unit=MetricUnit.Count, value=len(report.checks))

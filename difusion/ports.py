@@ -1,0 +1,107 @@
+"""What the services need from the world, as small protocols.
+
+The adapters (``difusion.adapters``) implement them against AWS; the tests' in-memory
+fakes (``tests/fakes.py``) implement them in a few lines each, so the services' decisions
+can be tested row by row without an emulator — and a contract test holds each fake to the
+adapter's behaviour on the emulator. A service asks for the narrowest protocol that covers
+what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from difusion.models import (
+    DeliveryLease,
+    DeliveryOutcome,
+    DeliveryRequest,
+    DeliveryStatus,
+    Difusor,
+    PublishedState,
+)
+from difusion.window import WindowRecord
+
+
+class WindowLedger(Protocol):
+    """The publication window's state, as the timer (or an early close) left it."""
+
+    def window(self) -> WindowRecord: ...
+
+
+class DeliveryLedger(WindowLedger, Protocol):
+    """What replicate records: the lease, the delivery, what a difusor publishes."""
+
+    def published(self, difusor_id: str) -> PublishedState | None: ...
+
+    def delivery_lease(self, difusor_id: str) -> DeliveryLease | None: ...
+
+    def claim(self, request: DeliveryRequest, lease_seconds: int, now: datetime) -> None: ...
+
+    def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None: ...
+
+    def finish_delivery(
+        self, request: DeliveryRequest, outcome: DeliveryOutcome, at: datetime
+    ) -> None: ...
+
+    def record_delivery_status(
+        self, request: DeliveryRequest, status: DeliveryStatus, detail: str, at: datetime
+    ) -> None: ...
+
+    def record_delivery_failure(
+        self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
+    ) -> None: ...
+
+    def accepted_manifests(self) -> dict[int, str]: ...
+
+
+class SignedObjects(Protocol):
+    """The origin as replicate reads it: signed manifests, signatures, the key."""
+
+    bucket: str
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+
+class Registry(Protocol):
+    """The registered difusores."""
+
+    def get(self, difusor_id: str) -> Difusor: ...
+
+    def all(self) -> list[Difusor]: ...
+
+    def active(self) -> list[Difusor]: ...
+
+
+class Site(Protocol):
+    """One difusor's bucket and distribution, as the institute writes to them."""
+
+    def copy_in(
+        self,
+        *,
+        source_bucket: str,
+        source_key: str,
+        key: str,
+        content_type: str,
+        sha256: str,
+        size: int,
+    ) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def list_keys(self) -> list[str]: ...
+
+    def delete(self, keys: Sequence[str]) -> int: ...
+
+    def invalidate_all(self, caller_reference: str, sleep: Callable[[float], None]) -> str: ...
+
+
+class Sites(Protocol):
+    def open(self, difusor: Difusor) -> Site: ...
+
+
+class DeliverySender(Protocol):
+    """Sends deliveries to the replicate step (one message group per difusor)."""
+
+    def send(self, requests: Sequence[DeliveryRequest]) -> None: ...

@@ -1,0 +1,196 @@
+"""In-memory implementations of ``difusion.ports``, for decision-table tests of services.
+
+Each keeps the rules its adapter keeps with conditional writes (a published sequence only
+moves forward, a lease belongs to one delivery, a delivered record is history);
+``tests/ledger_contract.py`` runs the same scenario against this fake and the real ledger
+on the emulator, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, lease_owner
+from difusion.models import (
+    DeliveryLease,
+    DeliveryOutcome,
+    DeliveryRequest,
+    DeliveryStatus,
+    Difusor,
+    PublishedState,
+)
+from difusion.window import WindowRecord
+
+
+@dataclass
+class FakeDeliveryLedger:
+    """``ports.DeliveryLedger`` in memory."""
+
+    window_record: WindowRecord = field(default_factory=WindowRecord)
+    states: dict[str, PublishedState] = field(default_factory=dict)
+    leases: dict[str, DeliveryLease] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    manifests: dict[int, str] = field(default_factory=dict)
+
+    def window(self) -> WindowRecord:
+        return self.window_record
+
+    def published(self, difusor_id: str) -> PublishedState | None:
+        state = self.states.get(difusor_id)
+        return None if state is None else replace(state, lease=self.leases.get(difusor_id))
+
+    def delivery_lease(self, difusor_id: str) -> DeliveryLease | None:
+        return self.leases.get(difusor_id)
+
+    def claim(self, request: DeliveryRequest, lease_seconds: int, now: datetime) -> None:
+        epoch = int(now.timestamp())
+        state = self.states.get(request.difusor_id)
+        lease = self.leases.get(request.difusor_id)
+        forward = state is None or (
+            state.sequence <= request.sequence
+            if request.is_redelivery
+            else state.sequence < request.sequence
+        )
+        free = lease is None or lease.until < epoch or lease.owner == lease_owner(request)
+        if forward and free:
+            self.leases[request.difusor_id] = DeliveryLease(
+                lease_owner(request), request.sequence, epoch + lease_seconds
+            )
+            return
+        if not forward:
+            raise AlreadyPublished(request.difusor_id)
+        assert lease is not None
+        raise DifusorBusy(f"{request.difusor_id}: {lease.owner}", lease.until - epoch + 1)
+
+    def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
+        record = self._record(request)
+        record.update(status=str(DeliveryStatus.IN_PROGRESS), attempts=attempt)
+
+    def finish_delivery(
+        self, request: DeliveryRequest, outcome: DeliveryOutcome, at: datetime
+    ) -> None:
+        state = self.states.get(request.difusor_id)
+        if state is not None and (
+            state.sequence > request.sequence
+            or (state.sequence == request.sequence and not request.is_redelivery)
+        ):
+            raise AlreadyPublished(request.difusor_id)
+        self.states[request.difusor_id] = PublishedState(
+            request.sequence, request.snapshot_id, request.manifest_key, request.manifest_sha256
+        )
+        self.leases.pop(request.difusor_id, None)
+        self._record(request).update(
+            status=str(DeliveryStatus.DELIVERED),
+            objects_copied=outcome.objects_copied,
+            invalidation_id=outcome.invalidation_id,
+        )
+
+    def record_delivery_status(
+        self, request: DeliveryRequest, status: DeliveryStatus, detail: str, at: datetime
+    ) -> None:
+        record = self._record(request)
+        if record.get("status") != DeliveryStatus.DELIVERED:
+            record.update(status=str(status), detail=detail)
+
+    def record_delivery_failure(
+        self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
+    ) -> None:
+        record = self._record(request)
+        if record.get("status") != DeliveryStatus.DELIVERED:
+            status = DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING
+            record.update(status=str(status), attempts=attempt, last_error=error)
+        lease = self.leases.get(request.difusor_id)
+        if lease is not None and lease.owner == lease_owner(request):
+            del self.leases[request.difusor_id]
+
+    def accepted_manifests(self) -> dict[int, str]:
+        return dict(self.manifests)
+
+    def record(self, request: DeliveryRequest) -> dict[str, Any]:
+        return self.deliveries.get(_key(request), {})
+
+    def _record(self, request: DeliveryRequest) -> dict[str, Any]:
+        return self.deliveries.setdefault(_key(request), {})
+
+
+def _key(request: DeliveryRequest) -> tuple[str, str, str]:
+    reason = request.reason if request.is_redelivery else ""
+    return (request.snapshot_id, request.difusor_id, reason)
+
+
+@dataclass
+class FakeOrigin:
+    """``ports.SignedObjects`` in memory."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    bucket: str = "origin"
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.objects[key]
+
+
+@dataclass
+class FakeRegistry:
+    difusores: dict[str, Difusor] = field(default_factory=dict)
+
+    def get(self, difusor_id: str) -> Difusor:
+        return self.difusores[difusor_id]
+
+    def all(self) -> list[Difusor]:
+        return list(self.difusores.values())
+
+    def active(self) -> list[Difusor]:
+        return [d for d in self.difusores.values() if d.status == "active"]
+
+
+@dataclass
+class FakeSite:
+    """One difusor's bucket and distribution; ``fail_on`` names a step that raises."""
+
+    objects: dict[str, str] = field(default_factory=dict)  # key -> source key
+    invalidations: dict[str, str] = field(default_factory=dict)  # caller reference -> id
+    fail_on: str = ""
+
+    def copy_in(
+        self,
+        *,
+        source_bucket: str,
+        source_key: str,
+        key: str,
+        content_type: str,
+        sha256: str,
+        size: int,
+    ) -> None:
+        self._maybe_fail("copy")
+        self.objects[key] = source_key
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = "bytes"
+
+    def list_keys(self) -> list[str]:
+        return sorted(self.objects)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        for key in keys:
+            self.objects.pop(key, None)
+        return len(keys)
+
+    def invalidate_all(self, caller_reference: str, sleep: Callable[[float], None]) -> str:
+        self._maybe_fail("invalidate")
+        # CloudFront's rule: the same caller reference gets the invalidation already made.
+        return self.invalidations.setdefault(caller_reference, f"I{len(self.invalidations)}")
+
+    def _maybe_fail(self, step: str) -> None:
+        if self.fail_on == step:
+            raise ConnectionError(f"{step} failed")
+
+
+@dataclass
+class FakeSites:
+    sites: dict[str, FakeSite] = field(default_factory=dict)
+
+    def open(self, difusor: Difusor) -> FakeSite:
+        return self.sites.setdefault(difusor.difusor_id, FakeSite())
