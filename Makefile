@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: venv tools layer synth demo bench test test-unit test-integration test-e2e test-infrastructure lint format clean
+.PHONY: venv tools layer synth demo bench test test-unit test-integration test-e2e test-infrastructure chaos lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,21 @@ test-e2e: venv tools
 
 test-infrastructure: venv layer
 	$(BIN)/pytest tests/infrastructure
+
+# The fault tier in full (`make test` runs only its slice, tests/chaos): nights with 5 % and
+# with 20 % of the functions' AWS calls failing, then the functions SIGKILLed at 50 random
+# calls and run again. New seeds every run, printed; CHAOS_SEED=N replays. Each part runs
+# even if one before it failed; figures in out/chaos/. CHAOS_JOBS runs that many at once.
+CHAOS_SEED ?=
+CHAOS_JOBS ?= 1
+CHAOS := $(BIN)/python -m difusion.local.chaos
+CHAOS_ARGS = --jobs $(CHAOS_JOBS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+chaos: venv
+	@status=0; \
+	$(CHAOS) nights --rate 0.05 --nights 4 $(CHAOS_ARGS) || status=1; \
+	$(CHAOS) nights --rate 0.20 --nights 4 $(CHAOS_ARGS) || status=1; \
+	$(CHAOS) crash --points 50 $(CHAOS_ARGS) || status=1; \
+	exit $$status
 
 lint: venv
 	$(BIN)/ruff check .

@@ -48,6 +48,7 @@ def build_closing_record(
     deliveries: Sequence[dict[str, Any]],
     incidents: Sequence[dict[str, Any]],
     checks: Sequence[dict[str, Any]],
+    upstream_incidents: Sequence[dict[str, Any]] = (),
     difusores: Sequence[dict[str, Any]],
     retained: Sequence[dict[str, Any]],
     generated_at: datetime,
@@ -159,9 +160,7 @@ def build_closing_record(
             for r in rejections
         ],
         "difusores": per_difusor,
-        "upstream_incidents": [
-            _incident(i) for i in incidents if i.get("difusor_id") == "upstream"
-        ],
+        "upstream_incidents": [_incident(i) for i in upstream_incidents],
         "deliveries_outside_window": [
             {"difusor_id": d["difusor_id"], "snapshot_id": d["snapshot_id"]} for d in outside
         ],

@@ -6,6 +6,12 @@ configured window, and the window's state in the ledger, which the Step Function
 (or an operator's early close) moves from ``before_opening`` to ``open`` to ``closed``. A
 timer that is late, or a clock that is early, can only hold publication back, never
 bring it forward.
+
+A delivery is inside the window or not by the moment replicate's gate lets it start
+writing, not by when it ends: one that starts within the grace runs to its end — its last
+file, the signed manifest, may land after the grace — because stopping it halfway would
+leave the difusor's site half-published. The closing record judges each delivery the same
+way (:meth:`PublicationWindow.admitted`), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ class WindowRecord:
     closed_at: datetime | None = None
     closed_early: bool = False
     opened_at: datetime | None = None
+
+    def as_of(self, moment: datetime) -> WindowRecord:
+        """The record as it stood at ``moment``, by its own times (for judging, after the
+        close, what a decision at ``moment`` saw)."""
+        if self.opened_at is not None and moment < self.opened_at:
+            return WindowRecord()
+        closed_at = self.closed_at if self.state is WindowState.CLOSED else None
+        if closed_at is not None and moment < closed_at:
+            return WindowRecord(WindowState.OPEN, opened_at=self.opened_at)
+        return self
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,13 @@ class PublicationWindow:
                 f"of {_duration(self.grace)}",
             )
         return Decision(Verdict.PUBLISH, "final cut, within the grace period after the close")
+
+    def admitted(self, cut_time: datetime, started_at: datetime, record: WindowRecord) -> bool:
+        """Was a delivery of a cut taken at ``cut_time``, whose publishing attempt started at
+        ``started_at``, inside the window? The gate's own decision at that start, against
+        the record as it stood then; when the delivery finished does not matter."""
+        decision = self.decide(cut_time, started_at, record.as_of(started_at))
+        return decision.verdict is Verdict.PUBLISH
 
 
 def _duration(span: timedelta) -> str:

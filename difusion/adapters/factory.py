@@ -7,6 +7,7 @@ code is the same either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -34,8 +35,25 @@ from difusion.settings import (
 )
 
 
-def utc_now() -> datetime:
+def wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = wall_clock
+
+
+def utc_now() -> datetime:
+    """The time every service reads. On AWS, the wall clock; the embedded default may
+    drive it instead (:func:`use_clock`), so a test moves the night's time rather than
+    waiting for it. Services hold this function, not the clock it reads."""
+    return _clock()
+
+
+def use_clock(clock: Callable[[], datetime]) -> None:
+    """Make every service (built already or not) read ``clock``. Only the embedded default
+    calls this; nothing deployed does."""
+    global _clock
+    _clock = clock
 
 
 def client(service: str, max_pool: int = 10) -> Any:

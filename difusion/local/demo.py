@@ -1,4 +1,9 @@
-"""``make demo``: a whole election night, in accelerated time, on the embedded default."""
+"""``make demo``: a whole election night, in accelerated time, on the embedded default.
+
+The night runs on a controlled clock: its times (the opening, cuts every 20 minutes, the
+monitor's periods, the close and its grace) are the story's, and the clock moves only when
+the story does, so the night is the same however long the machine takes for each step.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +22,7 @@ from rich.table import Table
 
 from difusion.adapters.site_sources import DirectorySource
 from difusion.generator import SeriesSpec, generate_series
+from difusion.local.clock import ControlledClock
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.session import (
     PackageOutcome,
@@ -32,25 +38,22 @@ from difusion.window import PublicationWindow
 
 @dataclass(frozen=True)
 class NightPlan:
-    """An election night in accelerated time."""
+    """An election night, in the night's own time."""
 
-    # From now to the opening: the emulator starts and is provisioned in it (a busy machine
-    # takes longer), then the first cuts arrive and are held.
-    opening_lead_seconds: float = 40.0
-    grace_seconds: int = 4
-    monitor_period_seconds: int = 2
+    cut_interval: timedelta = timedelta(minutes=20)  # UCSI's cuts arrive this far apart
+    grace: timedelta = timedelta(minutes=15)
+    # 15 minutes on election night; 5 here, so the down site's three failed periods come
+    # while cuts still arrive (20 minutes without one is an upstream stall).
+    monitor_period_seconds: int = 300
     difusor_down: str = "canal-10-los-cabos"
     close_reason: str = "100% de actas registradas (RE art. 353.6)"
 
 
-def _window_for(plan: NightPlan, spec: SeriesSpec, held: int) -> PublicationWindow:
-    # Time for the cuts that arrive before the opening, scaled by the package size.
-    lead = plan.opening_lead_seconds + held * 5.0 * max(spec.casillas / 1100, 0.1)
-    opening = datetime.now().astimezone() + timedelta(seconds=lead)
+def _window_for(plan: NightPlan, clock: ControlledClock, held: int) -> PublicationWindow:
+    # The first cuts arrive before the opening, one interval apart.
+    opening = clock.now() + held * plan.cut_interval
     # The timer would close a day later; the operator closes early when all actas are in.
-    return PublicationWindow(
-        opening, opening + timedelta(hours=1), timedelta(seconds=plan.grace_seconds)
-    )
+    return PublicationWindow(opening, opening + timedelta(hours=24), plan.grace)
 
 
 def run_demo(
@@ -85,19 +88,20 @@ def run_demo(
         f"fingerprint {secret_key.public_key.fingerprint}"
     )
     started = time.monotonic()
+    clock = ControlledClock(datetime.now().astimezone().replace(second=0, microsecond=0))
     options = PipelineOptions(
-        window=_window_for(plan, spec, held_count),
+        window=_window_for(plan, clock, held_count),
         monitor_period_seconds=plan.monitor_period_seconds,
         monitor_sample_size=64,
     )
     outcomes: list[PackageOutcome] = []
     story: list[str] = []
-    with embedded_pipeline(out_dir, secret_key, options) as pipeline:
+    with embedded_pipeline(out_dir, secret_key, options, clock) as pipeline:
         window = pipeline.deployment.window
         tz = ZoneInfo(pipeline.deployment.time_zone)
 
         def say(message: str) -> None:
-            stamp = datetime.now(tz).strftime("%H:%M:%S")
+            stamp = clock.now().astimezone(tz).strftime("%H:%M:%S")
             story.append(f"{stamp} {message}")
             console.print(f"[dim]{stamp}[/] {message}")
 
@@ -109,20 +113,26 @@ def run_demo(
             )
         )
         say(
-            f"window opens at {window.opening.astimezone(tz):%H:%M:%S}; "
-            f"monitor period {plan.monitor_period_seconds} s"
+            f"window opens at {window.opening.astimezone(tz):%H:%M:%S}; a cut every "
+            f"{_minutes(plan.cut_interval)}, a monitor period every "
+            f"{_minutes(timedelta(seconds=plan.monitor_period_seconds))}"
         )
         # Before the opening: processed and signed, not published
-        for package in before:
+        for index, package in enumerate(before):
+            if index:
+                clock.advance(plan.cut_interval)
             outcome = run_package(pipeline, package)
             outcomes.append(outcome)
             say(f"{package.name}: {outcome.status}; {_held(pipeline, outcome)}")
-        _wait_for(lambda: pipeline.ledger.window().state == "open", window.opening, pipeline)
+        clock.advance_to(window.opening)  # the timer fires: it opens and releases
+        if pipeline.ledger.window().state != "open":
+            raise RuntimeError("the window timer did not open the window at the opening")
         say("the window is open: the timer releases the newest snapshot to every difusor")
-        _settle_until(pipeline, lambda: _delivered(pipeline, before[-1].name) == 3)
+        pipeline.settle()
         _monitor(pipeline, say)
-        # During the night: cuts every "20 minutes"; one difusor's site goes down
+        # During the night: a cut every 20 minutes; one difusor's site goes down
         for index, package in enumerate(during):
+            clock.advance(plan.cut_interval)
             outcome = run_package(pipeline, package)
             outcomes.append(outcome)
             say(
@@ -137,12 +147,12 @@ def run_demo(
             if pipeline.difusor(plan.difusor_down).status == "suspended":
                 break
             _monitor(pipeline, say)
-        # The close
-        pipeline.ledger.close_early(datetime.now(UTC), plan.close_reason)
+        # The close; the late cut arrives a minute after its grace
+        pipeline.ledger.close_early(clock.now(), plan.close_reason)
         closed_at = pipeline.ledger.window().closed_at
         say(f"UCSI closes the window: {plan.close_reason}")
         assert closed_at is not None
-        _wait_for(lambda: False, closed_at + window.grace, pipeline, settle=False)
+        clock.advance_to(closed_at + window.grace + timedelta(minutes=1))
         outcome = run_package(pipeline, late)
         outcomes.append(outcome)
         say(
@@ -159,11 +169,10 @@ def run_demo(
             "opening": window.opening.isoformat(),
             "opened_at": _iso(pipeline.ledger.window().opened_at),
             "closed_at": _iso(closed_at),
-            "grace_seconds": plan.grace_seconds,
+            "grace_seconds": int(window.grace.total_seconds()),
         }
         report["story"] = story
         report["incidents"] = pipeline.ledger.items("INCIDENT#")
-        report["publication_times"] = _publication_times(report["deliveries"], window, closed_at)
         for difusor in pipeline.deployment.difusores:
             pipeline.download_site(difusor.difusor_id, out_dir / "sites" / difusor.difusor_id)
         origin = pipeline.deployment.origin_bucket
@@ -176,6 +185,11 @@ def run_demo(
             body = pipeline.s3.get_object(Bucket=origin, Key=key)["Body"].read()
             (out_dir / name).write_bytes(body)
         report["closing_record"] = finalized
+        # Judged by the closing record's rule (the replicate gate's): see difusion.window.
+        closing = json.loads((out_dir / "registro-de-cierre.json").read_text(encoding="utf-8"))
+        report["publication_times"] = _publication_times(
+            report["deliveries"], len(closing["deliveries_outside_window"])
+        )
         (out_dir / "report.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False, default=str)
         )
@@ -256,50 +270,17 @@ def _monitor(pipeline: LocalPipeline, say: Callable[[str], None]) -> dict[str, A
     return report
 
 
-def _wait_for(
-    condition: Callable[[], bool],
-    moment: datetime,
-    pipeline: LocalPipeline,
-    settle: bool = True,
-    timeout: float = 120.0,
-) -> None:
-    """Let the pipeline work until ``moment`` has passed and ``condition`` holds (or, for a
-    condition that never holds, until ``moment``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = datetime.now().astimezone()
-        if now >= moment and (condition() or not settle):
-            return
-        if settle:
-            pipeline.settle()
-        time.sleep(0.2)
-    raise TimeoutError(f"the night did not reach {moment.isoformat()}")
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} min"
 
 
-def _settle_until(pipeline: LocalPipeline, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not condition():
-        pipeline.settle()
-        time.sleep(0.2)
-
-
-def _publication_times(
-    deliveries: list[dict[str, Any]], window: PublicationWindow, closed_at: datetime
-) -> dict[str, Any]:
-    published = [d for d in deliveries if d.get("status") == "delivered"]
-    latest = closed_at + window.grace
-    outside = [
-        d
-        for d in published
-        if datetime.fromisoformat(d["started_at"]) < window.opening
-        or datetime.fromisoformat(d["finished_at"]) > latest
-    ]
-    moments = sorted(d["finished_at"] for d in published)
+def _publication_times(deliveries: list[dict[str, Any]], outside: int) -> dict[str, Any]:
+    moments = sorted(d["finished_at"] for d in deliveries if d.get("status") == "delivered")
     return {
-        "published": len(published),
+        "published": len(moments),
         "first": moments[0] if moments else None,
         "last": moments[-1] if moments else None,
-        "outside_window": len(outside),
+        "outside_window": outside,
     }
 
 

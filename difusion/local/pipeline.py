@@ -3,19 +3,23 @@
 Used by ``make demo``, ``difusion local run`` and the integration and e2e tests, so they
 all exercise the same path: a package uploaded to the origin bucket, the S3 event carried
 by EventBridge to SQS, and the Lambda handlers invoked by the local dispatcher.
+
+The pipeline has one clock (``difusion.local.clock``): the wall clock, or a controlled one
+its caller moves. The functions read it through the factory's clock, the monitor's
+schedule waits on it, and on a controlled clock the window timer's definition runs on it.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
-import time
 import uuid
 import warnings
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +31,8 @@ from difusion.adapters import factory
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
 from difusion.adapters.registry import DifusorRegistry
+from difusion.local.clock import ControlledClock, PipelineClock, WallClock
+from difusion.local.clocked_timer import ClockedExecution
 from difusion.local.dispatcher import LambdaContext, LocalDispatcher, Route, invoking
 from difusion.local.emulator import REGION, LocalEmulator
 from difusion.local.provision import (
@@ -41,6 +47,7 @@ from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
 from difusion.window import PublicationWindow
+from difusion.window_timer import execution_input, execution_name
 
 HANDLERS = {
     "ingest": "lambdas.ingest.handler",
@@ -67,7 +74,9 @@ class PipelineOptions:
     time_scale: float = ACCELERATED
     max_attempts: int = 3
     window: PublicationWindow | None = None  # None: open from the start, for a day
-    monitor_period_seconds: int = 1  # 15 min on election night; seconds when accelerated
+    # 15 min on election night; a second on the wall clock when accelerated (a controlled
+    # clock can keep election night's: its periods cost no waiting).
+    monitor_period_seconds: int = 1
     monitor_sample_size: int = 0  # 0: every file
     extra_environment: tuple[tuple[str, str], ...] = ()
 
@@ -81,25 +90,39 @@ class LocalPipeline:
         secret_key: SecretKey,
         options: PipelineOptions | None = None,
         log_stream: TextIO | None = None,
+        clock: PipelineClock | None = None,
     ) -> None:
         self.emulator = emulator
         self.secret_key = secret_key
         self.options = options or PipelineOptions()
+        # Replaced between tests like ``options``: ``reset`` provisions on the clock it finds.
+        self.clock: PipelineClock = clock or WallClock()
+        self.timer: ClockedExecution | None = None  # the window timer, on a controlled clock
         self._log_stream = log_stream
         self.sites = LocalSites()
-        self._last_period = 0.0
+        self._last_period = 0
         self.deployment: LocalDeployment = self._provision()
 
     def _provision(self) -> LocalDeployment:
         os.environ.update(self.emulator.environment())
+        factory.use_clock(self.clock.now)
+        self._last_period = 0
+        # On a controlled clock the pipeline runs the timer's definition itself: moto's
+        # Step Functions would wait on the wall clock.
+        controlled = self.clock if isinstance(self.clock, ControlledClock) else None
+        now = self.clock.now()
+        window = self.options.window or PublicationWindow(  # open from now, for a day
+            now - timedelta(seconds=1), now + timedelta(days=1)
+        )
         deployment = provision(
             election=self.options.election,
             time_zone=self.options.time_zone,
             difusores=self.options.difusores,
             secret_key=self.secret_key,
-            window=self.options.window,
+            window=window,
             time_scale=self.options.time_scale,
             max_attempts=self.options.max_attempts,
+            start_timer=controlled is None,
         )
         deployment = self._serve_sites(deployment)
         os.environ.update(deployment.function_environment())
@@ -162,7 +185,28 @@ class LocalPipeline:
                 ),
             ],
         )
+        if controlled is not None:
+            self.timer = self._start_clocked_timer(deployment, controlled)
         return deployment
+
+    def _start_clocked_timer(
+        self, deployment: LocalDeployment, clock: ControlledClock
+    ) -> ClockedExecution:
+        """The deployed timer's definition, executed with its waits on ``clock``: at once up
+        to the first instant the clock has not reached (an opening already passed opens
+        the window now, as the emulator's execution would)."""
+        session = boto3.session.Session()
+        definition = session.client("stepfunctions").describe_state_machine(
+            stateMachineArn=deployment.timer_arn
+        )["definition"]
+        window = deployment.window
+        return ClockedExecution(
+            json.loads(definition),
+            execution_name(deployment.election, window.opening),
+            json.loads(execution_input(window.opening, window.closing)),
+            clock,
+            {"DynamoDB": session.client("dynamodb"), "SQS": session.client("sqs")},
+        ).start()
 
     def _timeout(self, function: str) -> float:
         """The function's timeout in the pipeline's time (its context's remaining time)."""
@@ -195,24 +239,32 @@ class LocalPipeline:
         return replace(deployment, difusores=tuple(served))
 
     def reset(self) -> None:
-        """Forget everything and provision again (between tests)."""
+        """Forget everything and provision again (between tests), on ``self.clock``."""
+        self._stop_timer()
         self.sites.close()
         self.emulator.reset()
         self.deployment = self._provision()
 
     def close(self) -> None:
+        self._stop_timer()
         self.sites.close()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer = None
 
     def run_monitor_period(self) -> dict[str, Any]:
         """One update period of the continuity monitor, as its schedule would invoke it:
-        the next tick after the last one, once the clock has reached it."""
+        the next tick after the last one, once the clock has reached it (a controlled clock
+        is moved there, and what falls due on the way — the timer's close — happens first)."""
         period = self.options.monitor_period_seconds
-        tick = max(int(time.time()), int(self._last_period) + period)
+        tick = max(int(self.clock.now().timestamp()), self._last_period + period)
         tick -= tick % period
         if tick <= self._last_period:
             tick += period
-        time.sleep(max(tick - time.time(), 0.0))
-        self._last_period = float(tick)
+        self.clock.wait_until(datetime.fromtimestamp(tick, UTC))
+        self._last_period = tick
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),

@@ -133,9 +133,11 @@ def provision(
     window: PublicationWindow | None = None,
     time_scale: float = 1.0,
     max_attempts: int = topology.DEFAULT_MAX_ATTEMPTS,
+    start_timer: bool = True,
 ) -> LocalDeployment:
     """Create the institute's resources and each difusor's, register the difusores and
-    start the window timer.
+    start the window timer (on the emulator's wall clock; with ``start_timer`` false the
+    caller executes its definition on a clock of its own: ``timer_execution_arn`` is empty).
 
     Every name carries a fresh suffix, so nothing left running by an earlier deployment on
     the same emulator (a timer still waiting, say) can touch this one.
@@ -241,7 +243,7 @@ def provision(
         registered.append(difusor)
 
     timer_arn, execution_arn = _start_window_timer(
-        session, window, tables["ledger"][0], sign_url, election, suffix
+        session, window, tables["ledger"][0], sign_url, election, suffix, start_timer
     )
     return LocalDeployment(
         election=election,
@@ -277,8 +279,10 @@ def _start_window_timer(
     sign_queue_url: str,
     election: str,
     suffix: str,
+    start: bool = True,
 ) -> tuple[str, str]:
-    """Run the very definition the institute's stack deploys, on the emulator."""
+    """Deploy the very definition the institute's stack deploys, and run it on the
+    emulator unless told not to."""
     iam = session.client("iam")
     role = idempotent.create_role(
         iam, f"difusion-window-timer-{suffix}", _trust({"Service": "states.amazonaws.com"})
@@ -293,6 +297,8 @@ def _start_window_timer(
     timer = stepfunctions.create_state_machine(
         name=f"difusion-window-{suffix}", definition=definition, roleArn=role
     )["stateMachineArn"]
+    if not start:
+        return timer, ""
     execution = idempotent.start_execution(
         stepfunctions,
         timer,

@@ -6,10 +6,10 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from difusion.local.clock import PipelineClock
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.manifest import Manifest
@@ -45,8 +45,10 @@ def embedded_pipeline(
     work_dir: Path,
     secret_key: SecretKey | None = None,
     options: PipelineOptions | None = None,
+    clock: PipelineClock | None = None,
 ) -> Iterator[LocalPipeline]:
-    """Start the emulator, provision everything, yield the pipeline, stop the emulator."""
+    """Start the emulator, provision everything (on ``clock``; the wall clock if none),
+    yield the pipeline, stop the emulator."""
     work_dir.mkdir(parents=True, exist_ok=True)
     log: TextIO
     with (
@@ -58,6 +60,7 @@ def embedded_pipeline(
             secret_key or SecretKey.generate(),
             options or PipelineOptions(),
             log_stream=log,
+            clock=clock,
         )
         try:
             yield pipeline
@@ -67,7 +70,7 @@ def embedded_pipeline(
 
 def run_package(pipeline: LocalPipeline, package: Path) -> PackageOutcome:
     """Upload one package, let the pipeline settle, and read its outcome from the ledger."""
-    started_at = datetime.now(UTC).isoformat()
+    started_at = pipeline.clock.now().isoformat()  # the ledger's times are the pipeline's
     started = time.monotonic()
     pipeline.upload(package)
     pipeline.settle()

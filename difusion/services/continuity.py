@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from difusion.adapters.difusor_site import DifusorSites
-from difusion.adapters.ledger import AlreadyFinalized, Ledger, PeriodAlreadyChecked
+from difusion.adapters.ledger import UPSTREAM, AlreadyFinalized, Ledger, PeriodAlreadyChecked
 from difusion.adapters.origin import (
     CLOSING_PREFIX,
     PUBLIC_KEY_KEY,
@@ -30,7 +30,7 @@ from difusion.adapters.origin import (
     signature_key,
 )
 from difusion.adapters.queues import DeliveryQueue
-from difusion.adapters.registry import DifusorRegistry
+from difusion.adapters.registry import DifusorRegistry, StatusUnchanged
 from difusion.closing import (
     build_closing_record,
     closing_record_json,
@@ -54,7 +54,6 @@ from difusion.times import parse_iso
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
-UPSTREAM = "upstream"
 
 
 def _package_of(entry: dict[str, Any], snapshots: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -65,6 +64,24 @@ def _package_of(entry: dict[str, Any], snapshots: list[dict[str, Any]]) -> tuple
     if not entry.get("object_key"):
         return None
     return str(entry["object_key"]), str(entry.get("object_version", ""))
+
+
+# Besides the rules' actions, a failed period is counted in its incident: owed like them.
+FAILED_PERIOD = "count_failed_period"
+
+
+def _recorded(subject: str, item: dict[str, Any]) -> tuple[SiteCheck, str, list[str]]:
+    """A recorded check whose actions are still owed: the check, its incident, the actions."""
+    check = SiteCheck(
+        subject,
+        CheckOutcome(str(item["outcome"])),
+        str(item.get("detail", "")),
+        served_sequence=item.get("served_sequence"),
+        served_snapshot_id=str(item.get("served_snapshot_id", "")),
+        files_checked=int(item.get("files_checked", 0)),
+        altered_paths=tuple(item.get("altered_paths", [])),
+    )
+    return check, str(item.get("incident_for_actions", "")), list(item["actions_pending"])
 
 
 @dataclass(frozen=True)
@@ -159,14 +176,16 @@ class ContinuityService:
         return report
 
     def _check_difusores(self, period: str, report: PeriodReport) -> None:
-        public_key = self._policy.pinned_key or PublicKey.from_text(
-            self._origin.get_bytes(PUBLIC_KEY_KEY).decode()
-        )
         targets: list[tuple[Difusor, PublishedState]] = []
         for difusor in self._registry.active():
             published = self._ledger.published(difusor.difusor_id)
             if published is not None:  # nothing delivered yet: nothing to hold it to
                 targets.append((difusor, published))
+        if not targets:  # nothing published yet (the key itself may not be in the origin)
+            return
+        public_key = self._policy.pinned_key or PublicKey.from_text(
+            self._origin.get_bytes(PUBLIC_KEY_KEY).decode()
+        )
 
         def check(target: tuple[Difusor, PublishedState]) -> SiteCheck:
             difusor, published = target
@@ -213,39 +232,69 @@ class ContinuityService:
         check: SiteCheck,
         report: PeriodReport,
     ) -> None:
+        """Record the period's check with the actions it owes, then act, then say so: a run
+        that dies in between leaves the actions to the period's next run (each is done
+        once however often it is tried: incidents, notes and notices are idempotent)."""
+        subject = difusor.difusor_id
         now = self._clock()
-        state = self._ledger.monitor_state(difusor.difusor_id)
+        state = self._ledger.monitor_state(subject)
         transition = advance(state, check, period, self._policy.suspend_after)
-        try:
-            self._ledger.record_check(difusor.difusor_id, period, check, transition.state, now)
-        except PeriodAlreadyChecked:
-            return  # another run of this period already acted on it
         incident = transition.state.incident_id or state.incident_id
-        log = {"difusor_id": difusor.difusor_id, "period": period, "outcome": str(check.outcome)}
+        owed = [str(a) for a in transition.actions] + ([FAILED_PERIOD] if check.failed else [])
+        try:
+            self._ledger.record_check(
+                subject, period, check, transition.state, now, actions=owed, incident=incident
+            )
+        except PeriodAlreadyChecked:
+            pending = self._ledger.pending_check(subject, period)
+            if pending is None:
+                return  # another run of this period recorded it and acted on it
+            check, incident, owed = _recorded(subject, pending)
         if check.failed:
-            logger.warning("site check failed", extra={**log, "detail": check.detail})
-        for action in transition.actions:
-            report.actions.append(f"{difusor.difusor_id}: {action}")
-            if action is Action.OPEN_INCIDENT:
-                kind = "integrity" if check.outcome is CheckOutcome.ALTERED else "continuity"
-                self._ledger.open_incident(
-                    incident, difusor.difusor_id, kind, str(check.outcome), check.detail, now
-                )
-            elif action is Action.ALERT:
-                logger.error(
-                    "integrity incident: the difusor serves files that differ from the "
-                    "signed manifest",
-                    extra={**log, "paths": list(check.altered_paths[:20])},
-                )
-            elif action is Action.REPAIR:
-                self._repair(difusor, published, period, check, incident)
-            elif action is Action.SUSPEND:
-                self._suspend(difusor, incident, check)
-            elif action is Action.CLOSE_INCIDENT:
-                self._ledger.close_incident(state.incident_id, now, f"recovered: {check.detail}")
-        if check.failed:
+            logger.warning(
+                "site check failed",
+                extra={"difusor_id": subject, "period": period, "detail": check.detail},
+            )
+        for action in owed:
+            if action != FAILED_PERIOD:
+                report.actions.append(f"{subject}: {action}")
+            self._act(difusor, published, period, check, incident, action)
+        if owed:
+            self._ledger.actions_done(subject, period)
+
+    def _act(
+        self,
+        difusor: Difusor,
+        published: PublishedState,
+        period: str,
+        check: SiteCheck,
+        incident: str,
+        action: str,
+    ) -> None:
+        now = self._clock()
+        if action == Action.OPEN_INCIDENT:
+            kind = "integrity" if check.outcome is CheckOutcome.ALTERED else "continuity"
+            self._ledger.open_incident(
+                incident, difusor.difusor_id, kind, str(check.outcome), check.detail, now
+            )
+        elif action == Action.ALERT:
+            logger.error(
+                "integrity incident: the difusor serves files that differ from the signed manifest",
+                extra={"difusor_id": difusor.difusor_id, "paths": list(check.altered_paths[:20])},
+            )
+        elif action == Action.REPAIR:
+            self._repair(difusor, published, period, check, incident)
+        elif action == Action.SUSPEND:
+            self._suspend(difusor, period, incident, check)
+        elif action == Action.CLOSE_INCIDENT:
+            self._ledger.close_incident(incident, now, f"recovered: {check.detail}")
+        elif action == FAILED_PERIOD:
             self._ledger.add_to_incident(
-                incident, at=now, cause=f"{period} {check.outcome}", failed_period=True
+                incident,
+                at=now,
+                note=f"{period}:failed",
+                cause=f"{period} {check.outcome}",
+                failed_period=True,
             )
 
     def _repair(
@@ -269,26 +318,35 @@ class ContinuityService:
             scope=DeliveryScope.REPAIR,
             paths=check.altered_paths,
         )
-        self._deliveries.send([request])
+        self._deliveries.send([request])  # one per period: its reason is the period's
         self._ledger.add_to_incident(
             incident,
             at=self._clock(),
+            note=f"{period}:repair",
             action=f"redelivery of {len(check.altered_paths)} altered files requested",
         )
 
-    def _suspend(self, difusor: Difusor, incident: str, check: SiteCheck) -> None:
+    def _suspend(self, difusor: Difusor, period: str, incident: str, check: SiteCheck) -> None:
         now = self._clock()
         reason = (
             f"{self._policy.suspend_after} consecutive failed update periods "
             f"(last: {check.outcome}: {check.detail})"
         )
-        suspended = self._registry.suspend(difusor.difusor_id, reason[:500], now)
+        try:
+            suspended = self._registry.suspend(difusor.difusor_id, reason[:500], now)
+        except StatusUnchanged:  # an earlier run of this period suspended it
+            suspended = self._registry.get(difusor.difusor_id)
         logger.error(
             "difusor suspended", extra={"difusor_id": difusor.difusor_id, "reason": reason}
         )
-        self._ledger.add_to_incident(incident, at=now, action="transmission interrupted")
         self._ledger.add_to_incident(
-            incident, at=now, action=self._show_notice(suspended, incident, now)
+            incident, at=now, note=f"{period}:suspend", action="transmission interrupted"
+        )
+        self._ledger.add_to_incident(
+            incident,
+            at=now,
+            note=f"{period}:notice",
+            action=self._show_notice(suspended, incident, now),
         )
         self.publish_difusores_list()
 
@@ -343,26 +401,33 @@ class ContinuityService:
         )
         state = self._ledger.monitor_state(UPSTREAM)
         transition = advance(state, check, period, threshold=10**9)  # never suspends
+        incident = transition.state.incident_id or state.incident_id
+        owed = [str(a) for a in transition.actions] + ([FAILED_PERIOD] if not check.ok else [])
         try:
-            self._ledger.record_check(UPSTREAM, period, check, transition.state, now)
+            self._ledger.record_check(
+                UPSTREAM, period, check, transition.state, now, actions=owed, incident=incident
+            )
         except PeriodAlreadyChecked:
-            return
-        for action in transition.actions:
-            report.actions.append(f"{UPSTREAM}: {action}")
-            if action is Action.OPEN_INCIDENT:
+            pending = self._ledger.pending_check(UPSTREAM, period)
+            if pending is None:
+                return
+            check, incident, owed = _recorded(UPSTREAM, pending)
+        for action in owed:
+            if action == Action.OPEN_INCIDENT:
+                report.actions.append(f"upstream: {action}")
                 logger.error("upstream stalled", extra={"detail": check.detail})
                 self._ledger.open_incident(
-                    transition.state.incident_id,
-                    UPSTREAM,
-                    "upstream_stall",
-                    "no new snapshot",
-                    check.detail,
-                    now,
+                    incident, UPSTREAM, "upstream_stall", "no new snapshot", check.detail, now
                 )
-            elif action is Action.CLOSE_INCIDENT:
-                self._ledger.close_incident(state.incident_id, now, "a new snapshot arrived")
-        if not check.ok:
-            self._ledger.add_to_incident(transition.state.incident_id, at=now, failed_period=True)
+            elif action == Action.CLOSE_INCIDENT:
+                report.actions.append(f"upstream: {action}")
+                self._ledger.close_incident(incident, now, "a new snapshot arrived")
+            elif action == FAILED_PERIOD:
+                self._ledger.add_to_incident(
+                    incident, at=now, note=f"{period}:failed", failed_period=True
+                )
+        if owed:
+            self._ledger.actions_done(UPSTREAM, period)
 
     # --- the operator ------------------------------------------------------------------
 
@@ -374,7 +439,12 @@ class ContinuityService:
         state = self._ledger.monitor_state(difusor_id)
         self._ledger.clear_monitor(difusor_id)
         if state.incident_id:
-            self._ledger.add_to_incident(state.incident_id, at=now, action=f"reinstated: {reason}")
+            self._ledger.add_to_incident(
+                state.incident_id,
+                at=now,
+                note=f"reinstated:{now.isoformat()}",
+                action=f"reinstated: {reason}",
+            )
             self._ledger.close_incident(state.incident_id, now, f"reinstated by UCSI: {reason}")
         self.publish_difusores_list()
         head: Head | None = self._ledger.head()
@@ -434,6 +504,7 @@ class ContinuityService:
             ],
             deliveries=self._ledger.items("DELIVERY#"),
             incidents=self._ledger.items("INCIDENT#"),
+            upstream_incidents=self._ledger.items("UPSTREAM#INCIDENT#"),
             checks=self._ledger.items("CHECK#"),
             difusores=difusores,
             retained=retained,

@@ -18,6 +18,7 @@ from difusion.models import (
     DeliveryRequest,
     DeliveryScope,
     DeliveryStatus,
+    Difusor,
     DifusorStatus,
 )
 from difusion.ports import DeliveryLedger, Registry, SignedObjects, Site, Sites
@@ -75,44 +76,17 @@ class ReplicateService:
         self._sleep = sleep
 
     def deliver(self, request: DeliveryRequest, attempt: int) -> DeliveryOutcome:
-        """Deliver ``request``; raise :class:`DeliveryError` for the queue to retry."""
-        difusor = self._registry.get(request.difusor_id)
-        if difusor.status is not DifusorStatus.ACTIVE:
-            detail = f"difusor is {difusor.status}; nothing delivered"
-            self._ledger.record_delivery_status(
-                request, DeliveryStatus.SKIPPED, detail, self._clock()
-            )
-            return DeliveryOutcome(
-                request.difusor_id, request.snapshot_id, DeliveryStatus.SKIPPED, detail=detail
-            )
-        # Defence in depth: whatever sent this delivery, nothing is written to a difusor
-        # outside the window.
-        decision = self._window.decide(
-            parse_iso(request.cut_time), self._clock(), self._ledger.window()
-        )
-        if decision.verdict is not Verdict.PUBLISH:
-            status = (
-                DeliveryStatus.HELD if decision.verdict is Verdict.HOLD else DeliveryStatus.REFUSED
-            )
-            self._ledger.record_delivery_status(request, status, decision.reason, self._clock())
-            logger.warning(
-                "delivery not published",
-                extra={
-                    "difusor_id": request.difusor_id,
-                    "snapshot_id": request.snapshot_id,
-                    "status": str(status),
-                    "reason": decision.reason,
-                },
-            )
-            return DeliveryOutcome(
-                request.difusor_id, request.snapshot_id, status, detail=decision.reason
-            )
+        """Deliver ``request``; raise for the queue to retry (the step records the failure)."""
+        now = self._clock()
+        difusor, refused = self._admit(request, now)
+        if refused is not None:
+            return refused
         # Another delivery's lease raises DifusorBusy: the message returns when it ends.
         try:
-            self._ledger.claim(request, self._lease_seconds, self._clock())
+            self._ledger.claim(request, self._lease_seconds, now)
         except AlreadyPublished:
             return self._already_published(request)
-        self._ledger.start_delivery(request, attempt, self._clock())
+        self._ledger.start_delivery(request, attempt, now)
         try:
             outcome = self._publish(request, self._sites.open(difusor))
             self._ledger.finish_delivery(request, outcome, self._clock())
@@ -135,6 +109,38 @@ class ReplicateService:
         """A failed attempt of ``request``, whatever failed (the step's wrapper calls this):
         ``retrying``, or ``failed`` on the last attempt; the lease is released if it held it."""
         self._ledger.record_delivery_failure(request, attempt, error, final, self._clock())
+
+    def _admit(
+        self, request: DeliveryRequest, now: datetime
+    ) -> tuple[Difusor, DeliveryOutcome | None]:
+        """Whether ``request`` may write to its difusor at ``now`` (the attempt's one
+        reading of the clock, also its lease's and its recorded start): an active difusor,
+        inside the window (defence in depth: whatever sent it, nothing is written
+        outside). When not, the ledger says why and the outcome says so."""
+        difusor = self._registry.get(request.difusor_id)
+        if difusor.status is not DifusorStatus.ACTIVE:
+            detail = f"difusor is {difusor.status}; nothing delivered"
+            return difusor, self._not_published(request, DeliveryStatus.SKIPPED, detail)
+        decision = self._window.decide(parse_iso(request.cut_time), now, self._ledger.window())
+        if decision.verdict is Verdict.PUBLISH:
+            return difusor, None
+        status = DeliveryStatus.HELD if decision.verdict is Verdict.HOLD else DeliveryStatus.REFUSED
+        logger.warning(
+            "delivery not published",
+            extra={
+                "difusor_id": request.difusor_id,
+                "snapshot_id": request.snapshot_id,
+                "status": str(status),
+                "reason": decision.reason,
+            },
+        )
+        return difusor, self._not_published(request, status, decision.reason)
+
+    def _not_published(
+        self, request: DeliveryRequest, status: DeliveryStatus, detail: str
+    ) -> DeliveryOutcome:
+        self._ledger.record_delivery_status(request, status, detail, self._clock())
+        return DeliveryOutcome(request.difusor_id, request.snapshot_id, status, detail=detail)
 
     def _already_published(self, request: DeliveryRequest) -> DeliveryOutcome:
         state = self._ledger.published(request.difusor_id)
@@ -236,21 +242,42 @@ class ReplicateService:
             self._history_cache = (sequence, self._ledger.accepted_manifests())
         return {s: k for s, k in self._history_cache[1].items() if s <= sequence}
 
-    def copy_shard(self, request: DeliveryRequest, tier: Tier, index: int, count: int) -> int:
+    def copy_shard(
+        self, request: DeliveryRequest, tier: Tier, index: int, count: int, attempt: int = 1
+    ) -> int:
         """Copy shard ``index`` of ``count`` of one content tier of ``request``; every shard
         of a tier finishes before any of the next starts, and nothing is visible as published
-        until :meth:`commit`. Idempotent: a retried shard copies the same objects again.
+        until :meth:`commit`. The same gate as :meth:`deliver`: a difusor that is not active,
+        a window that is not open, or a newer publication copies nothing; every shard holds
+        the delivery's lease. Idempotent: a retried shard copies the same objects again.
         Returns how many objects it copied."""
+        now = self._clock()
+        difusor, refused = self._admit(request, now)
+        if refused is not None:
+            return 0
+        try:
+            self._ledger.claim(request, self._lease_seconds, now)
+        except AlreadyPublished:
+            return 0
+        self._ledger.start_delivery(request, attempt, now)
         steps = self.plan(request).shard(tier, index, count)
-        self._copy(self._sites.open(self._registry.get(request.difusor_id)), steps)
+        self._copy(self._sites.open(difusor), steps)
         return len(steps)
 
-    def commit(self, request: DeliveryRequest) -> DeliveryOutcome:
+    def commit(self, request: DeliveryRequest, attempt: int = 1) -> DeliveryOutcome:
         """Once every shard is done: the signed manifest, removals, the invalidation, and
-        the ledger's record."""
-        site = self._sites.open(self._registry.get(request.difusor_id))
-        outcome = self._commit(request, site, self.plan(request))
-        self._ledger.finish_delivery(request, outcome, self._clock())
+        the ledger's record — behind the same gate and lease as :meth:`deliver`."""
+        now = self._clock()
+        difusor, refused = self._admit(request, now)
+        if refused is not None:
+            return refused
+        try:
+            self._ledger.claim(request, self._lease_seconds, now)
+            site = self._sites.open(difusor)
+            outcome = self._commit(request, site, self.plan(request))
+            self._ledger.finish_delivery(request, outcome, self._clock())
+        except AlreadyPublished:
+            return self._already_published(request)
         return outcome
 
     def _commit(

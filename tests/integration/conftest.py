@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from difusion.adapters import factory
 from difusion.generator import SeriesSpec, Snapshot, generate_series
+from difusion.local.clock import PipelineClock, WallClock
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.signing import SecretKey
@@ -37,6 +39,24 @@ def _session_pipeline(emulator: LocalEmulator, secret_key: SecretKey, work_dir: 
         pipeline = LocalPipeline(emulator, secret_key, OPTIONS, log_stream=log)
         yield pipeline, {"used": False}
         pipeline.close()
+
+
+def provision_on(
+    pipeline: LocalPipeline, options: PipelineOptions, clock: PipelineClock
+) -> LocalPipeline:
+    """Provision the session's pipeline anew with ``options`` on ``clock`` (a test's own
+    window or clock); :func:`back_to_defaults` after the test."""
+    pipeline.options, pipeline.clock = options, clock
+    pipeline.reset()
+    pipeline.dispatcher.handler_errors.clear()
+    return pipeline
+
+
+def back_to_defaults(pipeline: LocalPipeline) -> None:
+    """The default options on the wall clock again (the next test's reset provisions on
+    them; the factory's clock is the wall clock from now on)."""
+    pipeline.options, pipeline.clock = OPTIONS, WallClock()
+    factory.use_clock(factory.wall_clock)
 
 
 @pytest.fixture

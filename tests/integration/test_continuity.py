@@ -6,23 +6,25 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from difusion.adapters import factory
 from difusion.adapters.difusor_site import DifusorSites
 from difusion.adapters.factory import client
 from difusion.adapters.origin import OriginStore
 from difusion.adapters.public_site import HttpSiteReader
 from difusion.adapters.queues import DeliveryQueue
 from difusion.cli import main
+from difusion.local.clock import ControlledClock
 from difusion.manifest import Manifest
 from difusion.notice import STATUS_PATH
 from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
 from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.verification import verify_directory
+from tests.integration.conftest import OPTIONS, back_to_defaults, provision_on
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +72,12 @@ def test_a_faithful_site_passes_and_every_check_is_in_the_ledger(pipeline, packa
     # Then every site verifies over HTTP, and the ledger has one check per difusor
     assert _outcomes(report) == {d.difusor_id: "ok" for d in pipeline.deployment.difusores}
     checks = {c["difusor_id"]: c for c in pipeline.ledger.items("CHECK#")}
-    assert set(checks) == {"diario-peninsular", "uabcs", "canal-10-los-cabos", "upstream"}
-    assert {c["outcome"] for c in checks.values()} == {"ok"}  # a snapshot seconds ago
-    assert all(c["files_checked"] > 10 for d, c in checks.items() if d != "upstream")
+    assert set(checks) == {"diario-peninsular", "uabcs", "canal-10-los-cabos"}
+    assert {c["outcome"] for c in checks.values()} == {"ok"}
+    assert all(c["files_checked"] > 10 for c in checks.values())
+    # and the upstream's check, under keys of its own: a snapshot seconds ago
+    [upstream] = pipeline.ledger.items("UPSTREAM#CHECK#")
+    assert upstream["outcome"] == "ok"
     assert pipeline.ledger.items("INCIDENT#") == []
 
 
@@ -251,37 +256,53 @@ def test_a_period_that_runs_twice_acts_once(pipeline, packages):
     assert pipeline.ledger.monitor_state("uabcs").consecutive_failures == 1
 
 
+@pytest.fixture
+def election_night(_session_pipeline):
+    """A pipeline on a controlled clock with election night's monitor period (15 minutes)
+    and stall limit (20), the clock at the start of a period (it provisions anew)."""
+    pipeline, state = _session_pipeline
+    state["used"] = True
+    now = datetime.now(UTC).replace(microsecond=0)
+    options = replace(
+        OPTIONS,
+        monitor_period_seconds=900,
+        extra_environment=(("UPSTREAM_STALL_SECONDS", "1200"),),
+    )
+    clock = ControlledClock(now - timedelta(seconds=int(now.timestamp()) % 900))
+    yield provision_on(pipeline, options, clock)
+    back_to_defaults(pipeline)
+
+
 def test_an_upstream_silent_for_longer_than_the_limit_is_an_incident_until_a_cut_arrives(
-    pipeline, packages, monkeypatch
+    election_night, packages
 ):
-    # Given the limit (20 minutes on election night) and one clock the test moves, for the
-    # monitor and for the pipeline's functions alike
-    policy = MonitorPolicy(period=timedelta(minutes=15), upstream_stall=timedelta(minutes=20))
-    start = datetime.now(UTC)
-    clock = [start]
-    monkeypatch.setattr(factory, "utc_now", lambda: clock[0])
-    service = _service(pipeline, lambda: clock[0], policy)
+    # Given a snapshot accepted at the start of a period, on a clock the test moves for the
+    # functions and the monitor's schedule alike
+    pipeline, clock = election_night, election_night.clock
+    start = clock.now()
     pipeline.process(packages[0])
-    # Within the limit of the last snapshot: no incident
-    clock[0] = start + timedelta(minutes=15)
-    assert service.run_period().upstream_silence_seconds == 15 * 60
+    assert pipeline.run_monitor_period()["upstream_silence_seconds"] == 0
+    # Within the limit of the last snapshot, at the next period: no incident
+    report = pipeline.run_monitor_period()
+    assert clock.now() == start + timedelta(minutes=15)
+    assert report["upstream_silence_seconds"] == 15 * 60
     assert pipeline.ledger.items("INCIDENT#") == []
     # Past the limit without a new snapshot while the window is open: an incident
-    clock[0] = start + timedelta(minutes=30)
-    report = service.run_period()
-    assert report.upstream_silence_seconds == 30 * 60
-    assert "upstream: open_incident" in report.actions
-    [incident] = pipeline.ledger.items("INCIDENT#")
-    assert incident["incident_kind"] == "upstream_stall" and incident["difusor_id"] == "upstream"
+    report = pipeline.run_monitor_period()
+    assert report["upstream_silence_seconds"] == 30 * 60
+    assert "upstream: open_incident" in report["actions"]
+    [incident] = pipeline.ledger.items("UPSTREAM#INCIDENT#")
+    assert incident["incident_kind"] == "upstream_stall"
+    assert pipeline.ledger.items("INCIDENT#") == []  # no difusor's
     # A new snapshot ends it at the next period
-    clock[0] = start + timedelta(minutes=31)
+    clock.advance(timedelta(minutes=1))
     pipeline.process(packages[1])
-    clock[0] = start + timedelta(minutes=45)
-    report = service.run_period()
-    assert report.upstream_silence_seconds == 14 * 60
-    assert "upstream: close_incident" in report.actions
-    [incident] = pipeline.ledger.items("INCIDENT#")
-    assert incident["ended_at"] and incident["periods_failed"] >= 1
+    report = pipeline.run_monitor_period()
+    assert clock.now() == start + timedelta(minutes=45)
+    assert report["upstream_silence_seconds"] == 14 * 60
+    assert "upstream: close_incident" in report["actions"]
+    [incident] = pipeline.ledger.items("UPSTREAM#INCIDENT#")
+    assert incident["ended_at"] and incident["periods_failed"] == 1
 
 
 def test_a_suspension_says_so_when_the_difusors_bucket_no_longer_takes_the_notice(

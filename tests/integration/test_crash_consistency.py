@@ -311,3 +311,41 @@ def test_a_manifest_the_ledger_never_accepted_does_not_stay_in_the_origin(
     assert sorted(o["Key"] for o in listed) == sorted([key, key + ".minisig"])
     for difusor in pipeline.deployment.difusores:
         assert not any(first in path for path in pipeline.site_objects(difusor.difusor_id))
+
+
+# --- a monitor period that dies between its record and its actions ----------------------------
+
+
+def test_a_period_that_dies_after_recording_acts_on_its_next_run(pipeline, packages, monkeypatch):
+    from difusion.adapters.ledger.checks import CheckRecords
+    from tests.integration.test_continuity import _service
+
+    pipeline.process(packages[0])
+    difusor = pipeline.difusor("uabcs")
+    manifest = Manifest.from_bytes(pipeline.site_objects("uabcs")[MANIFEST_PATH])
+    victim = next(f.path for f in manifest.files if f.path.endswith(".json"))
+    pipeline.difusor_s3("uabcs").put_object(Bucket=difusor.bucket, Key=victim, Body=b"{}")
+    now = datetime.now(UTC)
+    service = _service(pipeline, lambda: now)
+    # Given a run that records the period's check and dies before opening the incident
+    open_incident = CheckRecords.open_incident
+    monkeypatch.setattr(
+        CheckRecords,
+        "open_incident",
+        lambda *a, **k: (_ for _ in ()).throw(ConnectionResetError("killed")),
+    )
+    with pytest.raises(ConnectionResetError):
+        service.run_period()
+    assert pipeline.ledger.items("INCIDENT#") == []
+    # When the schedule retries the period
+    monkeypatch.setattr(CheckRecords, "open_incident", open_incident)
+    again = service.run_period()
+    # Then the incident is open, the repair requested and the failure counted, each once
+    assert "uabcs: open_incident" in again.actions and "uabcs: repair" in again.actions
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["incident_kind"] == "integrity" and incident["periods_failed"] == 1
+    assert sum("redelivery" in a for a in incident["actions"]) == 1
+    # and a third run owes nothing
+    assert service.run_period().actions == []
+    [incident] = pipeline.ledger.items("INCIDENT#")
+    assert incident["periods_failed"] == 1

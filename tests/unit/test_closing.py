@@ -90,6 +90,21 @@ def test_deliveries_outside_the_window_are_called_out():
     )
 
 
+def test_a_delivery_is_judged_by_when_its_publishing_attempt_started_not_when_it_ended():
+    end_of_grace = WINDOW.closing + WINDOW.grace
+    # Started in the last second of the grace, its manifest landed five minutes later
+    overran = delivery(3, "uabcs", end_of_grace - timedelta(seconds=1))
+    overran["finished_at"] = (end_of_grace + timedelta(minutes=5)).isoformat()
+    assert record([overran])["deliveries_outside_window"] == []
+    # Started after the grace, or retried after it (the attempt that published counts)
+    late = delivery(3, "uabcs", end_of_grace + timedelta(seconds=1))
+    retried = {**overran, "attempt_started_at": late["started_at"]}
+    for outside in (late, retried):
+        assert record([outside])["deliveries_outside_window"] == [
+            {"difusor_id": "uabcs", "snapshot_id": "s3"}
+        ]
+
+
 def test_the_record_reads_in_local_time_and_names_the_first_publication():
     result = record([delivery(2, "uabcs", OPENING + timedelta(hours=4, minutes=1))])
     published = {s["snapshot_id"]: s["first_published_at"] for s in result["snapshots_published"]}

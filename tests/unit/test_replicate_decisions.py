@@ -207,3 +207,37 @@ def test_the_fake_ledger_keeps_the_real_ledgers_contract():
         return ledger.record(request)["status"]
 
     exercise_delivery_ledger(ledger, status_of)
+
+
+@pytest.mark.parametrize(
+    ("difusor", "record", "now", "status"),
+    [
+        (replace(DIFUSOR, status=DifusorStatus.SUSPENDED), OPEN, NOW, DeliveryStatus.SKIPPED),
+        (DIFUSOR, WindowRecord(), WINDOW.opening - timedelta(minutes=1), DeliveryStatus.HELD),
+    ],
+    ids=["suspended", "before-opening"],
+)
+def test_the_sharded_path_has_the_gate_deliver_has(difusor, record, now, status):
+    origin, ledger, request = _world()
+    ledger.window_record = record
+    sites = FakeSites()
+    service = _service(origin, ledger, sites, difusor=difusor, now=now)
+    plan = service.plan(request)
+    copied = [service.copy_shard(request, tier, 0, 1) for tier in plan.content_tiers]
+    assert copied == [0] * len(plan.content_tiers)
+    assert service.commit(request).status is status
+    assert "d1" not in sites.sites or sites.sites["d1"].objects == {}
+    assert ledger.published("d1") is None
+
+
+def test_the_sharded_path_holds_the_lease_and_publishes_once_committed():
+    origin, ledger, request = _world()
+    sites = FakeSites()
+    service = _service(origin, ledger, sites)
+    for tier in service.plan(request).content_tiers:
+        assert service.copy_shard(request, tier, 0, 1) > 0
+    # copied but not committed: the lease is the delivery's, nothing is published yet
+    assert ledger.delivery_lease("d1").owner == "S1#accepted"
+    assert ledger.published("d1") is None
+    assert service.commit(request).status is DeliveryStatus.DELIVERED
+    assert ledger.published("d1").sequence == 1 and ledger.delivery_lease("d1") is None

@@ -91,3 +91,42 @@ def test_naive_or_inverted_windows_are_refused():
         PublicationWindow(datetime(2024, 6, 2, 20), datetime(2024, 6, 3, 20))
     with pytest.raises(ValueError):
         PublicationWindow(WINDOW.closing, WINDOW.opening)
+
+
+# --- a delivery after the fact: judged as the gate judged it, at its start ---------------
+
+timelines = st.sampled_from(
+    [
+        # (the timer opened at, the window closed at, early?)
+        (OPENING, WINDOW.closing, False),
+        (OPENING + timedelta(minutes=3), WINDOW.closing, False),  # a late timer
+        (OPENING, OPENING + timedelta(hours=3), True),  # an operator's early close
+    ]
+)
+
+
+@given(cut=moments, start=moments, timeline=timelines)
+def test_after_the_close_a_delivery_is_judged_as_the_gate_judged_it_at_its_start(
+    cut, start, timeline
+):
+    opened_at, closed_at, early = timeline
+    # What the gate saw when the delivery started, told from the timeline itself
+    if start < opened_at:
+        then = WindowRecord()
+    elif start < closed_at:
+        then = WindowRecord(WindowState.OPEN, opened_at=opened_at)
+    else:
+        then = WindowRecord(WindowState.CLOSED, closed_at, early, opened_at)
+    final = WindowRecord(WindowState.CLOSED, closed_at, early, opened_at)
+    gate = WINDOW.decide(cut, start, then).verdict is Verdict.PUBLISH
+    assert WINDOW.admitted(cut, start, final) is gate
+
+
+def test_a_delivery_started_within_the_grace_is_inside_however_late_it_ends():
+    # The record has no say on the end: only the start, which the gate decided on
+    final = WindowRecord(WindowState.CLOSED, WINDOW.closing, False, OPENING)
+    last_second = WINDOW.closing + WINDOW.grace
+    final_cut = WINDOW.closing - timedelta(minutes=1)
+    assert WINDOW.admitted(final_cut, last_second, final)
+    assert not WINDOW.admitted(final_cut, last_second + timedelta(microseconds=1), final)
+    assert not WINDOW.admitted(WINDOW.closing + timedelta(minutes=1), last_second, final)

@@ -10,7 +10,9 @@ One table, partitioned by election so drills never mix with the official night::
                          sk = WINDOW                        the publication window's state
                          sk = MONITOR#<difusor_id>          the continuity monitor's memory
                          sk = CHECK#<period>#<difusor_id>   one site check
-                         sk = INCIDENT#<period>#<subject>   an incident, from start to end
+                         sk = INCIDENT#<period>#<difusor>   an incident, from start to end
+                         sk = UPSTREAM#MONITOR | UPSTREAM#CHECK#<period>
+                              | UPSTREAM#INCIDENT#<period>  the same for the upstream
                          sk = FINAL                         the closing record, written once
 
 Invariants are conditional writes, not read-then-write: the head only advances from the
@@ -19,7 +21,7 @@ head the writer saw, and a difusor's published sequence only moves forward.
 
 from __future__ import annotations
 
-from difusion.adapters.ledger.checks import CheckRecords
+from difusion.adapters.ledger.checks import UPSTREAM, CheckRecords
 from difusion.adapters.ledger.closing import ClosingRecords
 from difusion.adapters.ledger.deliveries import DeliveryRecords
 from difusion.adapters.ledger.errors import (
@@ -35,6 +37,7 @@ from difusion.adapters.ledger.table import lease_owner
 from difusion.adapters.ledger.window import WindowRecords
 
 __all__ = [
+    "UPSTREAM",
     "AlreadyFinalized",
     "AlreadyPublished",
     "DifusorBusy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +15,27 @@ from difusion.adapters.ledger.table import (
     LedgerTable,
     is_condition_failure,
     iso,
+    plain,
 )
 from difusion.continuity import MonitorState, SiteCheck
+
+# The continuity monitor's own subject, the upstream (is a new snapshot arriving?): its
+# records have keys of their own, apart from every difusor's (whatever a difusor is named).
+UPSTREAM = "@upstream"
+
+
+def _monitor_key(subject: str) -> str:
+    return "UPSTREAM#MONITOR" if subject == UPSTREAM else f"MONITOR#{subject}"
+
+
+def _check_key(period: str, subject: str) -> str:
+    return f"UPSTREAM#CHECK#{period}" if subject == UPSTREAM else f"CHECK#{period}#{subject}"
+
+
+def _incident_key(incident_id: str) -> str:
+    """Incident ids are ``<period>#<subject>`` (the period it opened in)."""
+    period, _, subject = incident_id.rpartition("#")
+    return f"UPSTREAM#INCIDENT#{period}" if subject == UPSTREAM else f"INCIDENT#{incident_id}"
 
 
 class CheckRecords(LedgerTable):
@@ -23,7 +43,7 @@ class CheckRecords(LedgerTable):
 
     def monitor_state(self, subject: str) -> MonitorState:
         item = self._table.get_item(
-            Key={"pk": self._pk, "sk": f"MONITOR#{subject}"}, ConsistentRead=True
+            Key={"pk": self._pk, "sk": _monitor_key(subject)}, ConsistentRead=True
         ).get("Item")
         if item is None:
             return MonitorState()
@@ -34,13 +54,21 @@ class CheckRecords(LedgerTable):
         )
 
     def record_check(
-        self, subject: str, period: str, check: SiteCheck, state: MonitorState, at: datetime
+        self,
+        subject: str,
+        period: str,
+        check: SiteCheck,
+        state: MonitorState,
+        at: datetime,
+        actions: Sequence[str] = (),
+        incident: str = "",
     ) -> None:
-        """Record ``check`` and the monitor's new memory, once per period (a second run of
-        the same period raises :class:`PeriodAlreadyChecked`)."""
+        """Record ``check``, the monitor's new memory and the ``actions`` the period owes,
+        once per period (a second run of the same period raises
+        :class:`PeriodAlreadyChecked`; :meth:`pending_check` then says what is still owed)."""
         check_item = {
             "pk": self._pk,
-            "sk": f"CHECK#{period}#{subject}",
+            "sk": _check_key(period, subject),
             "kind": "check",
             "difusor_id": subject,
             "period": period,
@@ -51,6 +79,10 @@ class CheckRecords(LedgerTable):
             "files_checked": check.files_checked,
             "altered_paths": list(check.altered_paths[:100]),
             "checked_at": iso(at),
+            # What the period must do about it, until done: a run that dies after this
+            # write and before its actions leaves them to the period's next run.
+            "incident_for_actions": incident,
+            **({"actions_pending": list(actions)} if actions else {}),
         }
         try:
             self._client.transact_write_items(
@@ -58,7 +90,7 @@ class CheckRecords(LedgerTable):
                     {
                         "Update": {
                             "TableName": self.table_name,
-                            "Key": {"pk": self._pk, "sk": f"MONITOR#{subject}"},
+                            "Key": {"pk": self._pk, "sk": _monitor_key(subject)},
                             "UpdateExpression": (
                                 "SET #kind = :kind, difusor_id = :did, "
                                 "consecutive_failures = :failures, incident_id = :incident, "
@@ -88,39 +120,62 @@ class CheckRecords(LedgerTable):
                 raise PeriodAlreadyChecked(f"{subject} in {period}") from None
             raise
 
+    def pending_check(self, subject: str, period: str) -> dict[str, Any] | None:
+        """The period's recorded check, if its actions are not all done yet."""
+        item = self._table.get_item(
+            Key={"pk": self._pk, "sk": _check_key(period, subject)}, ConsistentRead=True
+        ).get("Item")
+        if item is None or not item.get("actions_pending"):
+            return None
+        return plain(item)
+
+    def actions_done(self, subject: str, period: str) -> None:
+        self._table.update_item(
+            Key={"pk": self._pk, "sk": _check_key(period, subject)},
+            UpdateExpression="REMOVE actions_pending",
+        )
+
     def open_incident(
         self, incident_id: str, subject: str, kind: str, cause: str, detail: str, at: datetime
     ) -> None:
-        self._table.put_item(
-            Item={
-                "pk": self._pk,
-                "sk": f"INCIDENT#{incident_id}",
-                "kind": "incident",
-                "incident_id": incident_id,
-                "difusor_id": subject,
-                "incident_kind": kind,
-                "cause": cause,
-                "detail": detail[:2000],
-                "started_at": iso(at),
-                "periods_failed": 0,
-                "causes": [],
-                "actions": [],
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": self._pk,
+                    "sk": _incident_key(incident_id),
+                    "kind": "incident",
+                    "incident_id": incident_id,
+                    "difusor_id": subject,
+                    "incident_kind": kind,
+                    "cause": cause,
+                    "detail": detail[:2000],
+                    "started_at": iso(at),
+                    "periods_failed": 0,
+                    "causes": [],
+                    "actions": [],
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            # opened by an earlier run of the same period
 
     def add_to_incident(
         self,
         incident_id: str,
         *,
         at: datetime,
+        note: str,
         cause: str | None = None,
         action: str | None = None,
         failed_period: bool = False,
     ) -> None:
-        """Count a failed period, note a cause seen, or note an action taken."""
+        """Count a failed period, note a cause seen, or note an action taken — once per
+        ``note`` (say, the period and what it notes), however often a retried period
+        gets here."""
         assignments = ["last_update_at = :at"]
-        values: dict[str, Any] = {":at": iso(at)}
+        values: dict[str, Any] = {":at": iso(at), ":note": {note}}
         if failed_period:
             assignments.append("periods_failed = periods_failed + :one")
             values[":one"] = 1
@@ -130,24 +185,34 @@ class CheckRecords(LedgerTable):
         if action:
             assignments.append("actions = list_append(actions, :action)")
             values[":action"] = [f"{iso(at)} {action}"]
-        self._table.update_item(
-            Key={"pk": self._pk, "sk": f"INCIDENT#{incident_id}"},
-            UpdateExpression="SET " + ", ".join(assignments),
-            ExpressionAttributeValues=values,
-        )
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": _incident_key(incident_id)},
+                UpdateExpression="SET " + ", ".join(assignments) + " ADD noted :note",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(noted, :one_note)",
+                ExpressionAttributeValues={**values, ":one_note": note},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def close_incident(self, incident_id: str, at: datetime, resolution: str) -> None:
-        self._table.update_item(
-            Key={"pk": self._pk, "sk": f"INCIDENT#{incident_id}"},
-            UpdateExpression="SET ended_at = :at, resolution = :resolution",
-            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(ended_at)",
-            ExpressionAttributeValues={":at": iso(at), ":resolution": resolution},
-        )
+        """End the incident, once: a second close (a retried period) changes nothing."""
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": _incident_key(incident_id)},
+                UpdateExpression="SET ended_at = :at, resolution = :resolution",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(ended_at)",
+                ExpressionAttributeValues={":at": iso(at), ":resolution": resolution},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
 
     def clear_monitor(self, subject: str) -> None:
         """Forget the consecutive failures (on reinstatement: counting starts again)."""
         self._table.update_item(
-            Key={"pk": self._pk, "sk": f"MONITOR#{subject}"},
+            Key={"pk": self._pk, "sk": _monitor_key(subject)},
             UpdateExpression="SET consecutive_failures = :zero, incident_id = :none",
             ExpressionAttributeValues={":zero": 0, ":none": ""},
         )

@@ -1,0 +1,96 @@
+"""Controls: the convergence checks pass a clean night and catch each defect they exist for."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from difusion.local.chaos import ChaosHarness, RunResult
+from difusion.local.provision import account_session
+from difusion.publication import MANIFEST_PATH
+
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+
+
+def test_a_clean_night_keeps_every_rule(clean_night: tuple[int, RunResult]):
+    calls, result = clean_night
+    assert result.ok, result.findings.violations
+    figures = result.findings.figures
+    assert figures["deliveries"]["made"] == figures["deliveries"]["expected"] == 9
+    assert figures["verified"] == "3/3"
+    assert (figures["double_publications"], figures["regressions"]) == (0, 0)
+    assert calls > 0
+
+
+def test_each_broken_rule_is_named(crash_harness: ChaosHarness, clean_night: tuple[int, RunResult]):
+    # Given the clean night's deployment, tampered with after it settled
+    _, result = clean_night
+    assert result.state is not None
+    deployment = crash_harness.deployment(result.state)
+    session = boto3.session.Session()
+    s3 = session.client("s3")
+    first, second = deployment.difusores[0], deployment.difusores[1]
+    ledger = session.resource("dynamodb").Table(deployment.ledger_table)
+    pk = f"ELECTION#{deployment.election}"
+    last = crash_harness.snapshot_ids[-1]
+    # a signed manifest the ledger never accepted
+    s3.put_object(Bucket=deployment.origin_bucket, Key="manifests/000009_stray.json", Body=b"{}")
+    # a lease left held and a delivery left in progress
+    ledger.update_item(
+        Key={"pk": pk, "sk": f"PUBLISHED#{first.difusor_id}"},
+        UpdateExpression="SET lease_until = :u, lease_sequence = :s",
+        ExpressionAttributeValues={":u": 1, ":s": 3},
+    )
+    ledger.put_item(
+        Item={
+            "pk": pk,
+            "sk": f"DELIVERY#{last}#{second.difusor_id}#redelivery",
+            "snapshot_id": last,
+            "difusor_id": second.difusor_id,
+            "status": "in_progress",
+        }
+    )
+    # a dead letter the ledger knows nothing of
+    session.client("sqs").send_message(
+        QueueUrl=deployment.dead_letter_queue_urls["deliveries"],
+        MessageBody=json.dumps({"snapshot_id": "20240602_2359_PREP_X", "difusor_id": "uabcs"}),
+        MessageGroupId="uabcs",
+        MessageDeduplicationId="control",
+    )
+    # a site file altered, one invalidation too many, a manifest version that goes back
+    third = deployment.difusores[2]
+    site = account_session(third.account_id)
+    site_s3 = site.client("s3")
+    site_s3.put_object(Bucket=third.bucket, Key="index.html", Body=b"<p>otra cosa</p>")
+    site.client("cloudfront").create_invalidation(
+        DistributionId=third.distribution_id,
+        InvalidationBatch={"Paths": {"Quantity": 1, "Items": ["/*"]}, "CallerReference": "extra"},
+    )
+    origin_first_manifest = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=deployment.origin_bucket, Prefix="manifests/000001_")[
+            "Contents"
+        ]
+        if o["Key"].endswith(".json")
+    )
+    old = s3.get_object(Bucket=deployment.origin_bucket, Key=origin_first_manifest)["Body"].read()
+    site_s3.put_object(Bucket=third.bucket, Key=MANIFEST_PATH, Body=old)
+    # When the night is inspected again
+    findings = crash_harness.inspect(result.state)
+    # Then each defect is named
+    text = "\n".join(findings.violations)
+    for expected in (
+        "signed manifest manifests/000009_stray.json in the origin, not accepted",
+        f"{first.difusor_id}'s delivery lease still held after settling",
+        f"delivery {last} → {second.difusor_id} left 'in_progress' after settling",
+        "dead letter for delivery 20240602_2359_PREP_X → uabcs without a 'failed' ledger record",
+        f"{third.difusor_id}'s distribution invalidated 4 times for 3 deliveries",
+        f"{third.difusor_id}'s published sequence went back: [1, 2, 3, 1]",
+        f"{third.difusor_id} serves sequence 1, the ledger says it publishes 3",
+    ):
+        assert expected in text
+    assert f"{third.difusor_id}'s site does not verify" in text
+    assert findings.figures["regressions"] == 1
+    assert findings.figures["double_publications"] == 1
