@@ -240,12 +240,7 @@ def _monitor_settings(args: argparse.Namespace) -> Any:
         raise SystemExit(f"error: {args.outputs} lacks {', '.join(missing)}")
     env = {
         **{variable: outputs[output] for variable, output in names.items()},
-        "ELECTION_ID": config.election_id,
-        "ELECTION_TIME_ZONE": config.time_zone,
-        "WINDOW_OPENING": config.window.opening.isoformat(),
-        "WINDOW_CLOSING": config.window.closing.isoformat(),
-        "WINDOW_GRACE_SECONDS": str(config.grace_seconds),
-        **config.monitor.environment(),
+        **config.environment("monitor"),  # as the stack gives it: the pinned key included
     }
     return MonitorSettings.from_env(env)
 

@@ -151,6 +151,30 @@ class InstituteConfig:
     # the monitor trust only it, not whatever keys/prep.pub in the origin says.
     public_key: str | None = None
 
+    def environment(self, function: str) -> dict[str, str]:
+        """What this config says to ``function`` (ingest, sign, replicate, monitor): the
+        election, the window, the receive count, the pinned key, the monitor's policy. The
+        stacks add the deployed resources' names; the CLI adds them from the stack's
+        outputs: one place, so a function run by the CLI reads the settings it has on AWS."""
+        env = {
+            "ELECTION_ID": self.election_id,
+            "ELECTION_TIME_ZONE": self.time_zone,
+            # Each step's queue lets a message be received this often: the last attempt
+            # is recorded as failed in the ledger when it fails too.
+            "MAX_RECEIVE_COUNT": str(self.delivery_max_attempts),
+        }
+        if function in ("sign", "replicate", "monitor"):
+            env |= {
+                "WINDOW_OPENING": self.window.opening.isoformat(),
+                "WINDOW_CLOSING": self.window.closing.isoformat(),
+                "WINDOW_GRACE_SECONDS": str(self.grace_seconds),
+            }
+        if function in ("replicate", "monitor") and self.public_key:
+            env["PREP_PUBLIC_KEY"] = self.public_key
+        if function == "monitor":
+            env |= self.monitor.environment()
+        return env
+
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> InstituteConfig:
         where = "institute"

@@ -72,29 +72,24 @@ class PipelineFunctions(Construct):
         )
         self.roles: dict[str, iam.Role] = {}
         common_env = {
-            "ELECTION_ID": config.election_id,
-            "ELECTION_TIME_ZONE": config.time_zone,
             "ORIGIN_BUCKET": origin.bucket_name,
             "LEDGER_TABLE": tables.ledger.table_name,
             "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
-            # Each step's queue lets a message be received this often: the last attempt
-            # is recorded as failed in the ledger when it fails too.
-            "MAX_RECEIVE_COUNT": str(config.delivery_max_attempts),
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         limits = {f"ARCHIVE_{k.upper()}": str(v) for k, v in config.archive_limits.items()}
-        window_env = {
-            "WINDOW_OPENING": config.window.opening.isoformat(),
-            "WINDOW_CLOSING": config.window.closing.isoformat(),
-            "WINDOW_GRACE_SECONDS": str(config.grace_seconds),
-        }
-        pinned_key = {"PREP_PUBLIC_KEY": config.public_key} if config.public_key else {}
 
         # --- ingest: untrusted archives in, staged content and a draft out -----------------
         self.ingest = self._function(
-            INGEST, {**common_env, "SIGN_QUEUE_URL": queues.sign.queue_url, **limits}
+            INGEST,
+            {
+                **common_env,
+                **config.environment("ingest"),
+                "SIGN_QUEUE_URL": queues.sign.queue_url,
+                **limits,
+            },
         )
         origin.grant_read(self.ingest, "incoming/*")
         origin.grant_read(self.ingest, "manifests/*")  # the previous manifest's contents
@@ -126,7 +121,7 @@ class PipelineFunctions(Construct):
                 "REGISTRY_TABLE": tables.registry.table_name,
                 "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
                 "SIGNING_SECRET_ID": signing_key.secret.secret_name,
-                **window_env,
+                **config.environment("sign"),
             },
         )
         origin.grant_read(self.sign, "drafts/*")
@@ -174,8 +169,7 @@ class PipelineFunctions(Construct):
             {
                 **common_env,
                 "REGISTRY_TABLE": tables.registry.table_name,
-                **window_env,
-                **pinned_key,
+                **config.environment("replicate"),
             },
             role=self.publisher_role,
         )
@@ -218,9 +212,7 @@ class PipelineFunctions(Construct):
                 **common_env,
                 "REGISTRY_TABLE": tables.registry.table_name,
                 "DELIVERY_QUEUE_URL": queues.deliveries.queue_url,
-                **window_env,
-                **config.monitor.environment(),
-                **pinned_key,
+                **config.environment("monitor"),
             },
             role=monitor_role,
         )

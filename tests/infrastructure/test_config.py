@@ -166,3 +166,39 @@ def test_an_unknown_stack_selection_is_refused():
 
     with pytest.raises(ConfigError, match="-c stacks= takes institute and/or difusor"):
         build_app(cdk.App(context={"stacks": "everything"}))
+
+
+def test_the_cli_runs_the_monitor_with_the_settings_the_stack_gives_it(tmp_path):
+    from difusion.cli import _monitor_settings
+    from difusion.signing import PublicKey, SecretKey
+
+    key = SecretKey.generate().public_key.to_file().splitlines()[-1]
+    config_path = tmp_path / "institute.json"
+    config_path.write_text(json.dumps(institute(public_key=key)))
+    outputs = tmp_path / "outputs.json"
+    names = ("OriginBucketName", "LedgerTableName", "RegistryTableName")
+    outputs.write_text(
+        json.dumps(
+            {
+                "Stack": {
+                    **{n: f"x-{n.lower()}" for n in names},
+                    "IdempotencyTableName": "i",
+                    "DeliveryQueueUrl": "https://sqs.us-east-1.amazonaws.com/1/q.fifo",
+                }
+            }
+        )
+    )
+    config = InstituteConfig.from_json(institute(public_key=key))
+
+    class Args:
+        pass
+
+    args = Args()
+    args.config, args.outputs = config_path, outputs
+    settings = _monitor_settings(args)
+    # The pinned key: the CLI's monitor checks sites against it, as the deployed one does
+    assert settings.public_key == PublicKey.from_text(key)
+    assert config.environment("monitor")["PREP_PUBLIC_KEY"] == key
+    assert settings.window.opening == config.window.opening
+    assert settings.max_attempts == config.delivery_max_attempts
+    assert "PREP_PUBLIC_KEY" not in config.environment("ingest")
