@@ -37,6 +37,8 @@ def test_nothing_is_published_under_a_key_other_than_the_pinned_one(pipeline, pa
         service.deliver(request, attempt=3)
     assert other.key_id_text in str(refused.value)
     assert pipeline.site_objects("uabcs") == before
+    # the step records the last attempt's failure, as the handler's wrapper does
+    service.record_failure(request, 3, final=True, error=str(refused.value))
     [record] = pipeline.ledger.items(f"DELIVERY#{request.snapshot_id}#uabcs#pinned")
     assert record["status"] == "failed"
     # And pinned to the institute's own key, the same delivery goes through
