@@ -42,6 +42,7 @@ from difusion.continuity import (
     CheckOutcome,
     SiteCheck,
     SiteReader,
+    Transition,
     advance,
     check_site,
     period_start,
@@ -236,20 +237,14 @@ class ContinuityService:
         that dies in between leaves the actions to the period's next run (each is done
         once however often it is tried: incidents, notes and notices are idempotent)."""
         subject = difusor.difusor_id
-        now = self._clock()
         state = self._ledger.monitor_state(subject)
         transition = advance(state, check, period, self._policy.suspend_after)
         incident = transition.state.incident_id or state.incident_id
         owed = [str(a) for a in transition.actions] + ([FAILED_PERIOD] if check.failed else [])
-        try:
-            self._ledger.record_check(
-                subject, period, check, transition.state, now, actions=owed, incident=incident
-            )
-        except PeriodAlreadyChecked:
-            pending = self._ledger.pending_check(subject, period)
-            if pending is None:
-                return  # another run of this period recorded it and acted on it
-            check, incident, owed = _recorded(subject, pending)
+        recorded = self._record_or_resume(subject, period, check, transition, incident, owed)
+        if recorded is None:
+            return  # another run of this period recorded it and acted on it
+        check, incident, owed = recorded
         if check.failed:
             logger.warning(
                 "site check failed",
@@ -261,6 +256,32 @@ class ContinuityService:
             self._act(difusor, published, period, check, incident, action)
         if owed:
             self._ledger.actions_done(subject, period)
+
+    def _record_or_resume(
+        self,
+        subject: str,
+        period: str,
+        check: SiteCheck,
+        transition: Transition,
+        incident: str,
+        owed: list[str],
+    ) -> tuple[SiteCheck, str, list[str]] | None:
+        """Record the period's check with what it owes; if a run of this period recorded it
+        already, what that run still owes (``None``: nothing, it is done)."""
+        try:
+            self._ledger.record_check(
+                subject,
+                period,
+                check,
+                transition.state,
+                self._clock(),
+                actions=owed,
+                incident=incident,
+            )
+        except PeriodAlreadyChecked:
+            pending = self._ledger.pending_check(subject, period)
+            return None if pending is None else _recorded(subject, pending)
+        return check, incident, owed
 
     def _act(
         self,
@@ -403,15 +424,10 @@ class ContinuityService:
         transition = advance(state, check, period, threshold=10**9)  # never suspends
         incident = transition.state.incident_id or state.incident_id
         owed = [str(a) for a in transition.actions] + ([FAILED_PERIOD] if not check.ok else [])
-        try:
-            self._ledger.record_check(
-                UPSTREAM, period, check, transition.state, now, actions=owed, incident=incident
-            )
-        except PeriodAlreadyChecked:
-            pending = self._ledger.pending_check(UPSTREAM, period)
-            if pending is None:
-                return
-            check, incident, owed = _recorded(UPSTREAM, pending)
+        recorded = self._record_or_resume(UPSTREAM, period, check, transition, incident, owed)
+        if recorded is None:
+            return
+        check, incident, owed = recorded
         for action in owed:
             if action == Action.OPEN_INCIDENT:
                 report.actions.append(f"upstream: {action}")
