@@ -278,16 +278,16 @@ def _snapshot_withdraw(args: argparse.Namespace) -> int:
         print(f"error: {args.outputs} lacks {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     ledger = Ledger(dynamodb(), outputs["LedgerTableName"], config.election_id)
-    entries = accepted_entries(ledger.items("SNAPSHOT#"))
-    target = next((e for e in entries.values() if e["snapshot_id"] == args.snapshot_id), None)
+    entries = accepted_entries(ledger.snapshot_records())
+    target = next((e for e in entries.values() if e.snapshot_id == args.snapshot_id), None)
     refusal = withdrawal_refusal(args.snapshot_id, target, args.reason)
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return EXIT_USAGE
-    if target is not None and target.get("withdrawn_at"):
+    if target is not None and target.withdrawn_at:
         print(
             f"{args.snapshot_id}: already withdrawn by the signed entry "
-            f"#{target['withdrawn_by_sequence']} ({target.get('withdrawal_reason', '')})"
+            f"#{target.withdrawn_by_sequence} ({target.withdrawal_reason or ''})"
         )
         return EXIT_OK
     SignQueue(client("sqs"), outputs["SignQueueUrl"]).send_withdrawal(
@@ -488,32 +488,47 @@ def _difusor_list(args: argparse.Namespace) -> int:
 def _ledger(args: argparse.Namespace) -> int:
     from difusion.adapters.factory import dynamodb
     from difusion.adapters.ledger import Ledger
+    from difusion.records import RejectionRecord, SnapshotRecord, as_item
 
     ledger = Ledger(dynamodb(), args.table, args.election)
-    snapshots = ledger.items("SNAPSHOT#") + ledger.items("REJECTION#")
-    deliveries = ledger.items("DELIVERY#")
+    # refused re-uploads are listed with the snapshots, as their own rows
+    snapshots: list[SnapshotRecord | RejectionRecord] = [
+        *ledger.snapshot_records(),
+        *ledger.rejection_records(),
+    ]
+    deliveries = ledger.delivery_records()
     if args.json:
         print(
             json.dumps(
-                {"snapshots": snapshots, "deliveries": deliveries},
+                {
+                    "snapshots": [as_item(s) for s in snapshots],
+                    "deliveries": [as_item(d) for d in deliveries],
+                },
                 indent=2,
                 ensure_ascii=False,
                 default=str,
             )
         )
         return EXIT_OK
-    for s in sorted(snapshots, key=lambda s: str(s.get("snapshot_id"))):
-        detail = (s.get("rejection_code", "") + " " + s.get("rejection_reason", "")).strip()
+
+    def shown(value: object) -> object:
+        return "-" if value is None else value
+
+    for s in sorted(snapshots, key=lambda s: s.snapshot_id):
+        detail = f"{s.rejection_code or ''} {s.rejection_reason or ''}".strip()
+        sequence, files = (
+            (s.sequence, s.file_count) if isinstance(s, SnapshotRecord) else (None, None)
+        )
         print(
-            f"{s.get('snapshot_id', ''):40} {s.get('status', ''):10} "
-            f"seq={s.get('sequence', '-')} files={s.get('file_count', '-')} {detail}"
+            f"{s.snapshot_id:40} {s.status or '':10} "
+            f"seq={shown(sequence)} files={shown(files)} {detail}"
         )
         for d in deliveries:
-            if d.get("snapshot_id") == s.get("snapshot_id"):
+            if d.snapshot_id == s.snapshot_id:
                 print(
-                    f"    {d['difusor_id']:24} {d.get('status', ''):12} "
-                    f"copied={d.get('objects_copied', '-')} attempts={d.get('attempts', '-')} "
-                    f"{d.get('last_error', '')}"
+                    f"    {d.difusor_id:24} {d.status or '':12} "
+                    f"copied={shown(d.objects_copied)} attempts={shown(d.attempts)} "
+                    f"{d.last_error or ''}"
                 )
     return EXIT_OK
 

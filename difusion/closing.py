@@ -15,6 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from difusion.notice import local_time
+from difusion.records import (
+    CheckRecord,
+    DeliveryRecord,
+    IncidentRecord,
+    RejectionRecord,
+    SnapshotRecord,
+    all_rejections,
+)
 from difusion.times import parse_iso, parse_iso_or_none
 from difusion.window import PublicationWindow, WindowRecord
 
@@ -24,16 +32,33 @@ FORMAT = "difusion-closing-record/1"
 _at = parse_iso_or_none
 
 
-def final_snapshot(snapshots: Sequence[dict[str, Any]], closing: datetime) -> dict[str, Any] | None:
+def _sequence(snapshot: SnapshotRecord) -> int:
+    """An accepted snapshot's place in the chain (accepting one gives it its sequence)."""
+    if snapshot.sequence is None:
+        raise ValueError(f"accepted snapshot {snapshot.snapshot_id} has no sequence")
+    return snapshot.sequence
+
+
+def final_snapshot(snapshots: Sequence[SnapshotRecord], closing: datetime) -> SnapshotRecord | None:
     """The newest accepted snapshot cut at or before the close: the final publication."""
     candidates = [
-        s
-        for s in snapshots
-        if s.get("status") == "accepted"
-        and s.get("cut_time")
-        and parse_iso(str(s["cut_time"])) <= closing
+        s for s in snapshots if s.accepted and s.cut_time and parse_iso(s.cut_time) <= closing
     ]
-    return max(candidates, key=lambda s: int(s["sequence"]), default=None)
+    return max(candidates, key=_sequence, default=None)
+
+
+def retained_package(
+    final: SnapshotRecord, snapshots: Sequence[SnapshotRecord]
+) -> tuple[str, str] | None:
+    """The package (key, version) whose files the final publication publishes, if any: a
+    withdrawal entry has none of its own, it publishes the one of the sequence it restores."""
+    entry: SnapshotRecord | None = final
+    if final.withdraws:
+        restores = final.restores_sequence or 0
+        entry = next((s for s in snapshots if s.sequence == restores), None)
+    if entry is None or not entry.object_key:
+        return None
+    return entry.object_key, entry.object_version or ""
 
 
 def build_closing_record(
@@ -42,57 +67,56 @@ def build_closing_record(
     time_zone: str,
     window: PublicationWindow,
     record: WindowRecord,
-    close_reason: str,
-    snapshots: Sequence[dict[str, Any]],
-    rejections: Sequence[dict[str, Any]],
-    deliveries: Sequence[dict[str, Any]],
-    incidents: Sequence[dict[str, Any]],
-    checks: Sequence[dict[str, Any]],
-    upstream_incidents: Sequence[dict[str, Any]] = (),
+    snapshots: Sequence[SnapshotRecord],
+    refused_reuploads: Sequence[RejectionRecord] = (),
+    deliveries: Sequence[DeliveryRecord],
+    incidents: Sequence[IncidentRecord],
+    checks: Sequence[CheckRecord],
+    upstream_incidents: Sequence[IncidentRecord] = (),
     difusores: Sequence[dict[str, Any]],
     retained: Sequence[dict[str, Any]],
     generated_at: datetime,
 ) -> dict[str, Any]:
+    """The closing record of ``election``, from the ledger's records. Its rejections are
+    the rejected snapshots, then the ``refused_reuploads`` of accepted ones."""
     closing = window.closing_for(record)
     opened = record.opened_at or window.opening
-    delivered = [d for d in deliveries if d.get("status") == "delivered"]
+    delivered = [d for d in deliveries if d.delivered]
     first_published: dict[str, str] = {}
-    for d in sorted(delivered, key=lambda d: str(d.get("finished_at", ""))):
-        first_published.setdefault(str(d["snapshot_id"]), str(d.get("finished_at", "")))
-    accepted = sorted(
-        (s for s in snapshots if s.get("status") == "accepted"), key=lambda s: int(s["sequence"])
-    )
+    for d in sorted(delivered, key=lambda d: d.finished_at or ""):
+        first_published.setdefault(d.snapshot_id, d.finished_at or "")
+    accepted = sorted((s for s in snapshots if s.accepted), key=_sequence)
     published = [
         {
-            "sequence": int(s["sequence"]),
-            "snapshot_id": s["snapshot_id"],
-            "cut_time": s["cut_time"],
-            "manifest_sha256": s["manifest_sha256"],
-            "package_sha256": s.get("package_sha256"),
-            "files": s.get("file_count"),
-            "accepted_at": s.get("accepted_at"),
-            "first_published_at": first_published.get(str(s["snapshot_id"])),
+            "sequence": _sequence(s),
+            "snapshot_id": s.snapshot_id,
+            "cut_time": s.cut_time,
+            "manifest_sha256": s.manifest_sha256,
+            "package_sha256": s.package_sha256,
+            "files": s.file_count,
+            "accepted_at": s.accepted_at,
+            "first_published_at": first_published.get(s.snapshot_id),
             # a withdrawn snapshot, and the signed entry that withdrew it
-            "withdrawn_by_sequence": s.get("withdrawn_by_sequence"),
-            "withdraws": s.get("withdraws"),
-            "withdrawal_reason": s.get("withdrawal_reason"),
+            "withdrawn_by_sequence": s.withdrawn_by_sequence,
+            "withdraws": s.withdraws,
+            "withdrawal_reason": s.withdrawal_reason,
         }
         for s in accepted
     ]
     final = final_snapshot(snapshots, closing)
-    cut_times = {str(s["snapshot_id"]): _at(s.get("cut_time")) for s in snapshots}
+    cut_times = {s.snapshot_id: _at(s.cut_time) for s in snapshots}
     # Judged as replicate's gate judged it, at the start of the attempt that published it;
     # one that started within the grace and ended after it is inside (window.py says why).
     outside = [
         d
         for d in delivered
-        if (start := _at(d.get("attempt_started_at") or d.get("started_at"))) is not None
-        and not window.admitted(cut_times.get(str(d["snapshot_id"])) or start, start, record)
+        if (start := _at(d.attempt_started_at or d.started_at)) is not None
+        and not window.admitted(cut_times.get(d.snapshot_id) or start, start, record)
     ]
     per_difusor = []
     for difusor in difusores:
         did = difusor["difusor_id"]
-        mine = [c for c in checks if c.get("difusor_id") == did]
+        mine = [c for c in checks if c.difusor_id == did]
         per_difusor.append(
             {
                 "difusor_id": did,
@@ -102,29 +126,30 @@ def build_closing_record(
                 "status_reason": difusor.get("status_reason") or None,
                 "deliveries": [
                     {
-                        "snapshot_id": d["snapshot_id"],
-                        "sequence": d.get("sequence"),
-                        "reason": d.get("reason", "accepted"),
-                        "scope": d.get("delivery_scope", "delta"),
-                        "status": d.get("status"),
-                        "started_at": d.get("started_at"),
-                        "finished_at": d.get("finished_at"),
-                        "objects_copied": d.get("objects_copied"),
-                        "detail": d.get("detail") or d.get("last_error"),
+                        "snapshot_id": d.snapshot_id,
+                        "sequence": d.sequence,
+                        # early records lack reason and scope: first deliveries, deltas
+                        "reason": "accepted" if d.reason is None else d.reason,
+                        "scope": "delta" if d.delivery_scope is None else d.delivery_scope,
+                        "status": d.status,
+                        "started_at": d.started_at,
+                        "finished_at": d.finished_at,
+                        "objects_copied": d.objects_copied,
+                        "detail": d.detail or d.last_error,
                     }
                     for d in sorted(
-                        (d for d in deliveries if d.get("difusor_id") == did),
-                        key=lambda d: (int(d.get("sequence") or 0), str(d.get("reason", ""))),
+                        (d for d in deliveries if d.difusor_id == did),
+                        key=lambda d: (d.sequence or 0, d.reason or ""),
                     )
                 ],
                 "checks": {
                     "periods": len(mine),
-                    "ok": sum(1 for c in mine if c.get("outcome") == "ok"),
-                    "failed": sum(1 for c in mine if c.get("outcome") not in ("ok", "updating")),
+                    "ok": sum(1 for c in mine if c.outcome == "ok"),
+                    "failed": sum(1 for c in mine if c.outcome not in ("ok", "updating")),
                     # checked while a delivery wrote to the site: counted neither way
-                    "updating": sum(1 for c in mine if c.get("outcome") == "updating"),
+                    "updating": sum(1 for c in mine if c.outcome == "updating"),
                 },
-                "incidents": [_incident(i) for i in incidents if i.get("difusor_id") == did],
+                "incidents": [_incident(i) for i in incidents if i.difusor_id == did],
             }
         )
     return {
@@ -138,49 +163,49 @@ def build_closing_record(
             "opened_at": opened.isoformat(),
             "closed_at": closing.isoformat(),
             "closed_early": record.closed_early,
-            "close_reason": close_reason or None,
+            "close_reason": record.close_reason or None,
         },
         "snapshots_published": published,
         "final_snapshot": None
         if final is None
         else {
-            "sequence": int(final["sequence"]),
-            "snapshot_id": final["snapshot_id"],
-            "cut_time": final["cut_time"],
-            "manifest_sha256": final["manifest_sha256"],
-            "manifest_key": final.get("manifest_key"),
+            "sequence": _sequence(final),
+            "snapshot_id": final.snapshot_id,
+            "cut_time": final.cut_time,
+            "manifest_sha256": final.manifest_sha256,
+            "manifest_key": final.manifest_key,
         },
         "rejections": [
             {
-                "snapshot_id": r.get("snapshot_id"),
-                "code": r.get("rejection_code"),
-                "reason": r.get("rejection_reason"),
-                "at": r.get("rejected_at"),
+                "snapshot_id": r.snapshot_id,
+                "code": r.rejection_code,
+                "reason": r.rejection_reason,
+                "at": r.rejected_at,
             }
-            for r in rejections
+            for r in all_rejections(snapshots, refused_reuploads)
         ],
         "difusores": per_difusor,
         "upstream_incidents": [_incident(i) for i in upstream_incidents],
         "deliveries_outside_window": [
-            {"difusor_id": d["difusor_id"], "snapshot_id": d["snapshot_id"]} for d in outside
+            {"difusor_id": d.difusor_id, "snapshot_id": d.snapshot_id} for d in outside
         ],
         "retained_in_origin": list(retained),
         "generated_at": generated_at.isoformat(),
     }
 
 
-def _incident(item: dict[str, Any]) -> dict[str, Any]:
+def _incident(incident: IncidentRecord) -> dict[str, Any]:
     return {
-        "incident_id": item.get("incident_id"),
-        "kind": item.get("incident_kind"),
-        "cause": item.get("cause"),
-        "detail": item.get("detail"),
-        "started_at": item.get("started_at"),
-        "ended_at": item.get("ended_at"),
-        "periods_failed": item.get("periods_failed"),
-        "causes": item.get("causes", []),
-        "actions": item.get("actions", []),
-        "resolution": item.get("resolution"),
+        "incident_id": incident.incident_id,
+        "kind": incident.incident_kind,
+        "cause": incident.cause,
+        "detail": incident.detail,
+        "started_at": incident.started_at,
+        "ended_at": incident.ended_at,
+        "periods_failed": incident.periods_failed,
+        "causes": list(incident.causes),
+        "actions": list(incident.actions),
+        "resolution": incident.resolution,
     }
 
 

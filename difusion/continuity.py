@@ -252,3 +252,34 @@ def upstream_stalled(
     since = max(last_snapshot_at, opened_at) if last_snapshot_at else opened_at
     silence = now - since
     return silence if silence > limit else None
+
+
+# --- a difusor the institute left behind -------------------------------------------------
+
+
+def catch_up_due(
+    published_sequence: int | None,
+    head_sequence: int,
+    sent_at: datetime,
+    lease_until: int | None,
+    now: datetime,
+    after: timedelta,
+) -> str | None:
+    """Why the head must be sent to a difusor again (``None``: it need not be).
+
+    A difusor publishing an older sequence than the head, once the head's delivery has had
+    ``after`` (the replicate function's timeout, its lease's length) since it was sent
+    (``sent_at``: accepted, or released at the opening) and no delivery holds a live lease
+    on it. Then no invocation can still be working on it — Lambda ends every invocation by
+    its timeout — and what is left is a message that a dead worker holds invisible (up to
+    the queue's visibility timeout, six function timeouts) or one that died in the DLQ.
+    """
+    if published_sequence is not None and published_sequence >= head_sequence:
+        return None
+    if now - sent_at < after:
+        return None
+    if lease_until is not None and lease_until >= int(now.timestamp()):
+        return None
+    behind = "nothing" if published_sequence is None else f"#{published_sequence}"
+    waited = int((now - sent_at).total_seconds() // 60)
+    return f"publishes {behind}, the head #{head_sequence} was sent {waited} min ago"

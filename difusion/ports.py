@@ -21,6 +21,7 @@ from difusion.models import (
     Difusor,
     PublishedState,
 )
+from difusion.records import DeliveryRecord
 from difusion.window import WindowRecord
 
 
@@ -54,6 +55,13 @@ class DeliveryLedger(WindowLedger, Protocol):
     ) -> None: ...
 
     def accepted_manifests(self) -> dict[int, str]: ...
+
+
+class DeliveryHistory(Protocol):
+    """Every delivery as recorded, typed: what the closing record and the operator's
+    ``ledger`` command read (the contract test holds the fake's records to the ledger's)."""
+
+    def delivery_records(self) -> list[DeliveryRecord]: ...
 
 
 class SignedObjects(Protocol):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -94,6 +94,45 @@ def _window(env: Mapping[str, str]) -> PublicationWindow:
         return PublicationWindow(moments["WINDOW_OPENING"], moments["WINDOW_CLOSING"], grace)
     except ValueError as exc:
         raise SettingsError(f"WINDOW_OPENING/WINDOW_CLOSING: {exc}") from None
+
+
+# The functions that read the window, and those that trust only the pinned key.
+_WINDOWED = frozenset({"sign", "replicate", "monitor"})
+_PINNED = frozenset({"replicate", "monitor"})
+
+
+def policy_environment(
+    function: str | None,
+    *,
+    election_id: str,
+    time_zone: str,
+    opening: datetime,
+    closing: datetime,
+    grace_seconds: int,
+    max_attempts: int,
+    public_key: str | None = None,
+) -> dict[str, str]:
+    """The election's policy as ``function`` reads it (the ``*Settings.from_env`` below):
+    the election, its time zone, the window and its grace, the receive count, the pinned
+    key. One place for the stacks and the CLI (``InstituteConfig.environment``, per
+    function) and the embedded default (``function`` ``None``: every function's, as it
+    gives them one environment)."""
+    env = {
+        "ELECTION_ID": election_id,
+        "ELECTION_TIME_ZONE": time_zone,
+        # Each step's queue lets a message be received this often: the last attempt is
+        # recorded as failed in the ledger when it fails too.
+        "MAX_RECEIVE_COUNT": str(max_attempts),
+    }
+    if function is None or function in _WINDOWED:
+        env |= {
+            "WINDOW_OPENING": opening.isoformat(),
+            "WINDOW_CLOSING": closing.isoformat(),
+            "WINDOW_GRACE_SECONDS": str(grace_seconds),
+        }
+    if public_key and (function is None or function in _PINNED):
+        env["PREP_PUBLIC_KEY"] = public_key
+    return env
 
 
 @dataclass(frozen=True)
@@ -205,6 +244,7 @@ class MonitorSettings(CommonSettings):
     difusores_list_url: str
     http_timeout_seconds: int
     public_key: PublicKey | None
+    catch_up_after_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MonitorSettings:
@@ -224,4 +264,8 @@ class MonitorSettings(CommonSettings):
             difusores_list_url=_required(env, "DIFUSORES_LIST_URL"),
             http_timeout_seconds=_int(env, "MONITOR_HTTP_TIMEOUT_SECONDS", 10),
             public_key=_pinned_key(env),
+            # A delivery's time: the replicate function's lease (its timeout).
+            catch_up_after_seconds=_int(
+                env, "DELIVERY_LEASE_SECONDS", REPLICATE.timeout_seconds, minimum=1
+            ),
         )

@@ -41,6 +41,7 @@ class WindowRecord:
     closed_at: datetime | None = None
     closed_early: bool = False
     opened_at: datetime | None = None
+    close_reason: str = ""  # an early close's, as the operator gave it
 
     def as_of(self, moment: datetime) -> WindowRecord:
         """The record as it stood at ``moment``, by its own times (for judging, after the

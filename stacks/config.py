@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from difusion.settings import policy_environment
 from difusion.topology import (
     DIFUSOR_REGION,
     delivery_role_name,
@@ -156,21 +157,16 @@ class InstituteConfig:
         election, the window, the receive count, the pinned key, the monitor's policy. The
         stacks add the deployed resources' names; the CLI adds them from the stack's
         outputs: one place, so a function run by the CLI reads the settings it has on AWS."""
-        env = {
-            "ELECTION_ID": self.election_id,
-            "ELECTION_TIME_ZONE": self.time_zone,
-            # Each step's queue lets a message be received this often: the last attempt
-            # is recorded as failed in the ledger when it fails too.
-            "MAX_RECEIVE_COUNT": str(self.delivery_max_attempts),
-        }
-        if function in ("sign", "replicate", "monitor"):
-            env |= {
-                "WINDOW_OPENING": self.window.opening.isoformat(),
-                "WINDOW_CLOSING": self.window.closing.isoformat(),
-                "WINDOW_GRACE_SECONDS": str(self.grace_seconds),
-            }
-        if function in ("replicate", "monitor") and self.public_key:
-            env["PREP_PUBLIC_KEY"] = self.public_key
+        env = policy_environment(
+            function,
+            election_id=self.election_id,
+            time_zone=self.time_zone,
+            opening=self.window.opening,
+            closing=self.window.closing,
+            grace_seconds=self.grace_seconds,
+            max_attempts=self.delivery_max_attempts,
+            public_key=self.public_key,
+        )
         if function == "monitor":
             env |= self.monitor.environment()
         return env

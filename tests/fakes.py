@@ -22,12 +22,13 @@ from difusion.models import (
     Difusor,
     PublishedState,
 )
+from difusion.records import DeliveryRecord
 from difusion.window import WindowRecord
 
 
 @dataclass
 class FakeDeliveryLedger:
-    """``ports.DeliveryLedger`` in memory."""
+    """``ports.DeliveryLedger`` and ``ports.DeliveryHistory`` in memory."""
 
     window_record: WindowRecord = field(default_factory=WindowRecord)
     states: dict[str, PublishedState] = field(default_factory=dict)
@@ -67,7 +68,12 @@ class FakeDeliveryLedger:
 
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
         record = self._record(request)
-        record.update(status=str(DeliveryStatus.IN_PROGRESS), attempts=attempt)
+        record.setdefault("started_at", at.isoformat())
+        record.update(
+            status=str(DeliveryStatus.IN_PROGRESS),
+            attempts=attempt,
+            attempt_started_at=at.isoformat(),
+        )
 
     def finish_delivery(
         self, request: DeliveryRequest, outcome: DeliveryOutcome, at: datetime
@@ -82,10 +88,15 @@ class FakeDeliveryLedger:
             request.sequence, request.snapshot_id, request.manifest_key, request.manifest_sha256
         )
         self.leases.pop(request.difusor_id, None)
-        self._record(request).update(
+        record = self._record(request)
+        record.pop("last_error", None)
+        record.update(
             status=str(DeliveryStatus.DELIVERED),
             objects_copied=outcome.objects_copied,
-            invalidation_id=outcome.invalidation_id,
+            objects_deleted=outcome.objects_deleted,
+            bytes_copied=outcome.bytes_copied,
+            invalidation_id=outcome.invalidation_id or "",
+            finished_at=at.isoformat(),
         )
 
     def record_delivery_status(
@@ -93,7 +104,7 @@ class FakeDeliveryLedger:
     ) -> None:
         record = self._record(request)
         if record.get("status") != DeliveryStatus.DELIVERED:
-            record.update(status=str(status), detail=detail)
+            record.update(status=str(status), detail=detail, finished_at=at.isoformat())
 
     def record_delivery_failure(
         self, request: DeliveryRequest, attempt: int, error: str, final: bool, at: datetime
@@ -101,7 +112,9 @@ class FakeDeliveryLedger:
         record = self._record(request)
         if record.get("status") != DeliveryStatus.DELIVERED:
             status = DeliveryStatus.FAILED if final else DeliveryStatus.RETRYING
-            record.update(status=str(status), attempts=attempt, last_error=error)
+            record.update(
+                status=str(status), attempts=attempt, last_error=error, failed_at=at.isoformat()
+            )
         lease = self.leases.get(request.difusor_id)
         if lease is not None and lease.owner == lease_owner(request):
             del self.leases[request.difusor_id]
@@ -109,11 +122,27 @@ class FakeDeliveryLedger:
     def accepted_manifests(self) -> dict[int, str]:
         return dict(self.manifests)
 
+    def delivery_records(self) -> list[DeliveryRecord]:
+        """``ports.DeliveryHistory``: in the ledger's order (its sort keys')."""
+        return [
+            DeliveryRecord.from_item(self.deliveries[key])
+            for key in sorted(self.deliveries, key=lambda k: "#".join(filter(None, k)))
+        ]
+
     def record(self, request: DeliveryRequest) -> dict[str, Any]:
         return self.deliveries.get(_key(request), {})
 
     def _record(self, request: DeliveryRequest) -> dict[str, Any]:
-        return self.deliveries.setdefault(_key(request), {})
+        """The request's record, with what every write of the ledger's sets on it."""
+        record = self.deliveries.setdefault(_key(request), {})
+        record.update(
+            difusor_id=request.difusor_id,
+            snapshot_id=request.snapshot_id,
+            sequence=request.sequence,
+            reason=request.reason,
+            delivery_scope=str(request.scope),
+        )
+        return record
 
 
 def _key(request: DeliveryRequest) -> tuple[str, str, str]:

@@ -1,18 +1,29 @@
 """One scenario of the delivery ledger's rules, run against the real ledger (on the
-emulator) and against ``tests.fakes.FakeDeliveryLedger``: the fake decides as the real one."""
+emulator) and against ``tests.fakes.FakeDeliveryLedger``: the fake decides as the real one,
+and its typed delivery records end the same, field by field."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import pytest
 
 from difusion.adapters.ledger import AlreadyPublished, DifusorBusy
 from difusion.models import DeliveryOutcome, DeliveryRequest, DeliveryScope, DeliveryStatus
-from difusion.ports import DeliveryLedger
+from difusion.ports import DeliveryHistory, DeliveryLedger
+from difusion.records import DeliveryRecord
 
 T0 = datetime(2027, 6, 7, 3, 0, tzinfo=UTC)
+
+
+class RecordingLedger(DeliveryLedger, DeliveryHistory, Protocol):
+    """What the scenario runs on: replicate's ledger, and the records it leaves."""
+
+
+def at(seconds: int) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
 def request(sequence: int, **changes: object) -> DeliveryRequest:
@@ -28,11 +39,16 @@ def request(sequence: int, **changes: object) -> DeliveryRequest:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+def record_of(r: DeliveryRequest, **fields: Any) -> DeliveryRecord:
+    """The record of ``r``'s delivery, with ``fields``."""
+    return DeliveryRecord(r.snapshot_id, r.difusor_id, r.sequence, r.reason, str(r.scope), **fields)
+
+
 def delivered(r: DeliveryRequest) -> DeliveryOutcome:
     return DeliveryOutcome(r.difusor_id, r.snapshot_id, DeliveryStatus.DELIVERED, 3, 0, 9, "I1")
 
 
-def exercise_delivery_ledger(ledger: DeliveryLedger, status_of) -> None:
+def exercise_delivery_ledger(ledger: RecordingLedger, status_of) -> None:
     """``status_of(request)`` reads the delivery record's status from ``ledger``'s store."""
     first, second, third = request(1), request(2), request(3)
     assert ledger.published("d1") is None
@@ -73,3 +89,20 @@ def exercise_delivery_ledger(ledger: DeliveryLedger, status_of) -> None:
     ledger.claim(repair, 60, T0 + timedelta(seconds=73))
     ledger.finish_delivery(repair, delivered(repair), T0 + timedelta(seconds=74))
     assert status_of(repair) == "delivered" and ledger.published("d1").sequence == 3
+    # What the scenario leaves in the records: a delivered one keeps when its failed attempt
+    # failed but not its error; a redelivery has its own record; refused writes left none.
+    done = {
+        "status": "delivered",
+        "objects_copied": 3,
+        "objects_deleted": 0,
+        "bytes_copied": 9,
+        "invalidation_id": "I1",
+    }
+    assert ledger.delivery_records() == [
+        record_of(
+            first, attempts=1, started_at=at(0), attempt_started_at=at(0), finished_at=at(3), **done
+        ),
+        record_of(second, status="retrying", attempts=1, failed_at=at(8), last_error="mine"),
+        record_of(third, attempts=1, failed_at=at(7), finished_at=at(72), **done),
+        record_of(repair, finished_at=at(74), **done),
+    ]

@@ -146,6 +146,7 @@ def continuity_service(settings: MonitorSettings) -> ContinuityService:
             time_zone=settings.time_zone,
             list_url=settings.difusores_list_url,
             pinned_key=settings.public_key,
+            catch_up_after=timedelta(seconds=settings.catch_up_after_seconds),
         ),
         clock=utc_now,
     )

@@ -84,6 +84,20 @@ class DeliveryQueue:
             if response.get("Failed"):
                 raise RuntimeError(f"could not enqueue deliveries: {response['Failed']}")
 
+    def resend(self, request: DeliveryRequest, period: str) -> None:
+        """Send ``request`` again, in a message group of its own: the difusor's group may be
+        held by the message a dead worker took (invisible until its visibility timeout),
+        and a FIFO group waits behind it. The ledger keeps the order instead: the lease,
+        and a published sequence that only moves forward. Once per ``period``."""
+        self._sqs.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps(request.to_json(), sort_keys=True),
+            MessageGroupId=f"{request.difusor_id}.catch-up",
+            MessageDeduplicationId=hashlib.sha256(
+                f"{_dedup_id(request)}.catch-up.{period}".encode()
+            ).hexdigest(),
+        )
+
 
 def _dedup_id(request: DeliveryRequest) -> str:
     """One delivery per snapshot, difusor and reason, within SQS's deduplication interval."""

@@ -31,6 +31,7 @@ from difusion.local.session import (
     run_package,
 )
 from difusion.package_name import snapshot_id_of
+from difusion.records import as_item
 from difusion.signing import SecretKey
 from difusion.verification import verify_site
 from difusion.window import PublicationWindow
@@ -172,7 +173,7 @@ def run_demo(
             "grace_seconds": int(window.grace.total_seconds()),
         }
         report["story"] = story
-        report["incidents"] = pipeline.ledger.items("INCIDENT#")
+        report["incidents"] = [as_item(i) for i in pipeline.ledger.incident_records()]
         for difusor in pipeline.deployment.difusores:
             pipeline.download_site(difusor.difusor_id, out_dir / "sites" / difusor.difusor_id)
         origin = pipeline.deployment.origin_bucket

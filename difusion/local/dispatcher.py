@@ -38,6 +38,13 @@ def invoking(function_name: str) -> Iterator[None]:
         current_function.reset(token)
 
 
+class InvocationDied(BaseException):
+    """Raised inside a handler, it ends the invocation as a crashed Lambda's ends (killed,
+    out of memory, timed out): nothing in it catches it, nothing is deleted or reported,
+    and its messages return after the queue's visibility timeout. For tests and the fault
+    tier; a ``BaseException`` so that the handlers' own ``except Exception`` pass it by."""
+
+
 @dataclass
 class LambdaContext:
     """What a handler reads from Lambda's context object."""
@@ -89,6 +96,8 @@ class LocalDispatcher:
         }
         self.invocations = 0
         self.handler_errors: list[str] = []
+        # Messages a dead invocation took: message id → (queue URL, receipt handle).
+        self.abandoned: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def poll(self, route: Route) -> int:
@@ -107,6 +116,9 @@ class LocalDispatcher:
         ).get("Messages", [])
         if not messages:
             return 0
+        with self._lock:  # received again: no longer held by a dead invocation
+            for m in messages:
+                self.abandoned.pop(m["MessageId"], None)
         event = {"Records": [self._record(route, m) for m in messages]}
         try:
             response = route.handler(
@@ -115,6 +127,13 @@ class LocalDispatcher:
                     function_name=route.function_name, timeout_seconds=route.timeout_seconds
                 ),
             )
+        except InvocationDied:
+            # Nothing deleted, nothing returned early: invisible until the timeout.
+            with self._lock:
+                self.invocations += 1
+                for m in messages:
+                    self.abandoned[m["MessageId"]] = (route.queue_url, m["ReceiptHandle"])
+            return len(messages)
         except Exception as exc:
             # Lambda returns a batch whose invocation raised to the queue, whole.
             with self._lock:
@@ -135,7 +154,8 @@ class LocalDispatcher:
         return len(messages)
 
     def pending(self) -> int:
-        """Messages visible or in flight across every routed queue."""
+        """Messages visible or in flight across every routed queue, but for those a dead
+        invocation left invisible (:meth:`expire_abandoned` brings them back)."""
         total = 0
         for route in self._routes:
             attributes = self._sqs.get_queue_attributes(
@@ -145,9 +165,22 @@ class LocalDispatcher:
                     "ApproximateNumberOfMessagesNotVisible",
                 ],
             )["Attributes"]
+            with self._lock:
+                held = sum(1 for url, _ in self.abandoned.values() if url == route.queue_url)
             total += int(attributes["ApproximateNumberOfMessages"])
-            total += int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            total += max(int(attributes["ApproximateNumberOfMessagesNotVisible"]) - held, 0)
         return total
+
+    def expire_abandoned(self) -> int:
+        """The visibility timeout of every message a dead invocation left has passed: they
+        are visible again (as on AWS, much later). Returns how many."""
+        with self._lock:
+            abandoned, self.abandoned = self.abandoned, {}
+        for queue_url, receipt in abandoned.values():
+            self._sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+        return len(abandoned)
 
     def run_until_idle(
         self,
@@ -156,7 +189,8 @@ class LocalDispatcher:
         max_idle_pause: float = 0.2,
         on_tick: Callable[[], None] | None = None,
     ) -> None:
-        """Keep every route's pollers busy until no queue holds a message."""
+        """Keep every route's pollers busy until no queue holds a message (but for those
+        a dead invocation left, which return after their visibility timeout)."""
         deadline = time.monotonic() + timeout
         stop = threading.Event()
         errors: list[BaseException] = []

@@ -8,11 +8,15 @@ nothing about the cloud.
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from moto.cloudfront.exceptions import CloudFrontException
 from moto.cloudfront.models import CloudFrontBackend, Invalidation
+from moto.dynamodb.models import DynamoDBBackend
 
 
 class InvalidationBatchAlreadyExists(CloudFrontException):
@@ -24,6 +28,42 @@ class InvalidationBatchAlreadyExists(CloudFrontException):
 
 
 def apply_cloud_rules() -> None:
+    _keep_caller_references()
+    _isolate_transactions()
+
+
+# Every DynamoDB call that reads or writes items: serialized with the transactions.
+_ITEM_CALLS = ("get_item", "query", "scan", "put_item", "update_item", "delete_item")
+_TRANSACTIONS = threading.RLock()
+
+
+def _isolate_transactions() -> None:
+    """DynamoDB ``TransactWriteItems`` (developer guide, "Amazon DynamoDB Transactions:
+    How it works", isolation levels): a transaction is serializable with every other
+    write, and a canceled one changes nothing. moto runs a transaction against the live
+    tables and, when it is canceled, puts back a copy of each whole table taken when it
+    started: writes other clients made meanwhile are undone (seen under faults: a
+    delivery's recorded publication vanished when the monitor's retried, canceled
+    transaction rolled back). Item calls and transactions take turns, so a rollback
+    restores exactly what the transaction found, and nobody reads a transaction half
+    done."""
+    if getattr(DynamoDBBackend.transact_write_items, "isolated", False):
+        return
+
+    def serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _TRANSACTIONS:
+                return method(*args, **kwargs)
+
+        call.isolated = True  # type: ignore[attr-defined]
+        return call
+
+    for name in ("transact_write_items", *_ITEM_CALLS):
+        setattr(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+
+
+def _keep_caller_references() -> None:
     """CloudFront ``CreateInvalidation`` (API reference, ``InvalidationBatch``): "If you
     make a second invalidation request with the same value for CallerReference, and if the
     rest of the request is the same, CloudFront doesn't create a new invalidation request.

@@ -30,6 +30,7 @@ from difusion.adapters.registry import DifusorRegistry
 from difusion.local import idempotent
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.models import Difusor
+from difusion.settings import policy_environment
 from difusion.signing import SecretKey
 from difusion.window import PublicationWindow, WindowState
 from difusion.window_timer import (
@@ -77,6 +78,8 @@ class LocalDeployment:
     timer_arn: str
     timer_execution_arn: str
     difusores: tuple[Difusor, ...] = field(default_factory=tuple)
+    # The institute's key string, pinned as the config's ``public_key`` pins it on AWS.
+    public_key: str = ""
 
     def outputs(self) -> dict[str, dict[str, str]]:
         """What ``cdk deploy --outputs-file`` writes for the institute stack."""
@@ -101,11 +104,6 @@ class LocalDeployment:
         return {
             "RETRY_BASE_SECONDS": str(retry.base_seconds),
             "RETRY_CAP_SECONDS": str(retry.cap_seconds),
-            "WINDOW_OPENING": self.window.opening.isoformat(),
-            "WINDOW_CLOSING": self.window.closing.isoformat(),
-            "WINDOW_GRACE_SECONDS": str(int(self.window.grace.total_seconds())),
-            "ELECTION_ID": self.election,
-            "ELECTION_TIME_ZONE": self.time_zone,
             "ORIGIN_BUCKET": self.origin_bucket,
             "LEDGER_TABLE": self.ledger_table,
             "REGISTRY_TABLE": self.registry_table,
@@ -113,7 +111,6 @@ class LocalDeployment:
             "SIGNING_SECRET_ID": self.signing_secret_id,
             "SIGN_QUEUE_URL": self.sign_queue_url,
             "DELIVERY_QUEUE_URL": self.delivery_queue_url,
-            "MAX_RECEIVE_COUNT": str(self.max_attempts),
             "DELIVERY_LEASE_SECONDS": str(
                 max(1, round(topology.REPLICATE.timeout_seconds * self.time_scale))
             ),
@@ -121,7 +118,16 @@ class LocalDeployment:
             "POWERTOOLS_METRICS_NAMESPACE": "Difusion",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
-        }
+        } | policy_environment(
+            None,
+            election_id=self.election,
+            time_zone=self.time_zone,
+            opening=self.window.opening,
+            closing=self.window.closing,
+            grace_seconds=int(self.window.grace.total_seconds()),
+            max_attempts=self.max_attempts,
+            public_key=self.public_key,
+        )
 
 
 def provision(
@@ -269,6 +275,7 @@ def provision(
         timer_arn=timer_arn,
         timer_execution_arn=execution_arn,
         difusores=tuple(registered),
+        public_key=secret_key.public_key.base64,
     )
 
 

@@ -36,6 +36,7 @@ from difusion.closing import (
     closing_record_json,
     final_snapshot,
     render_closing_record_html,
+    retained_package,
 )
 from difusion.continuity import (
     Action,
@@ -44,6 +45,7 @@ from difusion.continuity import (
     SiteReader,
     Transition,
     advance,
+    catch_up_due,
     check_site,
     period_start,
     upstream_stalled,
@@ -55,16 +57,6 @@ from difusion.times import parse_iso
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
-
-
-def _package_of(entry: dict[str, Any], snapshots: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """The package (key, version) whose files ``entry`` publishes, if any."""
-    if entry.get("withdraws"):
-        restores = int(entry.get("restores_sequence") or 0)
-        entry = next((s for s in snapshots if s.get("sequence") == restores), {})
-    if not entry.get("object_key"):
-        return None
-    return str(entry["object_key"]), str(entry.get("object_version", ""))
 
 
 # Besides the rules' actions, a failed period is counted in its incident: owed like them.
@@ -98,6 +90,9 @@ class MonitorPolicy:
     list_url: str = ""
     # The institute's key, pinned in config; sites are checked against it, not the origin's.
     pinned_key: PublicKey | None = None
+    # How long a delivery may take before a difusor left behind gets the head again: the
+    # replicate function's timeout, which is also its lease's length.
+    catch_up_after: timedelta = timedelta(minutes=15)
 
 
 @dataclass
@@ -166,6 +161,7 @@ class ContinuityService:
         report = PeriodReport(period=period, window=str(record.state))
         if record.state is WindowState.OPEN and now < closing:
             self._check_difusores(period, report)
+            self._catch_up(period, record.opened_at or self._window.opening, now, report)
             self._check_upstream(period, record.opened_at or self._window.opening, now, report)
         elif (
             record.state is WindowState.CLOSED
@@ -211,6 +207,45 @@ class ContinuityService:
         for (difusor, published), result in zip(targets, checks, strict=True):
             report.checks.append(result)
             self._apply(difusor, published, period, result, report)
+
+    def _catch_up(
+        self, period: str, opened_at: datetime, now: datetime, report: PeriodReport
+    ) -> None:
+        """Send the head again to every active difusor the institute left behind: its
+        delivery's worker died (the message invisible for up to six function timeouts,
+        and the difusor's FIFO group behind it) or gave up into the DLQ. Noted in the
+        delivery's record first; a period that dies in between is made up by the next."""
+        head = self._ledger.head()
+        if head is None:
+            return
+        snapshot = self._ledger.snapshot(head.snapshot_id) or {}
+        accepted = snapshot.get("accepted_at")
+        sent_at = max(parse_iso(str(accepted)), opened_at) if accepted else opened_at
+        for difusor in self._registry.active():
+            published = self._ledger.published(difusor.difusor_id)
+            lease = self._ledger.delivery_lease(difusor.difusor_id)
+            why = catch_up_due(
+                published.sequence if published else None,
+                head.sequence,
+                sent_at,
+                lease.until if lease else None,
+                now,
+                self._policy.catch_up_after,
+            )
+            if why is None:
+                continue
+            request = self._ledger.note_catch_up(
+                DeliveryRequest.for_head(self._ledger.election, difusor.difusor_id, head),
+                period,
+                why,
+                now,
+            )
+            self._deliveries.resend(request, period)
+            logger.warning(
+                "delivery sent again",
+                extra={"difusor_id": difusor.difusor_id, "snapshot_id": head.snapshot_id},
+            )
+            report.actions.append(f"{difusor.difusor_id}: catch_up #{head.sequence} ({why})")
 
     def _overlapped_delivery(self, difusor_id: str, before: PublishedState, started: int) -> bool:
         """Whether a delivery wrote to the difusor while it was checked: it held the lease
@@ -484,18 +519,17 @@ class ContinuityService:
         now = self._clock()
         record = self._ledger.window()
         closing = self._window.closing_for(record)
-        window_item = next(iter(self._ledger.items("WINDOW")), {})
-        snapshots = self._ledger.items("SNAPSHOT#")
+        snapshots = self._ledger.snapshot_records()
         until = now + self._policy.retention
         retained = []
         final = final_snapshot(snapshots, closing)
         if final is not None:
             # A withdrawal entry has no package: the one whose files it publishes is kept.
-            package = _package_of(final, snapshots)
+            package = retained_package(final, snapshots)
             to_keep = [
                 *([package] if package else []),
-                (str(final["manifest_key"]), ""),
-                (signature_key(str(final["manifest_key"])), ""),
+                (str(final.manifest_key), ""),
+                (signature_key(str(final.manifest_key)), ""),
                 (PUBLIC_KEY_KEY, ""),
             ]
             for key, version in to_keep:
@@ -512,16 +546,12 @@ class ContinuityService:
             time_zone=self._policy.time_zone,
             window=self._window,
             record=record,
-            close_reason=str(window_item.get("close_reason", "")),
             snapshots=snapshots,
-            rejections=[
-                *[s for s in snapshots if s.get("status") == "rejected"],
-                *self._ledger.items("REJECTION#"),
-            ],
-            deliveries=self._ledger.items("DELIVERY#"),
-            incidents=self._ledger.items("INCIDENT#"),
-            upstream_incidents=self._ledger.items("UPSTREAM#INCIDENT#"),
-            checks=self._ledger.items("CHECK#"),
+            refused_reuploads=self._ledger.rejection_records(),
+            deliveries=self._ledger.delivery_records(),
+            incidents=self._ledger.incident_records(),
+            upstream_incidents=self._ledger.upstream_incident_records(),
+            checks=self._ledger.check_records(),
             difusores=difusores,
             retained=retained,
             generated_at=now,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from difusion.errors import RejectionCode
 from difusion.manifest import Manifest, PackageInfo, Withdrawal, sha256_hex
 from difusion.models import DeliveryRequest, Head, SignRequest
 from difusion.publication import VERIFY_PAGE_PATH
+from difusion.records import SnapshotRecord
 from difusion.signing import sign
 from difusion.times import parse_iso
 from difusion.window import PublicationWindow, Verdict
@@ -57,37 +58,33 @@ def withdrawal_id(sequence: int) -> str:
     return f"retiro-{sequence:06d}"
 
 
-def accepted_entries(snapshots: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def accepted_entries(snapshots: Iterable[SnapshotRecord]) -> dict[int, SnapshotRecord]:
     """The chain as the ledger accepted it: snapshot records by sequence."""
-    return {
-        int(s["sequence"]): s
-        for s in snapshots
-        if s.get("status") == "accepted" and s.get("sequence") is not None
-    }
+    return {s.sequence: s for s in snapshots if s.accepted and s.sequence is not None}
 
 
 def newest_valid(
-    entries: dict[int, dict[str, Any]], withdrawing: set[str]
-) -> dict[str, Any] | None:
+    entries: dict[int, SnapshotRecord], withdrawing: set[str]
+) -> SnapshotRecord | None:
     """The newest snapshot whose files may be published: accepted from a package (not a
     withdrawal entry), not withdrawn, not being withdrawn."""
     for sequence in sorted(entries, reverse=True):
         entry = entries[sequence]
-        if entry.get("withdraws") or entry.get("withdrawn_at"):
+        if entry.withdraws or entry.withdrawn_at:
             continue
-        if entry["snapshot_id"] in withdrawing:
+        if entry.snapshot_id in withdrawing:
             continue
         return entry
     return None
 
 
-def withdrawal_refusal(snapshot_id: str, target: dict[str, Any] | None, reason: str) -> str:
+def withdrawal_refusal(snapshot_id: str, target: SnapshotRecord | None, reason: str) -> str:
     """Why ``snapshot_id`` cannot be withdrawn (empty when it can)."""
     if not reason.strip():
         return "a withdrawal needs a reason: it is signed and public"
     if target is None:
         return f"{snapshot_id} is not an accepted snapshot; only accepted ones are withdrawn"
-    if target.get("withdraws"):
+    if target.withdraws:
         return f"{snapshot_id} is itself a withdrawal; withdraw a snapshot instead"
     return ""
 
@@ -220,19 +217,20 @@ class SignService:
         time with signing. Repeating it changes nothing."""
         for _ in range(_HEAD_RACE_RETRIES):
             head = self._ledger.head()
-            entries = accepted_entries(self._ledger.items("SNAPSHOT#"))
-            target = next((e for e in entries.values() if e["snapshot_id"] == snapshot_id), None)
+            entries = accepted_entries(self._ledger.snapshot_records())
+            target = next((e for e in entries.values() if e.snapshot_id == snapshot_id), None)
             refusal = withdrawal_refusal(snapshot_id, target, reason)
             if refusal:
                 logger.warning("withdrawal refused", extra={"snapshot_id": snapshot_id})
                 return SignResult(snapshot_id, "refused", reason=refusal)
             assert target is not None and head is not None
-            if target.get("withdrawn_at"):
+            if target.withdrawn_at:
                 # Done before (a repeated request): make sure the difusores got it.
-                by = entries[int(target["withdrawn_by_sequence"])]
-                if by["snapshot_id"] == head.snapshot_id:
+                assert target.withdrawn_by_sequence is not None  # written with withdrawn_at
+                by = entries[target.withdrawn_by_sequence]
+                if by.snapshot_id == head.snapshot_id:
                     return self._fan_out(head, "duplicate", reason=f"withdrawal:{snapshot_id}")
-                return SignResult(snapshot_id, "duplicate", sequence=int(by["sequence"]))
+                return SignResult(snapshot_id, "duplicate", sequence=target.withdrawn_by_sequence)
             draft = self._withdrawal_draft(target, entries, head, reason)
             try:
                 accepted = self._sign_after(draft, head)
@@ -247,15 +245,15 @@ class SignService:
 
     def _withdrawal_draft(
         self,
-        target: dict[str, Any],
-        entries: dict[int, dict[str, Any]],
+        target: SnapshotRecord,
+        entries: dict[int, SnapshotRecord],
         head: Head,
         reason: str,
     ) -> Manifest:
-        withdrawn = Manifest.from_bytes(self._origin.get_bytes(str(target["manifest_key"])))
-        restored = newest_valid(entries, {str(target["snapshot_id"])})
+        withdrawn = Manifest.from_bytes(self._origin.get_bytes(str(target.manifest_key)))
+        restored = newest_valid(entries, {target.snapshot_id})
         if restored is not None:
-            source = Manifest.from_bytes(self._origin.get_bytes(str(restored["manifest_key"])))
+            source = Manifest.from_bytes(self._origin.get_bytes(str(restored.manifest_key)))
             files, package, cut_time = source.files, source.package, source.cut_time
         else:  # nothing valid is left: only the institute's own page stays published
             files = tuple(f for f in withdrawn.files if f.path == VERIFY_PAGE_PATH)
@@ -275,7 +273,7 @@ class SignService:
                 snapshot_id=withdrawn.snapshot_id,
                 manifest_sha256=withdrawn.sha256,
                 reason=reason,
-                restores=None if restored is None else int(restored["sequence"]),
+                restores=None if restored is None else restored.sequence,
             ),
         )
 

@@ -202,3 +202,26 @@ def test_the_cli_runs_the_monitor_with_the_settings_the_stack_gives_it(tmp_path)
     assert settings.window.opening == config.window.opening
     assert settings.max_attempts == config.delivery_max_attempts
     assert "PREP_PUBLIC_KEY" not in config.environment("ingest")
+
+
+def test_the_embedded_default_gives_its_functions_every_setting_the_config_gives_each():
+    from difusion.settings import policy_environment
+    from difusion.signing import SecretKey
+
+    key = SecretKey.generate().public_key.base64
+    config = InstituteConfig.from_json(institute(public_key=key))
+    everything = policy_environment(
+        None,
+        election_id=config.election_id,
+        time_zone=config.time_zone,
+        opening=config.window.opening,
+        closing=config.window.closing,
+        grace_seconds=config.grace_seconds,
+        max_attempts=config.delivery_max_attempts,
+        public_key=config.public_key,
+    )
+    for function in ("ingest", "sign", "replicate", "monitor"):
+        policy = {k: v for k, v in config.environment(function).items() if k in everything}
+        assert policy.items() <= everything.items(), function
+    assert everything["PREP_PUBLIC_KEY"] == key
+    assert set(config.environment("ingest")) < set(everything)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from difusion.adapters import factory
 from difusion.generator import SeriesSpec, Snapshot, generate_series
-from difusion.local.clock import PipelineClock, WallClock
+from difusion.local.clock import ControlledClock, PipelineClock, WallClock
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.signing import SecretKey
@@ -50,6 +52,26 @@ def provision_on(
     pipeline.reset()
     pipeline.dispatcher.handler_errors.clear()
     return pipeline
+
+
+def on_election_night_periods(
+    session_pipeline: tuple[LocalPipeline, dict], environment: dict[str, str], **options: object
+) -> Iterator[LocalPipeline]:
+    """The session's pipeline provisioned anew on a controlled clock at the start of a
+    15-minute period (election night's), with ``environment`` for the functions; back to
+    the defaults after the test. For a fixture to ``yield from``."""
+    pipeline, state = session_pipeline
+    state["used"] = True
+    now = datetime.now(UTC).replace(microsecond=0)
+    night = replace(
+        OPTIONS,
+        monitor_period_seconds=900,
+        extra_environment=tuple(environment.items()),
+        **options,  # type: ignore[arg-type]
+    )
+    clock = ControlledClock(now - timedelta(seconds=int(now.timestamp()) % 900))
+    yield provision_on(pipeline, night, clock)
+    back_to_defaults(pipeline)
 
 
 def back_to_defaults(pipeline: LocalPipeline) -> None:

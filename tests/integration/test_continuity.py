@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +17,12 @@ from difusion.adapters.origin import OriginStore
 from difusion.adapters.public_site import HttpSiteReader
 from difusion.adapters.queues import DeliveryQueue
 from difusion.cli import main
-from difusion.local.clock import ControlledClock
 from difusion.manifest import Manifest
 from difusion.notice import STATUS_PATH
 from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
 from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.verification import verify_directory
-from tests.integration.conftest import OPTIONS, back_to_defaults, provision_on
+from tests.integration.conftest import on_election_night_periods
 
 pytestmark = pytest.mark.integration
 
@@ -260,17 +258,7 @@ def test_a_period_that_runs_twice_acts_once(pipeline, packages):
 def election_night(_session_pipeline):
     """A pipeline on a controlled clock with election night's monitor period (15 minutes)
     and stall limit (20), the clock at the start of a period (it provisions anew)."""
-    pipeline, state = _session_pipeline
-    state["used"] = True
-    now = datetime.now(UTC).replace(microsecond=0)
-    options = replace(
-        OPTIONS,
-        monitor_period_seconds=900,
-        extra_environment=(("UPSTREAM_STALL_SECONDS", "1200"),),
-    )
-    clock = ControlledClock(now - timedelta(seconds=int(now.timestamp()) % 900))
-    yield provision_on(pipeline, options, clock)
-    back_to_defaults(pipeline)
+    yield from on_election_night_periods(_session_pipeline, {"UPSTREAM_STALL_SECONDS": "1200"})
 
 
 def test_an_upstream_silent_for_longer_than_the_limit_is_an_incident_until_a_cut_arrives(

@@ -23,11 +23,15 @@ from difusion.adapters.idempotency import StepIdempotencyStore
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, Ledger
 from difusion.adapters.queues import SignQueue
-from difusion.local.dispatcher import LambdaContext
+from difusion.adapters.site_sources import BucketSource
+from difusion.local.dispatcher import InvocationDied, LambdaContext
 from difusion.local.provision import account_session
 from difusion.manifest import Manifest
 from difusion.models import DeliveryOutcome, DeliveryRequest
 from difusion.publication import MANIFEST_PATH
+from difusion.services.replicate import ReplicateService
+from difusion.verification import verify_site
+from tests.integration.conftest import on_election_night_periods
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2027, 6, 6, 3, 0, tzinfo=UTC)
@@ -349,3 +353,73 @@ def test_a_period_that_dies_after_recording_acts_on_its_next_run(pipeline, packa
     assert service.run_period().actions == []
     [incident] = pipeline.ledger.items("INCIDENT#")
     assert incident["periods_failed"] == 1
+
+
+# --- a delivery whose worker died ----------------------------------------------------------
+
+
+@pytest.fixture
+def night_of_periods(_session_pipeline):
+    """Election night's periods (15 min) and the replicate function's lease (its 15-minute
+    timeout), on a clock the test moves: the monitor and the functions read it alike."""
+    yield from on_election_night_periods(
+        _session_pipeline, {"DELIVERY_LEASE_SECONDS": "900"}, monitor_sample_size=4
+    )
+
+
+def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monitor(
+    night_of_periods, packages, monkeypatch
+):
+    pipeline = night_of_periods
+    ledger = pipeline.ledger
+    pipeline.process(packages[0])
+    victim = "canal-10-los-cabos"
+    publish = ReplicateService._publish
+
+    def dies_for_the_victim(self, request, site):
+        if request.difusor_id == victim:
+            raise InvocationDied("killed mid-delivery")
+        return publish(self, request, site)
+
+    # Given the victim's worker killed mid-delivery of the next cut (after its lease)
+    monkeypatch.setattr(ReplicateService, "_publish", dies_for_the_victim)
+    pipeline.process(packages[1])
+    monkeypatch.undo()
+    head = ledger.head()
+    assert ledger.published(victim).sequence == head.sequence - 1
+    assert ledger.delivery_lease(victim).owner == f"{head.snapshot_id}#accepted"
+    [dead] = pipeline.dispatcher.abandoned.values()  # invisible: six function timeouts
+    [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
+    assert record["status"] == "in_progress"
+    # When periods run while the lease may still cover a live worker (the period of the
+    # cut, and the next one, when the lease ends): nothing is sent again
+    lease_until = ledger.delivery_lease(victim).until
+    for _ in range(2):
+        report = pipeline.run_monitor_period()
+        assert pipeline.clock.now().timestamp() <= lease_until
+        assert not any(a.startswith(victim) for a in report["actions"])
+    # and at the period after it, the lease over: the head is sent again
+    report = pipeline.run_monitor_period()
+    [action] = [a for a in report["actions"] if a.startswith(victim)]
+    assert action.startswith(f"{victim}: catch_up #{head.sequence}")
+    assert not any(a.startswith("uabcs") for a in report["actions"])  # up to date
+    pipeline.settle()
+    # Then the victim publishes the cut, and the ledger says what happened
+    assert ledger.published(victim).sequence == head.sequence
+    [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
+    assert record["status"] == "delivered" and record["reason"] == "accepted"
+    assert record["catch_up_periods"] == [report["period"]]
+    assert "was sent 30 min ago" in record["last_catch_up_why"]
+    # And when the dead worker's message returns, nothing is delivered or invalidated again
+    invalidations = len(_invalidations(pipeline.difusor(victim)))
+    assert pipeline.dispatcher.expire_abandoned() == 1
+    pipeline.settle()
+    assert pipeline.dispatcher.abandoned == {} and dead
+    assert ledger.published(victim).sequence == head.sequence
+    [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
+    assert record["status"] == "delivered"
+    assert len(_invalidations(pipeline.difusor(victim))) == invalidations == 2
+    assert verify_site(
+        BucketSource(pipeline.difusor_s3(victim), pipeline.difusor(victim).bucket),
+        pipeline.secret_key.public_key,
+    ).ok

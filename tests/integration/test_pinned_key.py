@@ -56,3 +56,8 @@ def test_the_monitor_checks_sites_against_the_pinned_key(pipeline, packages):
     policy = MonitorPolicy(period=timedelta(minutes=15), pinned_key=other)
     report = _service(pipeline, lambda: now, policy).run_period()
     assert {c.outcome for c in report.checks} == {"bad_signature"}
+
+
+def test_the_embedded_default_pins_the_institutes_key_as_the_config_does(pipeline):
+    # The functions' environment: what the config's public_key gives them on AWS
+    assert ReplicateSettings.from_env(os.environ).public_key == pipeline.secret_key.public_key

@@ -1,57 +1,76 @@
-"""The closing record and the public notices, built from ledger items alone."""
+"""The closing record and the public notices, built from the ledger's records alone."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from difusion.closing import build_closing_record, final_snapshot, render_closing_record_html
+import pytest
+
+from difusion.adapters.ledger.table import plain
+from difusion.closing import (
+    build_closing_record,
+    closing_record_json,
+    final_snapshot,
+    render_closing_record_html,
+    retained_package,
+)
 from difusion.models import Difusor, DifusorStatus
 from difusion.notice import LIST_HTML, LIST_JSON, NOTICE_PAGE, difusores_list, suspension_notice
+from difusion.records import (
+    CheckRecord,
+    DeliveryRecord,
+    IncidentRecord,
+    RejectionRecord,
+    SnapshotRecord,
+)
 from difusion.window import PublicationWindow, WindowRecord, WindowState
+from tests import closing_night as night
 
 OPENING = datetime(2024, 6, 3, 3, 0, tzinfo=UTC)  # 20:00 in Baja California Sur
 WINDOW = PublicationWindow(OPENING, OPENING + timedelta(hours=24), timedelta(minutes=15))
 TZ = "America/Mazatlan"
 
 
-def snapshot(sequence: int, cut: datetime, status: str = "accepted") -> dict:
-    return {
-        "snapshot_id": f"s{sequence}",
-        "sequence": sequence,
-        "status": status,
-        "cut_time": cut.isoformat(),
-        "manifest_sha256": f"{sequence:064x}",
-        "manifest_key": f"manifests/{sequence:06}_s{sequence}.json",
-    }
+def snapshot(sequence: int, cut: datetime, status: str = "accepted") -> SnapshotRecord:
+    return SnapshotRecord(
+        snapshot_id=f"s{sequence}",
+        sequence=sequence,
+        status=status,
+        cut_time=cut.isoformat(),
+        manifest_sha256=f"{sequence:064x}",
+        manifest_key=f"manifests/{sequence:06}_s{sequence}.json",
+    )
 
 
-def delivery(sequence: int, difusor: str, started: datetime) -> dict:
-    return {
-        "snapshot_id": f"s{sequence}",
-        "sequence": sequence,
-        "difusor_id": difusor,
-        "status": "delivered",
-        "started_at": started.isoformat(),
-        "finished_at": (started + timedelta(seconds=3)).isoformat(),
-        "reason": "accepted",
-    }
+def delivery(sequence: int, difusor: str, started: datetime) -> DeliveryRecord:
+    return DeliveryRecord(
+        snapshot_id=f"s{sequence}",
+        sequence=sequence,
+        difusor_id=difusor,
+        status="delivered",
+        started_at=started.isoformat(),
+        finished_at=(started + timedelta(seconds=3)).isoformat(),
+        reason="accepted",
+    )
 
 
-def record(deliveries: list[dict], closed_early: bool = False) -> dict:
+def record(deliveries: list[DeliveryRecord], closed_early: bool = False) -> dict:
     closing = WINDOW.closing if not closed_early else OPENING + timedelta(hours=5)
+    reason = "100% de actas" if closed_early else ""
     return build_closing_record(
         election="DIP_LOC_BCS",
         time_zone=TZ,
         window=WINDOW,
-        record=WindowRecord(WindowState.CLOSED, closing, closed_early, OPENING),
-        close_reason="100% de actas" if closed_early else "",
+        record=WindowRecord(WindowState.CLOSED, closing, closed_early, OPENING, reason),
         snapshots=[
             snapshot(1, OPENING - timedelta(minutes=10)),
             snapshot(2, OPENING + timedelta(hours=4)),
             snapshot(3, OPENING + timedelta(hours=6)),
         ],
-        rejections=[],
         deliveries=deliveries,
         incidents=[],
         checks=[],
@@ -63,10 +82,10 @@ def record(deliveries: list[dict], closed_early: bool = False) -> dict:
 
 def test_the_final_snapshot_is_the_newest_cut_at_or_before_the_close():
     snapshots = [snapshot(1, OPENING), snapshot(2, OPENING + timedelta(hours=2))]
-    assert final_snapshot(snapshots, OPENING + timedelta(hours=3))["snapshot_id"] == "s2"
-    assert final_snapshot(snapshots, OPENING + timedelta(hours=1))["snapshot_id"] == "s1"
+    assert final_snapshot(snapshots, OPENING + timedelta(hours=3)).snapshot_id == "s2"
+    assert final_snapshot(snapshots, OPENING + timedelta(hours=1)).snapshot_id == "s1"
     rejected = [*snapshots, snapshot(3, OPENING + timedelta(hours=2, minutes=5), "rejected")]
-    assert final_snapshot(rejected, OPENING + timedelta(hours=3))["snapshot_id"] == "s2"
+    assert final_snapshot(rejected, OPENING + timedelta(hours=3)).snapshot_id == "s2"
 
 
 def test_an_early_close_moves_the_final_snapshot_and_is_stated_with_its_reason():
@@ -93,12 +112,14 @@ def test_deliveries_outside_the_window_are_called_out():
 def test_a_delivery_is_judged_by_when_its_publishing_attempt_started_not_when_it_ended():
     end_of_grace = WINDOW.closing + WINDOW.grace
     # Started in the last second of the grace, its manifest landed five minutes later
-    overran = delivery(3, "uabcs", end_of_grace - timedelta(seconds=1))
-    overran["finished_at"] = (end_of_grace + timedelta(minutes=5)).isoformat()
+    overran = replace(
+        delivery(3, "uabcs", end_of_grace - timedelta(seconds=1)),
+        finished_at=(end_of_grace + timedelta(minutes=5)).isoformat(),
+    )
     assert record([overran])["deliveries_outside_window"] == []
     # Started after the grace, or retried after it (the attempt that published counts)
     late = delivery(3, "uabcs", end_of_grace + timedelta(seconds=1))
-    retried = {**overran, "attempt_started_at": late["started_at"]}
+    retried = replace(overran, attempt_started_at=late.started_at)
     for outside in (late, retried):
         assert record([outside])["deliveries_outside_window"] == [
             {"difusor_id": "uabcs", "snapshot_id": "s3"}
@@ -156,3 +177,77 @@ def test_the_notice_tells_the_public_in_spanish_where_to_look_instead():
     page = files[NOTICE_PAGE][0].decode()
     assert 'lang="es"' in page and "fue interrumpida" in page
     assert 'href="https://prep.example/difusores.html"' in page
+
+
+# --- the record from a night's ledger items, byte for byte ------------------------------
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "closing"
+
+
+def closing_record_of_night(items_as_stored: Callable[[dict], dict] = lambda item: item) -> dict:
+    """The closing record of ``tests.closing_night``, its items read as the ledger reads them."""
+
+    def read(record_type, items):
+        return [record_type.from_item(items_as_stored(item)) for item in items]
+
+    return build_closing_record(
+        election=night.ELECTION,
+        time_zone=night.TIME_ZONE,
+        window=night.WINDOW,
+        record=night.RECORD,
+        snapshots=read(SnapshotRecord, night.SNAPSHOTS),
+        refused_reuploads=read(RejectionRecord, night.REUPLOADS),
+        deliveries=read(DeliveryRecord, night.DELIVERIES),
+        incidents=read(IncidentRecord, night.INCIDENTS),
+        upstream_incidents=read(IncidentRecord, night.UPSTREAM_INCIDENTS),
+        checks=read(CheckRecord, night.CHECKS),
+        difusores=night.DIFUSORES,
+        retained=night.RETAINED,
+        generated_at=night.GENERATED_AT,
+    )
+
+
+@pytest.mark.parametrize("items_as_stored", [lambda item: item, plain], ids=["boto3", "plain"])
+def test_the_closing_record_of_a_night_is_byte_for_byte_what_it_was(items_as_stored):
+    # Given the items of a night (as boto3 returns them, or made plain as the ledger did)
+    # When the closing record is built from the records read from them
+    closing = closing_record_of_night(items_as_stored)
+    # Then its JSON and its page are the ones made before the ledger had typed records
+    assert closing_record_json(closing) == (GOLDEN / "registro-de-cierre.json").read_bytes()
+    page = render_closing_record_html(closing).encode("utf-8")
+    assert page == (GOLDEN / "registro-de-cierre.html").read_bytes()
+
+
+def test_the_closing_record_of_an_empty_night_is_byte_for_byte_what_it_was():
+    closing = build_closing_record(
+        election=night.ELECTION,
+        time_zone=night.TIME_ZONE,
+        window=night.WINDOW,
+        record=WindowRecord(),
+        snapshots=[],
+        deliveries=[],
+        incidents=[],
+        checks=[],
+        difusores=[],
+        retained=[],
+        generated_at=night.GENERATED_AT,
+    )
+    assert closing_record_json(closing) == (GOLDEN / "registro-de-cierre-vacio.json").read_bytes()
+    page = render_closing_record_html(closing).encode("utf-8")
+    assert page == (GOLDEN / "registro-de-cierre-vacio.html").read_bytes()
+
+
+def test_a_withdrawal_entry_keeps_the_package_it_publishes_again_under_retention():
+    snapshots = [SnapshotRecord.from_item(item) for item in night.SNAPSHOTS]
+    final = final_snapshot(snapshots, night.CLOSED_AT)
+    # the withdrawal entry #4 is the final publication; it restores #2's package
+    assert final is not None and final.snapshot_id == night.WITHDRAWAL
+    assert retained_package(final, snapshots) == (f"incoming/{night.S2}.zip", "v2")
+    # a snapshot from a package keeps its own; one that restores nothing keeps none
+    second = next(s for s in snapshots if s.sequence == 2)
+    assert retained_package(second, snapshots) == (f"incoming/{night.S2}.zip", "v2")
+    assert retained_package(replace(final, restores_sequence=0), snapshots) is None
+    assert retained_package(replace(second, object_version=None), snapshots) == (
+        f"incoming/{night.S2}.zip",
+        "",
+    )

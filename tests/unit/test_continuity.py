@@ -17,6 +17,7 @@ from difusion.continuity import (
     SiteCheck,
     SiteUnreachable,
     advance,
+    catch_up_due,
     check_site,
     choose_sample,
     period_start,
@@ -207,3 +208,30 @@ def test_the_upstream_stalls_after_twenty_minutes_without_a_snapshot():
     assert upstream_stalled(before, opened, opened + timedelta(minutes=5), limit) is None
     recent = opened + timedelta(minutes=30)
     assert upstream_stalled(recent, opened, recent + timedelta(minutes=10), limit) is None
+
+
+# --- a difusor the institute left behind ------------------------------------------------
+
+AFTER = timedelta(minutes=15)  # the replicate function's timeout, its lease's length
+
+
+def _due(published, *, sent_minutes_ago=20, lease_seconds_left=None, head=5):
+    now = AT + timedelta(hours=1)
+    lease = None if lease_seconds_left is None else int(now.timestamp()) + lease_seconds_left
+    return catch_up_due(
+        published, head, now - timedelta(minutes=sent_minutes_ago), lease, now, AFTER
+    )
+
+
+def test_a_difusor_behind_the_head_once_its_delivery_had_its_time_gets_it_again():
+    assert _due(4) == "publishes #4, the head #5 was sent 20 min ago"
+    assert _due(None) == "publishes nothing, the head #5 was sent 20 min ago"
+    # an expired lease is a worker that died: Lambda ended it by its timeout
+    assert _due(4, lease_seconds_left=-1) is not None
+
+
+def test_nothing_is_sent_again_while_a_delivery_may_still_run_or_when_nothing_is_owed():
+    assert _due(5) is None and _due(6) is None  # up to date (or a newer head elsewhere)
+    assert _due(4, sent_minutes_ago=14) is None  # its delivery may still be running
+    assert _due(4, lease_seconds_left=0) is None  # a live lease: a worker holds it
+    assert _due(4, lease_seconds_left=600) is None

@@ -18,6 +18,7 @@ from difusion.adapters.ledger.table import (
     plain,
 )
 from difusion.continuity import MonitorState, SiteCheck
+from difusion.records import CheckRecord, IncidentRecord
 
 # The continuity monitor's own subject, the upstream (is a new snapshot arriving?): its
 # records have keys of their own, apart from every difusor's (whatever a difusor is named).
@@ -119,6 +120,18 @@ class CheckRecords(LedgerTable):
             if is_condition_failure(exc):
                 raise PeriodAlreadyChecked(f"{subject} in {period}") from None
             raise
+
+    def check_records(self) -> list[CheckRecord]:
+        """Every difusor's site checks, period by period (the upstream's are not here)."""
+        return [CheckRecord.from_item(item) for item in self.items("CHECK#")]
+
+    def incident_records(self) -> list[IncidentRecord]:
+        """Every difusor's incidents, by the period each opened in."""
+        return [IncidentRecord.from_item(item) for item in self.items("INCIDENT#")]
+
+    def upstream_incident_records(self) -> list[IncidentRecord]:
+        """The upstream's incidents (no new snapshot arriving), by the period each opened in."""
+        return [IncidentRecord.from_item(item) for item in self.items("UPSTREAM#INCIDENT#")]
 
     def pending_check(self, subject: str, period: str) -> dict[str, Any] | None:
         """The period's recorded check, if its actions are not all done yet."""

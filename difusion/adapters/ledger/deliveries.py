@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from difusion.models import (
     DeliveryStatus,
     PublishedState,
 )
+from difusion.records import DeliveryRecord
 
 
 class DeliveryRecords(LedgerTable):
@@ -44,6 +46,11 @@ class DeliveryRecords(LedgerTable):
             manifest_sha256=str(item["manifest_sha256"]),
             lease=lease_of(item),
         )
+
+    def delivery_records(self) -> list[DeliveryRecord]:
+        """Every delivery of this election (redeliveries each have their own), by snapshot
+        and difusor."""
+        return [DeliveryRecord.from_item(item) for item in self.items("DELIVERY#")]
 
     def delivery_lease(self, difusor_id: str) -> DeliveryLease | None:
         """The lease a delivery holds on the difusor, if any (expired ones included)."""
@@ -131,12 +138,7 @@ class DeliveryRecords(LedgerTable):
             ":at": iso(at),
         }
         delivery_values = {
-            ":kind": "delivery",
-            ":did": request.difusor_id,
-            ":sid": request.snapshot_id,
-            ":seq": request.sequence,
-            ":reason": request.reason,
-            ":scope": str(request.scope),
+            **_identity(request),
             ":status": str(DeliveryStatus.DELIVERED),
             ":copied": outcome.objects_copied,
             ":deleted": outcome.objects_deleted,
@@ -187,6 +189,34 @@ class DeliveryRecords(LedgerTable):
             if is_condition_failure(exc):
                 raise AlreadyPublished(request.difusor_id) from None
             raise
+
+    def note_catch_up(
+        self, request: DeliveryRequest, period: str, why: str, at: datetime
+    ) -> DeliveryRequest:
+        """Note on ``request``'s record that the monitor sends it again in ``period`` (and
+        why), keeping its status, or ``retrying`` when no attempt ever started. Returns the
+        request as first sent: the record's reason (``accepted``, or the opening's release)
+        names the delivery, its lease and its invalidation."""
+        item = self._table.update_item(
+            Key=self._delivery_key(request),
+            UpdateExpression=(
+                "SET #kind = :kind, difusor_id = :did, snapshot_id = :sid, #seq = :seq, "
+                "reason = if_not_exists(reason, :reason), delivery_scope = :scope, "
+                "#status = if_not_exists(#status, :retrying), "
+                "last_catch_up_at = :at, last_catch_up_why = :why "
+                "ADD catch_up_periods :period"  # a set: a retried period counts once
+            ),
+            ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
+            ExpressionAttributeValues={
+                **_identity(request),
+                ":retrying": str(DeliveryStatus.RETRYING),
+                ":at": iso(at),
+                ":why": why,
+                ":period": {period},
+            },
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return replace(request, reason=str(item["reason"]))
 
     def record_delivery_status(
         self, request: DeliveryRequest, status: DeliveryStatus, detail: str, at: datetime
@@ -256,12 +286,7 @@ class DeliveryRecords(LedgerTable):
             ),
             ExpressionAttributeNames={"#status": "status", "#seq": "sequence", "#kind": "kind"},
             ExpressionAttributeValues={
-                ":kind": "delivery",
-                ":did": request.difusor_id,
-                ":sid": request.snapshot_id,
-                ":seq": request.sequence,
-                ":reason": request.reason,
-                ":scope": str(request.scope),
+                **_identity(request),
                 ":status": str(status),
                 **values,
             },
@@ -273,3 +298,15 @@ class DeliveryRecords(LedgerTable):
         if request.is_redelivery:  # its own record: the first delivery's stays as it was
             sk += f"#{request.reason}"
         return {"pk": self._pk, "sk": sk}
+
+
+def _identity(request: DeliveryRequest) -> dict[str, Any]:
+    """The values that name a delivery record's delivery, for an update's expression."""
+    return {
+        ":kind": "delivery",
+        ":did": request.difusor_id,
+        ":sid": request.snapshot_id,
+        ":seq": request.sequence,
+        ":reason": request.reason,
+        ":scope": str(request.scope),
+    }

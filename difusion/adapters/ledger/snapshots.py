@@ -22,6 +22,7 @@ from difusion.models import (
     Head,
     SnapshotStatus,
 )
+from difusion.records import RejectionRecord, SnapshotRecord
 
 
 class SnapshotRecords(LedgerTable):
@@ -151,13 +152,22 @@ class SnapshotRecords(LedgerTable):
             },
         )
 
+    def snapshot_records(self) -> list[SnapshotRecord]:
+        """Every snapshot of this election, whatever its status, withdrawal entries too."""
+        return [SnapshotRecord.from_item(item) for item in self.items("SNAPSHOT#")]
+
+    def rejection_records(self) -> list[RejectionRecord]:
+        """The refused re-uploads of accepted snapshots (a rejected snapshot's own record
+        says it is rejected: :attr:`SnapshotRecord.rejection`)."""
+        return [RejectionRecord.from_item(item) for item in self.items("REJECTION#")]
+
     def accepted_manifests(self) -> dict[int, str]:
         """The chain's history as the ledger accepted it: manifest key by sequence. Only
         what the ledger accepted is history, whatever else lies in the origin."""
         return {
-            int(item["sequence"]): str(item["manifest_key"])
-            for item in self.items("SNAPSHOT#")
-            if item.get("status") == str(SnapshotStatus.ACCEPTED) and "manifest_key" in item
+            s.sequence: s.manifest_key
+            for s in self.snapshot_records()
+            if s.accepted and s.sequence is not None and s.manifest_key is not None
         }
 
     def head(self) -> Head | None:

@@ -26,6 +26,8 @@ def plain(value: Any) -> Any:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
+    if isinstance(value, set):  # a string or number set: sorted, as JSON has no sets
+        return sorted(plain(v) for v in value)
     return value
 
 

@@ -22,8 +22,8 @@ class WindowRecords(LedgerTable):
     # --- the window --------------------------------------------------------------------
 
     def window(self) -> WindowRecord:
-        """The window's state as the timer (or an early close) left it; none yet means it
-        has not opened."""
+        """The window's state as the timer (or an early close, with its reason) left it;
+        none yet means it has not opened."""
         item = self._table.get_item(Key={"pk": self._pk, "sk": "WINDOW"}, ConsistentRead=True).get(
             "Item"
         )
@@ -34,6 +34,7 @@ class WindowRecords(LedgerTable):
             closed_at=parse_iso_or_none(item.get("closed_at")),
             closed_early=bool(item.get("closed_early", False)),
             opened_at=parse_iso_or_none(item.get("opened_at")),
+            close_reason=str(item.get("close_reason", "")),
         )
 
     def close_early(self, at: datetime, reason: str) -> None:
