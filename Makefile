@@ -58,6 +58,7 @@ bench: venv $(AWSCLI)
 	$(BIN)/python -m difusion.local.bench $(AWSCLI)
 
 test: venv tools layer
+	node --test edge/
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: venv
