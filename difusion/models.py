@@ -166,10 +166,6 @@ class PublishedState:
     manifest_sha256: str
     lease: DeliveryLease | None = None  # a delivery in progress to the difusor
 
-    def delivering(self, now_epoch: int) -> bool:
-        """Whether a delivery holds the difusor's lease at ``now_epoch``."""
-        return self.lease is not None and self.lease.until >= now_epoch
-
 
 @dataclass(frozen=True)
 class DeliveryLease:

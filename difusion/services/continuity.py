@@ -186,7 +186,6 @@ class ContinuityService:
 
         def check(target: tuple[Difusor, PublishedState]) -> SiteCheck:
             difusor, published = target
-            started = int(self._clock().timestamp())
             result = check_site(
                 self._reader,
                 difusor.difusor_id,
@@ -197,7 +196,7 @@ class ContinuityService:
                 seed=f"{period}/{difusor.difusor_id}",
             )
             if result.outcome is CheckOutcome.ALTERED and self._overlapped_delivery(
-                difusor.difusor_id, published, started
+                difusor.difusor_id, published
             ):
                 return result.during_delivery()
             return result
@@ -247,15 +246,17 @@ class ContinuityService:
             )
             report.actions.append(f"{difusor.difusor_id}: catch_up #{head.sequence} ({why})")
 
-    def _overlapped_delivery(self, difusor_id: str, before: PublishedState, started: int) -> bool:
-        """Whether a delivery wrote to the difusor while it was checked: it held the lease
-        when the check began or holds it now, or it finished in between."""
+    def _overlapped_delivery(self, difusor_id: str, before: PublishedState) -> bool:
+        """Whether a delivery was writing to the difusor while it was checked: one had begun
+        and not finished when the check began or when it ended (its lease was on the
+        difusor: live, or left by a worker that died mid-copy, whose retry or catch-up
+        finishes it), or one finished in between. Files torn by the institute's own
+        delivery are not the difusor's doing."""
         after = self._ledger.published(difusor_id)
-        now = int(self._clock().timestamp())
         return (
-            before.delivering(started)
+            before.lease is not None
             or after is None
-            or after.delivering(now)
+            or after.lease is not None
             or after.sequence != before.sequence
             or after.manifest_sha256 != before.manifest_sha256
         )

@@ -4,6 +4,7 @@ lease left by a worker that died, and a monitor check that overlaps a delivery."
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -358,13 +359,15 @@ def test_a_period_that_dies_after_recording_acts_on_its_next_run(pipeline, packa
 # --- a delivery whose worker died ----------------------------------------------------------
 
 
+def _outcome(report: dict[str, Any], difusor_id: str) -> str:
+    return next(c["outcome"] for c in report["checks"] if c["difusor_id"] == difusor_id)
+
+
 @pytest.fixture
 def night_of_periods(_session_pipeline):
     """Election night's periods (15 min) and the replicate function's lease (its 15-minute
     timeout), on a clock the test moves: the monitor and the functions read it alike."""
-    yield from on_election_night_periods(
-        _session_pipeline, {"DELIVERY_LEASE_SECONDS": "900"}, monitor_sample_size=4
-    )
+    yield from on_election_night_periods(_session_pipeline, {"DELIVERY_LEASE_SECONDS": "900"})
 
 
 def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monitor(
@@ -374,15 +377,24 @@ def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monit
     ledger = pipeline.ledger
     pipeline.process(packages[0])
     victim = "canal-10-los-cabos"
-    publish = ReplicateService._publish
+    served = Manifest.from_bytes(pipeline.site_objects(victim)[MANIFEST_PATH])
+    listed = {f.path for f in served.files}
+    copy_step = ReplicateService._copy_step
+    copied: list[str] = []  # files the served manifest lists, overwritten with the new cut's
+    lock = threading.Lock()
 
-    def dies_for_the_victim(self, request, site):
-        if request.difusor_id == victim:
-            raise InvocationDied("killed mid-delivery")
-        return publish(self, request, site)
+    def dies_midway_for_the_victim(self, site, step):
+        if site.difusor.difusor_id == victim:
+            with lock:  # copies run in parallel: die once two listed files are replaced
+                if len(copied) >= 2:
+                    raise InvocationDied("killed mid-delivery")
+                if step.path in listed:
+                    copied.append(step.path)
+        copy_step(self, site, step)
 
-    # Given the victim's worker killed mid-delivery of the next cut (after its lease)
-    monkeypatch.setattr(ReplicateService, "_publish", dies_for_the_victim)
+    # Given the victim's worker killed mid-delivery of the next cut: its lease taken, two
+    # of the cut's files copied, the signed manifest still the last cut's
+    monkeypatch.setattr(ReplicateService, "_copy_step", dies_midway_for_the_victim)
     pipeline.process(packages[1])
     monkeypatch.undo()
     head = ledger.head()
@@ -390,16 +402,21 @@ def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monit
     assert ledger.delivery_lease(victim).owner == f"{head.snapshot_id}#accepted"
     [dead] = pipeline.dispatcher.abandoned.values()  # invisible: six function timeouts
     [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
-    assert record["status"] == "in_progress"
+    assert record["status"] == "in_progress" and len(copied) == 2
     # When periods run while the lease may still cover a live worker (the period of the
-    # cut, and the next one, when the lease ends): nothing is sent again
+    # cut, and the next one, when the lease ends): nothing is sent again, and the site the
+    # delivery tore is updating, not altered (no integrity incident of the difusor's)
     lease_until = ledger.delivery_lease(victim).until
     for _ in range(2):
         report = pipeline.run_monitor_period()
         assert pipeline.clock.now().timestamp() <= lease_until
         assert not any(a.startswith(victim) for a in report["actions"])
-    # and at the period after it, the lease over: the head is sent again
+        assert _outcome(report, victim) == "updating"
+    # and at the period after it, the lease over (a dead worker's, still on the difusor):
+    # updating still, and the head is sent again
     report = pipeline.run_monitor_period()
+    assert _outcome(report, victim) == "updating"
+    assert [i for i in ledger.items("INCIDENT#") if i["difusor_id"] == victim] == []
     [action] = [a for a in report["actions"] if a.startswith(victim)]
     assert action.startswith(f"{victim}: catch_up #{head.sequence}")
     assert not any(a.startswith("uabcs") for a in report["actions"])  # up to date
