@@ -52,6 +52,7 @@ from difusion.continuity import (
 )
 from difusion.models import DeliveryRequest, DeliveryScope, Difusor, Head, PublishedState
 from difusion.notice import NOTICE_REMOVES, difusores_list, suspension_notice
+from difusion.records import CheckRecord
 from difusion.signing import PublicKey
 from difusion.times import parse_iso
 from difusion.window import PublicationWindow, WindowState
@@ -63,18 +64,18 @@ logger = logging.getLogger(__name__)
 FAILED_PERIOD = "count_failed_period"
 
 
-def _recorded(subject: str, item: dict[str, Any]) -> tuple[SiteCheck, str, list[str]]:
+def _recorded(subject: str, record: CheckRecord) -> tuple[SiteCheck, str, list[str]]:
     """A recorded check whose actions are still owed: the check, its incident, the actions."""
     check = SiteCheck(
         subject,
-        CheckOutcome(str(item["outcome"])),
-        str(item.get("detail", "")),
-        served_sequence=item.get("served_sequence"),
-        served_snapshot_id=str(item.get("served_snapshot_id", "")),
-        files_checked=int(item.get("files_checked", 0)),
-        altered_paths=tuple(item.get("altered_paths", [])),
+        CheckOutcome(str(record.outcome)),
+        record.detail or "",
+        served_sequence=record.served_sequence,
+        served_snapshot_id=record.served_snapshot_id or "",
+        files_checked=record.files_checked or 0,
+        altered_paths=record.altered_paths,
     )
-    return check, str(item.get("incident_for_actions", "")), list(item["actions_pending"])
+    return check, record.incident_for_actions or "", list(record.actions_pending)
 
 
 @dataclass(frozen=True)
@@ -217,9 +218,9 @@ class ContinuityService:
         head = self._ledger.head()
         if head is None:
             return
-        snapshot = self._ledger.snapshot(head.snapshot_id) or {}
-        accepted = snapshot.get("accepted_at")
-        sent_at = max(parse_iso(str(accepted)), opened_at) if accepted else opened_at
+        snapshot = self._ledger.snapshot_record(head.snapshot_id)
+        accepted = snapshot.accepted_at if snapshot is not None else None
+        sent_at = max(parse_iso(accepted), opened_at) if accepted else opened_at
         for difusor in self._registry.active():
             published = self._ledger.published(difusor.difusor_id)
             lease = self._ledger.delivery_lease(difusor.difusor_id)
@@ -362,7 +363,7 @@ class ContinuityService:
         check: SiteCheck,
         incident: str,
     ) -> None:
-        snapshot = self._ledger.snapshot(published.snapshot_id) or {}
+        snapshot = self._ledger.snapshot_record(published.snapshot_id)
         request = DeliveryRequest(
             election=self._ledger.election,
             difusor_id=difusor.difusor_id,
@@ -370,7 +371,7 @@ class ContinuityService:
             sequence=published.sequence,
             manifest_key=published.manifest_key,
             manifest_sha256=published.manifest_sha256,
-            cut_time=str(snapshot.get("cut_time", "")),
+            cut_time=(snapshot.cut_time if snapshot is not None else None) or "",
             reason=f"repair:{period}",
             scope=DeliveryScope.REPAIR,
             paths=check.altered_paths,
@@ -442,9 +443,9 @@ class ContinuityService:
         head = self._ledger.head()
         accepted_at = None
         if head is not None:
-            snapshot = self._ledger.snapshot(head.snapshot_id) or {}
-            if snapshot.get("accepted_at"):
-                accepted_at = parse_iso(str(snapshot["accepted_at"]))
+            snapshot = self._ledger.snapshot_record(head.snapshot_id)
+            if snapshot is not None and snapshot.accepted_at:
+                accepted_at = parse_iso(snapshot.accepted_at)
         silence = upstream_stalled(accepted_at, opened_at, now, self._policy.upstream_stall)
         since = max(accepted_at, opened_at) if accepted_at else opened_at
         report.upstream_silence_seconds = int((now - since).total_seconds())

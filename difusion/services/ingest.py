@@ -160,12 +160,12 @@ class IngestService:
         refuse_future_cut(name, now)
         if head is None:
             return
-        earlier = self._ledger.snapshot(name.snapshot_id) or {}
-        if earlier.get("withdrawn_at"):
+        earlier = self._ledger.snapshot_record(name.snapshot_id)
+        if earlier is not None and earlier.withdrawn_at:
             raise PackageRejected(
                 RejectionCode.CONFLICT,
                 f"snapshot {name.snapshot_id} was withdrawn "
-                f"({earlier.get('withdrawal_reason', '')}); a corrected cut needs a new cut time",
+                f"({earlier.withdrawal_reason or ''}); a corrected cut needs a new cut time",
             )
         if head.snapshot_id == name.snapshot_id:
             raise PackageRejected(

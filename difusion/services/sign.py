@@ -198,9 +198,9 @@ class SignService:
         """Remove the manifest (and signature) an earlier attempt signed for ``snapshot_id``
         and the ledger never accepted — unless it is ``keep``, which this attempt is about
         to write again. One attempt at a time signs (one message group per election)."""
-        record = self._ledger.snapshot(snapshot_id) or {}
-        written = str(record.get("signing_key", ""))
-        if not written or written == keep or record.get("status") == "accepted":
+        record = self._ledger.snapshot_record(snapshot_id)
+        written = record.signing_key if record is not None else None
+        if not written or written == keep or (record is not None and record.accepted):
             return
         self._origin.delete([written, signature_key(written)])
         logger.warning(

@@ -15,7 +15,6 @@ from difusion.adapters.ledger.table import (
     LedgerTable,
     is_condition_failure,
     iso,
-    plain,
 )
 from difusion.continuity import MonitorState, SiteCheck
 from difusion.records import CheckRecord, IncidentRecord
@@ -133,14 +132,14 @@ class CheckRecords(LedgerTable):
         """The upstream's incidents (no new snapshot arriving), by the period each opened in."""
         return [IncidentRecord.from_item(item) for item in self.items("UPSTREAM#INCIDENT#")]
 
-    def pending_check(self, subject: str, period: str) -> dict[str, Any] | None:
+    def pending_check(self, subject: str, period: str) -> CheckRecord | None:
         """The period's recorded check, if its actions are not all done yet."""
         item = self._table.get_item(
             Key={"pk": self._pk, "sk": _check_key(period, subject)}, ConsistentRead=True
         ).get("Item")
         if item is None or not item.get("actions_pending"):
             return None
-        return plain(item)
+        return CheckRecord.from_item(item)
 
     def actions_done(self, subject: str, period: str) -> None:
         self._table.update_item(

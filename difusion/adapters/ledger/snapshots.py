@@ -186,10 +186,16 @@ class SnapshotRecords(LedgerTable):
         )
 
     def snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        """The snapshot's item as stored (tests and the CLI's wait inspect it whole)."""
         item = self._table.get_item(
             Key={"pk": self._pk, "sk": f"SNAPSHOT#{snapshot_id}"}, ConsistentRead=True
         ).get("Item")
         return None if item is None else plain(item)
+
+    def snapshot_record(self, snapshot_id: str) -> SnapshotRecord | None:
+        """The snapshot's record, typed (``None``: never seen)."""
+        item = self.snapshot(snapshot_id)
+        return None if item is None else SnapshotRecord.from_item(item)
 
     def accept(
         self, manifest: Manifest, manifest_key: str, expected: Head | None, at: datetime
