@@ -68,6 +68,8 @@ class FakeDeliveryLedger:
 
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
         record = self._record(request)
+        if record.get("status") == str(DeliveryStatus.DELIVERED):
+            raise AlreadyPublished(request.difusor_id)
         record.setdefault("started_at", at.isoformat())
         record.update(
             status=str(DeliveryStatus.IN_PROGRESS),

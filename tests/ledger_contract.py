@@ -69,6 +69,9 @@ def exercise_delivery_ledger(ledger: RecordingLedger, status_of) -> None:
         ledger.claim(first, 60, T0 + timedelta(seconds=4))
     with pytest.raises(AlreadyPublished):
         ledger.finish_delivery(first, delivered(first), T0 + timedelta(seconds=4))
+    # a duplicate that took the lease before the finish does not start it again
+    with pytest.raises(AlreadyPublished):
+        ledger.start_delivery(first, 2, T0 + timedelta(seconds=4))
     # a late failure of a duplicate never rewrites a delivered record
     ledger.record_delivery_failure(first, 2, "late", True, T0 + timedelta(seconds=5))
     ledger.record_delivery_status(first, DeliveryStatus.SUPERSEDED, "x", T0)

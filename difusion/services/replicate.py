@@ -84,9 +84,9 @@ class ReplicateService:
         # Another delivery's lease raises DifusorBusy: the message returns when it ends.
         try:
             self._ledger.claim(request, self._lease_seconds, now)
+            self._ledger.start_delivery(request, attempt, now)
         except AlreadyPublished:
             return self._already_published(request)
-        self._ledger.start_delivery(request, attempt, now)
         try:
             outcome = self._publish(request, self._sites.open(difusor))
             self._ledger.finish_delivery(request, outcome, self._clock())
@@ -257,9 +257,9 @@ class ReplicateService:
             return 0
         try:
             self._ledger.claim(request, self._lease_seconds, now)
+            self._ledger.start_delivery(request, attempt, now)
         except AlreadyPublished:
             return 0
-        self._ledger.start_delivery(request, attempt, now)
         steps = self.plan(request).shard(tier, index, count)
         self._copy(self._sites.open(difusor), steps)
         return len(steps)

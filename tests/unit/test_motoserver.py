@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -16,7 +17,11 @@ TABLE = "ledger"
 
 
 @pytest.fixture
-def dynamodb() -> Any:
+def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Any:
+    # In this process: an integration test run earlier by the same worker may have
+    # pointed every SDK client at an emulator server (AWS_ENDPOINT_URL).
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
     apply_cloud_rules()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")

@@ -188,6 +188,28 @@ def test_a_failed_attempt_is_recorded_releases_its_lease_and_the_retry_invalidat
     assert len(sites.sites["d1"].invalidations) == 1
 
 
+def test_a_duplicate_run_of_a_delivery_that_finished_meanwhile_leaves_it_delivered():
+    origin, ledger, request = _world()
+    sites = FakeSites()
+    service = _service(origin, ledger, sites)
+    claim = ledger.claim
+    first: list[str] = []
+
+    def the_first_run_finishes_meanwhile(request, lease_seconds, now):
+        # the duplicate (a message handed out again) takes the lease the first run owns,
+        # and the first run finishes before the duplicate records its start
+        claim(request, lease_seconds, now)
+        ledger.claim = claim  # type: ignore[method-assign]
+        first.append(service.deliver(request, 1).status)
+
+    ledger.claim = the_first_run_finishes_meanwhile  # type: ignore[method-assign]
+    outcome = service.deliver(request, 2)
+    assert first == ["delivered"]
+    assert (outcome.status, outcome.detail) == ("delivered", "already delivered")
+    assert ledger.record(request)["status"] == "delivered"  # not in_progress again
+    assert len(sites.sites["d1"].invalidations) == 1
+
+
 def test_a_site_that_fails_leaves_the_difusor_where_it_was():
     origin, ledger, request = _world()
     sites = FakeSites()

@@ -116,13 +116,26 @@ class DeliveryRecords(LedgerTable):
             ) from None
 
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
-        self._update_delivery(
-            request,
-            DeliveryStatus.IN_PROGRESS,
-            "attempts = :attempt, started_at = if_not_exists(started_at, :at), "
-            "attempt_started_at = :at",
-            {":attempt": attempt, ":at": iso(at)},
-        )
+        """Record an attempt's start. A delivered record is history: a duplicate of the
+        delivery (a message handed out again while the first run was finishing) raises
+        :class:`AlreadyPublished` instead of making it ``in_progress`` again."""
+        try:
+            self._update_delivery(
+                request,
+                DeliveryStatus.IN_PROGRESS,
+                "attempts = :attempt, started_at = if_not_exists(started_at, :at), "
+                "attempt_started_at = :at",
+                {
+                    ":attempt": attempt,
+                    ":at": iso(at),
+                    ":delivered": str(DeliveryStatus.DELIVERED),
+                },
+                condition="attribute_not_exists(pk) OR #status <> :delivered",
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise AlreadyPublished(request.difusor_id) from None
+            raise
 
     def finish_delivery(
         self, request: DeliveryRequest, outcome: DeliveryOutcome, at: datetime
