@@ -223,7 +223,12 @@ class ContinuityService:
         sent_at = max(parse_iso(accepted), opened_at) if accepted else opened_at
         for difusor in self._registry.active():
             published = self._ledger.published(difusor.difusor_id)
-            lease = self._ledger.delivery_lease(difusor.difusor_id)
+            # One read when something is published (its state carries the lease).
+            lease = (
+                published.lease
+                if published is not None
+                else self._ledger.delivery_lease(difusor.difusor_id)
+            )
             why = catch_up_due(
                 published.sequence if published else None,
                 head.sequence,
