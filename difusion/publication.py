@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -148,24 +148,35 @@ def _shard_of(path: str, count: int) -> int:
 
 def plan_publication(
     target: Manifest,
-    current: Manifest | None,
+    current: Manifest | Sequence[Manifest] | None,
     *,
     manifest_bytes: int,
     signature_bytes: int,
     public_key_bytes: int,
     history: dict[int, str] | None = None,
 ) -> PublicationPlan:
-    """Plan the delivery of ``target`` to a difusor that publishes ``current`` (or nothing).
+    """Plan the delivery of ``target`` to a site that publishes ``current`` (or nothing).
+
+    ``current`` may also be several manifests: a slot whose refresh was cut short may hold
+    any mix of their files, so a file is copied unless every one of them has it as
+    ``target`` does, and a path any of them has and ``target`` does not is removed.
 
     ``history`` names the origin's manifest for each sequence to add to the difusor's copy
     of the chain (``.well-known/prep/history/``): they land with the data, before the
     signed manifest that extends them."""
-    published = current.files_by_path() if current else {}
+    bases: Sequence[Manifest] = (
+        () if current is None else (current,) if isinstance(current, Manifest) else current
+    )
+    held = [base.files_by_path() for base in bases]
     changed = [
         f
         for f in target.files
-        if (old := published.get(f.path)) is None
-        or (old.sha256, old.content_type) != (f.sha256, f.content_type)
+        if not held
+        or any(
+            (old := published.get(f.path)) is None
+            or (old.sha256, old.content_type) != (f.sha256, f.content_type)
+            for published in held
+        )
     ]
     by_tier: dict[Tier, list[CopyStep]] = {tier: [] for tier in Tier}
     for f in changed:
@@ -219,7 +230,9 @@ def plan_publication(
         ),
     ]
     target_paths = {f.path for f in target.files}
-    deletions = tuple(sorted(path for path in published if path not in target_paths))
+    deletions = tuple(
+        sorted({path for published in held for path in published if path not in target_paths})
+    )
     return PublicationPlan(
         tiers=tuple(tuple(by_tier[tier]) for tier in Tier if by_tier[tier]),
         deletions=deletions,

@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from difusion.local.kvs import HOST_SUFFIX as KVS_HOST_SUFFIX
+from difusion.local.kvs import PORT_VARIABLE as KVS_PORT_VARIABLE
+
 REGION = "us-east-1"
 ORIGIN_ACCOUNT = "123456789012"  # moto's default account: the institute's
 
@@ -31,6 +34,7 @@ class LocalEmulator:
 
     def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
         self.port = port or _free_port()
+        self.kvs_port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -49,7 +53,7 @@ class LocalEmulator:
 
     def start(self, timeout: float = 30.0) -> None:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "MOTO_PORT": str(self.port)}
+        env = {**os.environ, "MOTO_PORT": str(self.port), KVS_PORT_VARIABLE: str(self.kvs_port)}
         self._process = subprocess.Popen(
             [
                 sys.executable,
@@ -107,9 +111,21 @@ class LocalEmulator:
         self._process = None
 
     def environment(self) -> dict[str, str]:
-        """The standard AWS settings that point every SDK client at this emulator."""
+        """The standard AWS settings that point every SDK client at this emulator.
+
+        CloudFront KeyValueStore's data plane is the exception: the SDK puts the account
+        in front of the endpoint's host, so it is named by a host that never resolves and
+        reached through the emulator as an HTTP proxy for that host alone (see
+        :mod:`difusion.local.kvs`); everything on loopback bypasses the proxy."""
+        proxy = f"http://127.0.0.1:{self.kvs_port}"
+        loopback = "127.0.0.1,localhost"
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL_CLOUDFRONT_KEYVALUESTORE": f"http://{KVS_HOST_SUFFIX}",
+            "HTTP_PROXY": proxy,
+            "http_proxy": proxy,
+            "NO_PROXY": loopback,
+            "no_proxy": loopback,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",

@@ -1,14 +1,16 @@
 """The embedded default's moto server, with AWS rules that moto does not keep.
 
 ``python -m difusion.local.motoserver -H 127.0.0.1 -p PORT`` is ``python -m moto.server``
-after :func:`apply_cloud_rules`. Each rule is documented AWS behaviour the pipeline relies
-on; without it the emulator would be kinder than AWS, or harsher, and a test would prove
-nothing about the cloud.
+after :func:`apply_cloud_rules`, plus CloudFront KeyValueStore's data plane
+(:mod:`difusion.local.kvs`) on ``$DIFUSION_KVS_PORT`` when it is set. Each rule is documented
+AWS behaviour the pipeline relies on; without it the emulator would be kinder than AWS, or
+harsher, and a test would prove nothing about the cloud.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from typing import Any
 from moto.cloudfront.exceptions import CloudFrontException
 from moto.cloudfront.models import CloudFrontBackend, Invalidation
 from moto.dynamodb.models import DynamoDBBackend
+
+from difusion.local import kvs
 
 
 class InvalidationBatchAlreadyExists(CloudFrontException):
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> Any:
     from moto.server import main as moto_main
 
     apply_cloud_rules()
+    kvs_port = os.environ.get(kvs.PORT_VARIABLE)
+    if kvs_port:  # CloudFront KeyValueStore's data plane, which moto does not have
+        kvs.serve(int(kvs_port))
     return moto_main(argv if argv is not None else sys.argv[1:])
 
 

@@ -42,6 +42,25 @@ def plan(target: Manifest, current: Manifest | None):
     )
 
 
+def test_a_slot_that_may_hold_a_mix_of_two_cuts_gets_whatever_either_lacks():
+    # Given a slot retired at cut 1 whose refresh toward cut 2 was cut short
+    one = manifest({"index.html": "1" * 64, "a.json": "2" * 64, "gone.png": "3" * 64})
+    two = manifest({"index.html": "1" * 64, "a.json": "5" * 64, "b.png": "6" * 64}, 2)
+    # When cut 3 is planned against both
+    three = manifest({"index.html": "1" * 64, "a.json": "5" * 64, "c.png": "7" * 64}, 3)
+    result = plan_publication(
+        three, (one, two), manifest_bytes=10, signature_bytes=5, public_key_bytes=3
+    )
+    staged = {s.path for s in result.copies if s.source is SourceKind.STAGED}
+    # Then a file is skipped only when both cuts have it as cut 3 does (index.html);
+    # a.json is copied (cut 1's copy may still be there), and what either had is removed
+    assert staged == {"a.json", "c.png"}
+    assert result.deletions == ("b.png", "gone.png")
+    # And with only cut 2 as the base, a.json would not have been copied
+    only_two = plan(three, two)
+    assert {s.path for s in only_two.copies if s.source is SourceKind.STAGED} == {"c.png"}
+
+
 def test_tiers_follow_what_references_what():
     assert tier_of("assets/actas/DIP_LOC/0301B0100.png") is Tier.CONTENT
     assert tier_of("assets/csv/DIP_LOC_BCS_2024.csv") is Tier.CONTENT
