@@ -28,6 +28,7 @@ from typing import Any
 
 HOST_SUFFIX = "cloudfront-kvs.embedded.invalid"
 PORT_VARIABLE = "DIFUSION_KVS_PORT"  # where the emulator's process serves it
+WRITES = "\x00writes"  # the inspection route's marker (no key can be it: keys are printable)
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 1024
 MAX_STORE_BYTES = 5 * 1024 * 1024
@@ -48,6 +49,7 @@ class KeyValueData:
         self._items: dict[str, dict[str, str]] = {}
         self._etags: dict[str, str] = {}
         self._created: dict[str, float] = {}
+        self._writes: dict[str, list[dict[str, str]]] = {}  # every PutKey, for inspection
 
     def _known(self, arn: str) -> None:
         from moto.cloudfront.models import cloudfront_backends
@@ -109,7 +111,15 @@ class KeyValueData:
                 raise _StoreError(402, "ServiceQuotaExceededException", "store over 5 MB")
             self._items[arn] = items
             self._etags[arn] = uuid.uuid4().hex.upper()[:14]
+            self._writes.setdefault(arn, []).append({"Key": key, "Value": value})
             return self._summary(arn), self._etags[arn]
+
+    def writes(self, arn: str) -> dict[str, Any]:
+        """Every write the store took, oldest first: the embedded default's inspection
+        (an auditor's view of the pointer's history; no AWS API gives it)."""
+        with self._lock:
+            self._known(arn)
+            return {"Writes": list(self._writes.get(arn, []))}
 
 
 def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
@@ -130,7 +140,9 @@ def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             try:
                 arn, key = self._route()
-                if method == "GET" and key is None:
+                if method == "GET" and key == WRITES:
+                    result, etag = data.writes(arn), ""
+                elif method == "GET" and key is None:
                     result, etag = data.describe(arn)
                 elif method == "GET" and key is not None:
                     result, etag = data.get(arn, key), ""
@@ -163,6 +175,8 @@ def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
                 return arn, None
             if len(rest) == 3 and rest[1] == "keys":
                 return arn, urllib.parse.unquote(rest[2])
+            if len(rest) == 2 and rest[1] == "_writes":
+                return arn, WRITES
             raise _StoreError(404, "UnknownOperationException", url.path)
 
         def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
@@ -184,3 +198,17 @@ def serve(port: int) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="kvs-data-plane", daemon=True).start()
     return server
+
+
+def store_writes(kvs_arn: str) -> list[str]:
+    """Every value written to the store, oldest first, from the embedded default's data
+    plane (through the proxy the emulator's environment names)."""
+    import urllib.request
+
+    account = kvs_arn.split(":")[4]
+    url = (
+        f"http://{account}.{HOST_SUFFIX}/key-value-stores/"
+        f"{urllib.parse.quote(kvs_arn, safe='')}/_writes"
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return [str(w["Value"]) for w in json.loads(response.read())["Writes"]]
