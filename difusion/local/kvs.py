@@ -50,6 +50,7 @@ class KeyValueData:
         self._etags: dict[str, str] = {}
         self._created: dict[str, float] = {}
         self._writes: dict[str, list[dict[str, str]]] = {}  # every PutKey, for inspection
+        self._calls: dict[str, dict[str, int]] = {}  # requests per operation, for the bench
 
     def _known(self, arn: str) -> None:
         from moto.cloudfront.models import cloudfront_backends
@@ -76,9 +77,14 @@ class KeyValueData:
             "TotalSizeInBytes": sum(len(k.encode()) + len(v.encode()) for k, v in items.items()),
         }
 
+    def _count(self, arn: str, operation: str) -> None:
+        calls = self._calls.setdefault(arn, {})
+        calls[operation] = calls.get(operation, 0) + 1
+
     def describe(self, arn: str) -> tuple[dict[str, Any], str]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "DescribeKeyValueStore")
             body = {
                 **self._summary(arn),
                 "KvsARN": arn,
@@ -90,6 +96,7 @@ class KeyValueData:
     def get(self, arn: str, key: str) -> dict[str, Any]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "GetKey")
             items = self._items[arn]
             if key not in items:
                 raise _StoreError(404, "ResourceNotFoundException", f"key {key} not found")
@@ -98,6 +105,7 @@ class KeyValueData:
     def put(self, arn: str, key: str, value: str, if_match: str) -> tuple[dict[str, Any], str]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "PutKey")
             if not 0 < len(key.encode()) <= MAX_KEY_BYTES:
                 raise _StoreError(400, "ValidationException", "keys are 1 to 512 bytes")
             if len(value.encode()) > MAX_VALUE_BYTES:
@@ -119,7 +127,10 @@ class KeyValueData:
         (an auditor's view of the pointer's history; no AWS API gives it)."""
         with self._lock:
             self._known(arn)
-            return {"Writes": list(self._writes.get(arn, []))}
+            return {
+                "Writes": list(self._writes.get(arn, [])),
+                "Requests": dict(self._calls.get(arn, {})),
+            }
 
 
 def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
@@ -203,6 +214,16 @@ def serve(port: int) -> ThreadingHTTPServer:
 def store_writes(kvs_arn: str) -> list[str]:
     """Every value written to the store, oldest first, from the embedded default's data
     plane (through the proxy the emulator's environment names)."""
+    return [str(w["Value"]) for w in _inspect(kvs_arn)["Writes"]]
+
+
+def store_requests(kvs_arn: str) -> dict[str, int]:
+    """The data-plane requests the store answered so far, by operation (everyone's: the
+    institute's and the local sites server's)."""
+    return {str(k): int(v) for k, v in _inspect(kvs_arn)["Requests"].items()}
+
+
+def _inspect(kvs_arn: str) -> dict[str, Any]:
     import urllib.request
 
     account = kvs_arn.split(":")[4]
@@ -210,5 +231,9 @@ def store_writes(kvs_arn: str) -> list[str]:
         f"http://{account}.{HOST_SUFFIX}/key-value-stores/"
         f"{urllib.parse.quote(kvs_arn, safe='')}/_writes"
     )
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return [str(w["Value"]) for w in json.loads(response.read())["Writes"]]
+    # An opener of its own: urlopen's shared one keeps the proxies of the environment it
+    # first saw, which may predate the emulator's.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler())
+    with opener.open(url, timeout=10) as response:
+        found: dict[str, Any] = json.loads(response.read())
+        return found

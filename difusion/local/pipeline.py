@@ -43,7 +43,7 @@ from difusion.local.provision import (
     account_session,
     provision,
 )
-from difusion.local.sites import LocalSites
+from difusion.local.sites import LocalSite, LocalSites
 from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
@@ -233,18 +233,29 @@ class LocalPipeline:
         )
         served = []
         for difusor in deployment.difusores:
-            session = account_session(difusor.account_id)
-            kvs = session.client("cloudfront-keyvaluestore", region_name=REGION)
-            site = self.sites.serve(
-                difusor.difusor_id,
-                session.client("s3"),
-                difusor.bucket,
-                kvs=(kvs, difusor.kvs_arn),
-            )
+            site = self.serve_difusor(difusor)
             difusor = replace(difusor, public_url=site.url)
             registry.put(difusor)
             served.append(difusor)
         return replace(deployment, difusores=tuple(served))
+
+    def serve_difusor(
+        self, difusor: Difusor, name: str | None = None, cache_mode: str = "versioned"
+    ) -> LocalSite:
+        """Serve a difusor's site as its distribution does: its bucket, read as its own
+        account, through the edge function and its pointer, with a cache in ``cache_mode``
+        (``name``: another site over the same bucket, e.g. in the other mode)."""
+        session = account_session(difusor.account_id)
+        return self.sites.serve(
+            name or difusor.difusor_id,
+            session.client("s3"),
+            difusor.bucket,
+            kvs=(
+                session.client("cloudfront-keyvaluestore", region_name=REGION),
+                difusor.kvs_arn,
+            ),
+            cache_mode=cache_mode,
+        )
 
     def reset(self) -> None:
         """Forget everything and provision again (between tests), on ``self.clock``."""

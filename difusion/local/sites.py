@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,11 +32,37 @@ Router = Callable[[str, str], OriginRequest | EdgeResponse]
 
 
 @dataclass
+class EdgeCache:
+    """CloudFront's cache for one site, as the difusor's cache policy keys it (the routed
+    URI and the query string ``v``): in ``versioned`` mode an entry is kept (a version's
+    files never change while it is routed), in ``revalidate`` mode every request goes to the
+    bucket. ``viewer_requests`` and ``origin_gets`` give the edge-to-origin ratio."""
+
+    mode: str = "versioned"
+    entries: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
+    viewer_requests: int = 0
+    origin_gets: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lookup(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+        with self.lock:
+            self.viewer_requests += 1
+            return self.entries.get(key) if self.mode == "versioned" else None
+
+    def store(self, key: str, data: bytes, headers: dict[str, str]) -> None:
+        with self.lock:
+            self.origin_gets += 1
+            if self.mode == "versioned":
+                self.entries[key] = (data, headers)
+
+
+@dataclass
 class _Origin:
     s3: Any
     bucket: str
     prefix: str
     router: Router | None = None
+    cache: EdgeCache | None = None
 
 
 def edge_router(edge: EdgeFunction, kvs: Any, kvs_arn: str) -> Router:
@@ -70,6 +96,7 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             url = urllib.parse.urlsplit(self.path)
+            cache_key = None
             if origin.router is not None:
                 try:
                     routed = origin.router(url.path, url.query)
@@ -81,6 +108,14 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
                     self._reply(routed.status, b"", body, headers)
                     return
                 path = urllib.parse.unquote(routed.uri).lstrip("/")
+                cache_key = routed.cache_key
+                if origin.cache is not None:
+                    cached = origin.cache.lookup(cache_key)
+                    if cached is not None:
+                        self._answer(
+                            cached[0], {**cached[1], "X-Cache": "Hit from local-cdn"}, body
+                        )
+                        return
             else:
                 path = urllib.parse.unquote(url.path).lstrip("/")
                 if path == "" or path.endswith("/"):
@@ -93,14 +128,19 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
                 self._reply(status, b"Not Found" if status == 404 else b"Bad Gateway", body)
                 return
             data = obj["Body"].read()
-            etag = obj.get("ETag", "")
             headers = {
                 "Content-Type": obj.get("ContentType", "application/octet-stream"),
                 "Cache-Control": "no-cache",
-                "ETag": etag,
+                "ETag": obj.get("ETag", ""),
                 "Last-Modified": obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
-                "X-Cache": "RefreshHit from local-cdn",
             }
+            if cache_key is not None and origin.cache is not None:
+                origin.cache.store(cache_key, data, headers)
+            self._answer(data, {**headers, "X-Cache": "Miss from local-cdn"}, body)
+
+        def _answer(self, data: bytes, headers: dict[str, str], body: bool) -> None:
+            """The object, or ``304`` to a viewer whose copy's ETag still matches."""
+            etag = headers.get("ETag", "")
             if etag and self.headers.get("If-None-Match") == etag:
                 self._reply(304, b"", False, headers)
                 return
@@ -124,10 +164,17 @@ class LocalSite:
     """One site on one loopback port; the port stays the same across take-down/bring-up."""
 
     def __init__(
-        self, name: str, s3: Any, bucket: str, prefix: str = "", router: Router | None = None
+        self,
+        name: str,
+        s3: Any,
+        bucket: str,
+        prefix: str = "",
+        router: Router | None = None,
+        cache: EdgeCache | None = None,
     ) -> None:
         self.name = name
-        self._handler = _handler_for(_Origin(s3, bucket, prefix, router))
+        self.cache = cache
+        self._handler = _handler_for(_Origin(s3, bucket, prefix, router, cache))
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.bring_up()
@@ -172,15 +219,19 @@ class LocalSites:
         bucket: str,
         prefix: str = "",
         kvs: tuple[Any, str] | None = None,
+        cache_mode: str = "versioned",
     ) -> LocalSite:
         """Serve ``bucket`` as site ``name``; with ``kvs`` (a KeyValueStore client and the
-        store's ARN) through the difusores' edge function, as its distribution does."""
+        store's ARN) through the difusores' edge function and a cache in ``cache_mode``, as
+        its distribution does."""
         router = None
+        cache = None
         if kvs is not None:
             if self._edge is None:
                 self._edge = EdgeFunction()
             router = edge_router(self._edge, *kvs)
-        site = LocalSite(name, s3, bucket, prefix, router)
+            cache = EdgeCache(cache_mode)
+        site = LocalSite(name, s3, bucket, prefix, router, cache)
         self.sites[name] = site
         return site
 

@@ -10,59 +10,15 @@ function itself, with the pointer read from the KeyValueStore data plane.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+import urllib.request
 
 import pytest
 
-from difusion.adapters.public_site import HttpSiteReader
-from difusion.continuity import VersionMoved
-from difusion.errors import SignatureInvalid
-from difusion.manifest import Manifest, sha256_hex
-from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH
+from difusion.local.probe import Probe
 from difusion.services.replicate import ReplicateService
-from difusion.signing import verify
 
 pytestmark = pytest.mark.integration
 PROBED = "uabcs"
-
-
-@dataclass
-class Probe:
-    """Polls one site; ``torn`` lists every poll that saw a mix of two versions."""
-
-    url: str
-    key: object
-    sample: int = 12
-    polls: list[tuple[int | None, int]] = field(default_factory=list)
-    torn: list[str] = field(default_factory=list)
-    moved: int = 0
-    reader: HttpSiteReader = field(default_factory=lambda: HttpSiteReader(10))
-
-    def poll(self) -> None:
-        base, version = self.reader.pin(self.url)
-        try:
-            manifest_bytes = self.reader.read(base, MANIFEST_PATH)
-            signature = self.reader.read(base, SIGNATURE_PATH)
-        except VersionMoved:
-            self.moved += 1  # the version read was retired mid-poll: redirected, not mixed
-            return
-        try:
-            verify(manifest_bytes, signature.decode(), self.key)  # type: ignore[arg-type]
-        except SignatureInvalid as exc:
-            self.torn.append(f"v{version}: the manifest and signature do not pair ({exc})")
-            return
-        manifest = Manifest.from_bytes(manifest_bytes)
-        listed = [f for f in manifest.files if f.path == "index.html"]
-        listed += [f for f in manifest.files if f.path.endswith(".json")][: self.sample]
-        for entry in listed:
-            try:
-                body = self.reader.read(base, entry.path)
-            except VersionMoved:
-                self.moved += 1
-                return
-            if sha256_hex(body) != entry.sha256:
-                self.torn.append(f"v{version}: {entry.path} is not #{manifest.sequence}'s")
-        self.polls.append((version, manifest.sequence))
 
 
 def test_a_reader_in_the_middle_of_a_delivery_sees_the_last_cut_whole(pipeline, packages):
@@ -103,24 +59,53 @@ def test_a_reader_polling_while_cuts_are_published_never_sees_two_at_once(pipeli
     pipeline.process(packages[0])
     probe = Probe(pipeline.sites[PROBED].url, pipeline.secret_key.public_key, sample=4)
     done = threading.Event()
-
-    def keep_polling() -> None:
-        # until the last cut has been seen, whatever the machine's speed (bounded in polls,
-        # not in time, should it never come)
-        while not (done.is_set() and probe.polls and probe.polls[-1][1] == 3):
-            probe.poll()
-            if len(probe.polls) + probe.moved > 20_000:
-                break
-
-    poller = threading.Thread(target=keep_polling, name="torn-read-probe")
-    poller.start()
+    # until the last cut has been seen, whatever the machine's speed (bounded in polls,
+    # not in time, should it never come)
+    poller = probe.run_until(
+        lambda: done.is_set() and bool(probe.polls) and probe.polls[-1][1] == 3
+    )
     pipeline.process(packages[1])
     pipeline.process(packages[2])
     done.set()
     poller.join()
     # Then no poll saw a mix, and what the polls saw only went forward
-    assert probe.torn == []
+    assert probe.torn == [] and probe.unreachable == 0
     versions = [version for version, _ in probe.polls]
     assert versions == sorted(versions) and versions[0] == 1 and versions[-1] == 3
     sequences = [sequence for _, sequence in probe.polls]
     assert sequences == sorted(sequences)
+
+
+def _load(url: str, paths: list[str], times: int) -> None:
+    for _ in range(times):
+        for path in paths:
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                response.read()
+
+
+def test_the_edge_keeps_each_version_and_the_literal_mode_asks_the_bucket_every_time(
+    pipeline, packages
+):
+    pipeline.process(packages[0])
+    site = pipeline.sites[PROBED]
+    cache = site.cache
+    pages = ["/", "/index.html", "/.well-known/prep/manifest.json"]
+    # Given an audience loading the same pages (each redirected to the live version)
+    viewer, origin = cache.viewer_requests, cache.origin_gets
+    _load(site.url, pages, 20)
+    # Then the versioned cache asked the bucket once per file of the version
+    assert cache.viewer_requests - viewer == 60
+    assert cache.origin_gets - origin == 2  # index.html and the manifest
+    # and a new cut is new cache keys: its files are fetched once each, nothing invalidated
+    pipeline.process(packages[1])
+    viewer, origin = cache.viewer_requests, cache.origin_gets
+    _load(site.url, pages, 20)
+    assert (cache.viewer_requests - viewer, cache.origin_gets - origin) == (60, 2)
+    # The literal mode (cache_mode "revalidate") over the same bucket and pointer: every
+    # request is a request to the bucket, and visitors still get one whole version
+    literal = pipeline.serve_difusor(pipeline.difusor(PROBED), "literal", "revalidate")
+    _load(literal.url, pages, 20)
+    assert literal.cache.viewer_requests == literal.cache.origin_gets == 60
+    probe = Probe(literal.url, pipeline.secret_key.public_key)
+    probe.poll()
+    assert probe.polls == [(2, 2)] and probe.torn == []
