@@ -553,6 +553,7 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
     finished = {"done": False}
     last = len(packages)
     pipeline.process(packages[0])
+
     def saw_the_last(probe: Probe) -> Callable[[], bool]:
         return lambda: finished["done"] and bool(probe.polls) and probe.polls[-1][1] == last
 
