@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "account",
         "bucket",
         "distribution",
+        "kvs-arn",
         "role-arn",
         "external-id",
         "url",
@@ -436,6 +437,7 @@ _OUTPUT_FIELDS = {
     "AccountId": "account",
     "SiteBucketName": "bucket",
     "DistributionId": "distribution",
+    "KeyValueStoreArn": "kvs-arn",
     "DeliveryRoleArn": "role-arn",
     "ExternalId": "external-id",
     "PublicUrl": "url",
@@ -469,6 +471,7 @@ def _difusor_register(args: argparse.Namespace) -> int:
         role_arn=values["role-arn"],
         external_id=values["external-id"],
         public_url=values["url"],
+        kvs_arn=values["kvs-arn"],
         status=DifusorStatus(args.status),
     )
     DifusorRegistry(dynamodb(), args.table).put(difusor)

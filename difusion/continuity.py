@@ -36,9 +36,21 @@ class NotServed(Exception):
     """The site answered that it does not serve this path (404/403)."""
 
 
+class VersionMoved(SiteUnreachable):
+    """A request under a pinned version was redirected: the version stopped being routed
+    while the site was read (a switch happened meanwhile)."""
+
+
 class SiteReader(Protocol):
+    def pin(self, base_url: str) -> tuple[str, int | None]:
+        """The base URL of the version ``base_url`` serves now, and that version: where
+        the signed manifest redirects to (``None`` for a site without versions)."""
+        ...
+
     def read(self, base_url: str, path: str) -> bytes:
-        """The body served at ``path``; raise SiteUnreachable or NotServed."""
+        """The body served at ``path``; raise SiteUnreachable, NotServed or VersionMoved
+        (a redirect: nothing under a pinned version is ever redirected while it is
+        routed)."""
         ...
 
 
@@ -72,6 +84,7 @@ class SiteCheck:
     served_snapshot_id: str = ""
     files_checked: int = 0
     altered_paths: tuple[str, ...] = ()
+    served_version: int | None = None  # the site version read (docs/serving.md)
 
     @property
     def ok(self) -> bool:
@@ -117,10 +130,40 @@ def check_site(
     sample_size: int,
     seed: str,
 ) -> SiteCheck:
-    """Check what ``base_url`` serves against ``expected``, the last delivery to it."""
+    """Check what ``base_url`` serves against ``expected``, the last delivery to it: one
+    version of the site, the one its signed manifest leads to, read whole (manifest,
+    signature, files). A switch in the middle of the check is met by checking the new
+    version once; a second one makes the check ``updating``."""
+    moved = ""
+    for _ in range(2):
+        try:
+            return _check_version(
+                reader, difusor_id, base_url, public_key, expected, sample_size, seed
+            )
+        except VersionMoved as exc:
+            moved = str(exc)
+    return SiteCheck(
+        difusor_id,
+        CheckOutcome.UPDATING,
+        f"the site switched versions twice while checked: {moved}",
+    )
+
+
+def _check_version(
+    reader: SiteReader,
+    difusor_id: str,
+    base_url: str,
+    public_key: PublicKey,
+    expected: PublishedState,
+    sample_size: int,
+    seed: str,
+) -> SiteCheck:
     try:
+        base_url, version = reader.pin(base_url)
         manifest_bytes = reader.read(base_url, MANIFEST_PATH)
         signature = reader.read(base_url, SIGNATURE_PATH)
+    except VersionMoved:
+        raise
     except SiteUnreachable as exc:
         return SiteCheck(difusor_id, CheckOutcome.UNREACHABLE, str(exc))
     except NotServed as exc:
@@ -138,6 +181,7 @@ def check_site(
             detail,
             served_sequence=manifest.sequence,
             served_snapshot_id=manifest.snapshot_id,
+            served_version=version,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -164,6 +208,8 @@ def check_site(
         except NotServed:
             altered.append(path)
             continue
+        except VersionMoved:
+            raise
         except SiteUnreachable as exc:
             return served(CheckOutcome.UNREACHABLE, f"{path}: {exc}")
         if sha256_hex(body) != listed[path].sha256:

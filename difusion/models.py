@@ -28,6 +28,8 @@ class Difusor:
     status: DifusorStatus = DifusorStatus.ACTIVE
     status_reason: str = ""  # why it is suspended, for the public list and the record
     status_since: str = ""
+    # The KeyValueStore of its distribution, holding the version pointer (docs/serving.md).
+    kvs_arn: str = ""
 
     def to_item(self) -> dict[str, Any]:
         item = asdict(self)
@@ -186,7 +188,8 @@ class DeliveryOutcome:
     objects_copied: int = 0
     objects_deleted: int = 0
     bytes_copied: int = 0
-    invalidation_id: str | None = None
+    site_version: int | None = None  # the version the switch made live (docs/serving.md)
+    slot: str = ""
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:

@@ -10,13 +10,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from difusion.models import Difusor, DifusorStatus
-from difusion.publication import MANIFEST_PATH, SIGNATURE_PATH, WELL_KNOWN
+from difusion.publication import WELL_KNOWN
 from difusion.times import parse_iso
 
 NOTICE_PAGE = "index.html"
 STATUS_PATH = WELL_KNOWN + "estado.json"
-# The suspended copy must not pass for a current, signed publication.
-NOTICE_REMOVES = (MANIFEST_PATH, SIGNATURE_PATH)
 LIST_JSON = "difusores.json"
 LIST_HTML = "difusores.html"
 

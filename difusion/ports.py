@@ -9,7 +9,7 @@ what it does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from difusion.models import (
     PublishedState,
 )
 from difusion.records import DeliveryRecord
+from difusion.versions import Pointer, StoredPointer
 from difusion.window import WindowRecord
 
 
@@ -82,8 +83,20 @@ class Registry(Protocol):
     def active(self) -> list[Difusor]: ...
 
 
+class PointerStore(Protocol):
+    """A difusor's version pointer, read with its ETag and written with a compare-and-set
+    (``difusion.adapters.pointer_store``)."""
+
+    def read(self) -> StoredPointer: ...
+
+    def write(self, pointer: Pointer, if_match: str) -> str: ...
+
+
 class Site(Protocol):
-    """One difusor's bucket and distribution, as the institute writes to them."""
+    """One difusor's bucket and its version pointer, as the institute writes to them."""
+
+    @property
+    def pointer(self) -> PointerStore: ...
 
     def copy_in(
         self,
@@ -98,11 +111,9 @@ class Site(Protocol):
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    def list_keys(self) -> list[str]: ...
+    def list_keys(self, prefix: str = "") -> list[str]: ...
 
     def delete(self, keys: Sequence[str]) -> int: ...
-
-    def invalidate_all(self, caller_reference: str, sleep: Callable[[float], None]) -> str: ...
 
 
 class Sites(Protocol):

@@ -124,22 +124,26 @@ class PublicationPlan:
             deletions=self.deletions,
         )
 
-    def only(self, paths: Iterable[str]) -> PublicationPlan:
-        """The copies of ``paths`` and the signed manifest again; no removals (a repair)."""
-        wanted = set(paths)
-        tiers = tuple(
-            kept
-            for tier in self.tiers
-            if (
-                kept := tuple(s for s in tier if s.tier is Tier.SIGNED_MANIFEST or s.path in wanted)
-            )
-        )
-        return PublicationPlan(tiers=tiers, deletions=())
-
-    def removing_all_but_planned(self, present: Iterable[str]) -> PublicationPlan:
-        """Remove every key in ``present`` this plan does not write (a full redelivery)."""
+    def also_copying(self, target: Manifest, paths: Iterable[str]) -> PublicationPlan:
+        """The plan, plus a copy of each of ``target``'s files named in ``paths`` that it
+        does not copy already (a repair: files found altered are copied again)."""
         planned = {step.path for step in self.copies}
-        return PublicationPlan(tiers=self.tiers, deletions=tuple(sorted(set(present) - planned)))
+        files = target.files_by_path()
+        extra = [files[p] for p in sorted(set(paths)) if p in files and p not in planned]
+        if not extra:
+            return self
+        by_tier: dict[Tier, list[CopyStep]] = {}
+        for steps in self.tiers:
+            by_tier.setdefault(steps[0].tier, []).extend(steps)
+        for f in extra:
+            tier = tier_of(f.path)
+            by_tier.setdefault(tier, []).append(
+                CopyStep(f.path, SourceKind.STAGED, f.sha256, f.size, f.content_type, tier)
+            )
+        return PublicationPlan(
+            tiers=tuple(tuple(by_tier[t]) for t in Tier if by_tier.get(t)),
+            deletions=self.deletions,
+        )
 
 
 def _shard_of(path: str, count: int) -> int:

@@ -185,7 +185,8 @@ class DeliveryRecord:
     objects_copied: int | None = None
     objects_deleted: int | None = None
     bytes_copied: int | None = None
-    invalidation_id: str | None = None
+    site_version: int | None = None
+    slot: str | None = None
     detail: str | None = None
     last_error: str | None = None
     # The monitor sent it again (a dead worker's delivery, or one that gave up): when, why.
@@ -212,6 +213,7 @@ class CheckRecord:
     detail: str | None = None
     served_sequence: int | None = None
     served_snapshot_id: str | None = None
+    served_version: int | None = None  # the site version the check read (docs/serving.md)
     files_checked: int | None = None
     altered_paths: tuple[str, ...] = ()
     checked_at: str | None = None

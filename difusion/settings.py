@@ -206,6 +206,10 @@ class SignSettings(CommonSettings):
         )
 
 
+# A margin for the KeyValueStore's undocumented propagation (docs/serving.md 5.1).
+RETIRE_WAIT_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class ReplicateSettings(CommonSettings):
     registry_table: str
@@ -214,6 +218,7 @@ class ReplicateSettings(CommonSettings):
     shards: int
     window: PublicationWindow
     public_key: PublicKey | None
+    retire_wait_seconds: int = RETIRE_WAIT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReplicateSettings:
@@ -227,6 +232,10 @@ class ReplicateSettings(CommonSettings):
             shards=_int(env, "REPLICATE_SHARDS", 1),
             window=_window(env),
             public_key=_pinned_key(env),
+            # How long a retired version stays out of use before its slot is rewritten:
+            # the KeyValueStore's propagation to every edge is not documented
+            # (docs/serving.md 1.3, 2.4); the embedded default's is immediate.
+            retire_wait_seconds=_int(env, "RETIRE_WAIT_SECONDS", RETIRE_WAIT_SECONDS, minimum=0),
         )
 
 

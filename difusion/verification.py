@@ -135,6 +135,8 @@ def verify_site(
     except NotServed as exc:
         result.signature_error = f"no signed manifest ({exc})"
         return result
+    finally:
+        result.source = source.label  # a site names the version it is read from
     try:
         result.trusted_comment = verify(
             manifest_bytes, signature.decode("utf-8", "replace"), public_key

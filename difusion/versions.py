@@ -12,6 +12,7 @@ pointer written here is never one the function refuses), and the steps of a swit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ NOTICE_ROOT = "_aviso/"
 _MAX_VERSION = 10**15 - 1
 _NOTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TAG = re.compile(r"^([0-9a-f]{16})?$")
 MAX_VALUE_BYTES = 1024
+
+
+def delivery_tag(owner: str) -> str:
+    """A short name for one delivery (its lease owner: every attempt of it is the same), kept
+    on the version it made live so a retry knows its switch already happened."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:16]
 
 
 class PointerError(ValueError):
@@ -95,19 +103,31 @@ class Placement:
     version: int
     slot: str
     held: Held
+    delivery: str = ""  # the delivery that switched to it (delivery_tag), to know a retry
 
     def __post_init__(self) -> None:
         _positive(self.version, "version")
         slot_prefix(self.slot)
+        if not isinstance(self.delivery, str) or not _TAG.match(self.delivery):
+            raise PointerError(f"delivery {self.delivery!r} is not a delivery tag")
 
     def as_json(self) -> dict[str, object]:
-        return {"version": self.version, "slot": self.slot, **self.held.as_json()}
+        data: dict[str, object] = {"version": self.version, "slot": self.slot}
+        data.update(self.held.as_json())
+        if self.delivery:
+            data["delivery"] = self.delivery
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> Placement:
         if not isinstance(data, dict):
             raise PointerError("a placement is an object")
-        return cls(data.get("version"), data.get("slot"), Held.from_json(data))  # type: ignore[arg-type]
+        return cls(
+            data.get("version"),  # type: ignore[arg-type]
+            data.get("slot"),  # type: ignore[arg-type]
+            Held.from_json(data),
+            data.get("delivery", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -199,14 +219,14 @@ class Pointer:
         return frozenset(p.slot for p in (self.live, self.previous) if p is not None)
 
     @classmethod
-    def first(cls, slot: str, held: Held, after: int = 0) -> Pointer:
+    def first(cls, slot: str, held: Held, after: int = 0, delivery: str = "") -> Pointer:
         """A site's first live version (or its first after a suspension: ``after`` is the
         last version it had, so the new one is above it); the other slot's content is
         unknown."""
         version = after + 1
         return cls(
             SiteState.LIVE,
-            live=Placement(version, slot, held),
+            live=Placement(version, slot, held, delivery),
             last_version=version,
             standby=Standby(other_slot(slot), None),
         )
@@ -249,7 +269,7 @@ class Pointer:
             standby=Standby(self.standby_slot(), holds, retired_at),
         )
 
-    def switched(self, held: Held, *, keep_previous: bool = True) -> Pointer:
+    def switched(self, held: Held, *, keep_previous: bool = True, delivery: str = "") -> Pointer:
         """The standby slot made live as the next version. The live one stays routable as
         the previous version, unless ``keep_previous`` is false (a repair: the live slot may
         hold altered files, so it becomes a standby of unknown content)."""
@@ -258,7 +278,7 @@ class Pointer:
         if self.previous is not None:
             raise PointerError("retire the previous version before refreshing its slot")
         version = self.last_version + 1
-        live = Placement(version, self.standby_slot(), held)
+        live = Placement(version, self.standby_slot(), held, delivery)
         if keep_previous:
             return Pointer(SiteState.LIVE, live=live, previous=self.live, last_version=version)
         return Pointer(

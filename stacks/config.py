@@ -298,6 +298,9 @@ def _window(raw: dict[str, Any], zone: ZoneInfo, official: bool) -> PublicationW
     return PublicationWindow(opening, closing)
 
 
+CACHE_MODES = ("versioned", "revalidate")
+
+
 @dataclass(frozen=True)
 class DifusorConfig:
     """What a difusor deploys: its site, and what the institute sent it to trust."""
@@ -312,6 +315,9 @@ class DifusorConfig:
     certificate_arn: str | None = None
     shield_advanced: bool = False
     rate_limit_per_5_minutes: int = 2000
+    # "versioned": CloudFront keeps each (immutable) version; "revalidate": every request
+    # is revalidated with the bucket (docs/serving.md, part 3).
+    cache_mode: str = "versioned"
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DifusorConfig:
@@ -334,6 +340,11 @@ class DifusorConfig:
             raise ConfigError(
                 f"{where}.region must be {DIFUSOR_REGION} (CloudFront's WAF web ACLs and "
                 f"Shield protections live there), got {region!r}"
+            )
+        cache_mode = raw.get("cache_mode", "versioned")
+        if cache_mode not in CACHE_MODES:
+            raise ConfigError(
+                f"{where}.cache_mode must be one of {', '.join(CACHE_MODES)}, got {cache_mode!r}"
             )
         if "origin_bucket" in raw:
             raise ConfigError(
@@ -358,6 +369,7 @@ class DifusorConfig:
             certificate_arn=certificate,
             shield_advanced=bool(raw.get("shield_advanced", False)),
             rate_limit_per_5_minutes=rate,
+            cache_mode=cache_mode,
         )
 
     @property

@@ -205,7 +205,8 @@ def _done(started: float, copied: int = 12) -> dict[str, Any]:
         "objects_copied": Decimal(copied),
         "objects_deleted": Decimal(0),
         "bytes_copied": Decimal(copied * 1000),
-        "invalidation_id": f"I{copied}",
+        "site_version": Decimal(copied),
+        "slot": "a",
     }
 
 

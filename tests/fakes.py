@@ -8,12 +8,13 @@ on the emulator, so the two cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, lease_owner
+from difusion.adapters.pointer_store import PointerConflict
 from difusion.models import (
     DeliveryLease,
     DeliveryOutcome,
@@ -23,6 +24,7 @@ from difusion.models import (
     PublishedState,
 )
 from difusion.records import DeliveryRecord
+from difusion.versions import Pointer, StoredPointer, slot_prefix
 from difusion.window import WindowRecord
 
 
@@ -97,7 +99,8 @@ class FakeDeliveryLedger:
             objects_copied=outcome.objects_copied,
             objects_deleted=outcome.objects_deleted,
             bytes_copied=outcome.bytes_copied,
-            invalidation_id=outcome.invalidation_id or "",
+            site_version=outcome.site_version or 0,
+            slot=outcome.slot,
             finished_at=at.isoformat(),
         )
 
@@ -178,11 +181,48 @@ class FakeRegistry:
 
 
 @dataclass
+class FakePointerStore:
+    """``ports.PointerStore`` in memory, with the KeyValueStore's rules: every write at the
+    current ETag, a new ETag per write; ``history`` keeps every pointer written."""
+
+    value: Pointer | None = None
+    etag: str = "E0"
+    history: list[Pointer] = field(default_factory=list)
+    fail_on: str = ""
+
+    def read(self) -> StoredPointer:
+        return StoredPointer(self.value, self.etag)
+
+    def write(self, pointer: Pointer, if_match: str) -> str:
+        if self.fail_on == "switch" and pointer.previous is not None:
+            raise ConnectionError("switch failed")
+        if if_match != self.etag:
+            if self.value == pointer:
+                return self.etag  # the retried write of one already made
+            raise PointerConflict("changed since it was read")
+        self.value = pointer
+        self.etag = f"E{len(self.history) + 1}"
+        self.history.append(pointer)
+        return self.etag
+
+    @property
+    def switches(self) -> list[Pointer]:
+        """The writes that made a new version live."""
+        seen: set[int] = set()
+        made = []
+        for pointer in self.history:
+            if pointer.live is not None and pointer.live.version not in seen:
+                seen.add(pointer.live.version)
+                made.append(pointer)
+        return made
+
+
+@dataclass
 class FakeSite:
-    """One difusor's bucket and distribution; ``fail_on`` names a step that raises."""
+    """One difusor's bucket and version pointer; ``fail_on`` names a step that raises."""
 
     objects: dict[str, str] = field(default_factory=dict)  # key -> source key
-    invalidations: dict[str, str] = field(default_factory=dict)  # caller reference -> id
+    pointer: FakePointerStore = field(default_factory=FakePointerStore)
     fail_on: str = ""
 
     def copy_in(
@@ -201,18 +241,21 @@ class FakeSite:
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = "bytes"
 
-    def list_keys(self) -> list[str]:
-        return sorted(self.objects)
+    def list_keys(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
 
     def delete(self, keys: Sequence[str]) -> int:
         for key in keys:
             self.objects.pop(key, None)
         return len(keys)
 
-    def invalidate_all(self, caller_reference: str, sleep: Callable[[float], None]) -> str:
-        self._maybe_fail("invalidate")
-        # CloudFront's rule: the same caller reference gets the invalidation already made.
-        return self.invalidations.setdefault(caller_reference, f"I{len(self.invalidations)}")
+    def served(self) -> dict[str, str]:
+        """What the site serves: the live version's slot, by path."""
+        live = self.pointer.value.live if self.pointer.value else None
+        if live is None:
+            return {}
+        prefix = slot_prefix(live.slot)
+        return {k[len(prefix) :]: v for k, v in self.objects.items() if k.startswith(prefix)}
 
     def _maybe_fail(self, step: str) -> None:
         if self.fail_on == step:

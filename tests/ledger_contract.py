@@ -45,7 +45,9 @@ def record_of(r: DeliveryRequest, **fields: Any) -> DeliveryRecord:
 
 
 def delivered(r: DeliveryRequest) -> DeliveryOutcome:
-    return DeliveryOutcome(r.difusor_id, r.snapshot_id, DeliveryStatus.DELIVERED, 3, 0, 9, "I1")
+    return DeliveryOutcome(
+        r.difusor_id, r.snapshot_id, DeliveryStatus.DELIVERED, 3, 0, 9, site_version=4, slot="b"
+    )
 
 
 def exercise_delivery_ledger(ledger: RecordingLedger, status_of) -> None:
@@ -99,7 +101,8 @@ def exercise_delivery_ledger(ledger: RecordingLedger, status_of) -> None:
         "objects_copied": 3,
         "objects_deleted": 0,
         "bytes_copied": 9,
-        "invalidation_id": "I1",
+        "site_version": 4,
+        "slot": "b",
     }
     assert ledger.delivery_records() == [
         record_of(

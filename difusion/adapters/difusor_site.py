@@ -1,11 +1,13 @@
 """A difusor's site: its bucket, written with the institute's own credentials under the
-bucket's policy, and its CloudFront distribution, invalidated through the delivery role in
-the difusor's account.
+bucket's policy, and its version pointer, in the KeyValueStore of its distribution, written
+through the delivery role in the difusor's account.
 
 The difusor never holds any access to the institute's origin: server-side copies read the
 source and write the target with one principal's credentials, and that principal is the
-institute's (publisher or monitor). Only the invalidation needs the difusor's role, assumed
-with its external id when first needed and reused while its credentials last.
+institute's (publisher or monitor). Only the pointer needs the difusor's role, assumed with
+its external id when first needed and reused while its credentials last. The role's
+credentials come from the regional STS endpoint (botocore's default, ``regional``): the
+KeyValueStore's data plane refuses the global endpoint's version 1 session tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.models import Difusor
 from difusion.times import parse_iso
 from difusion.topology import DIFUSOR_REGION
@@ -30,13 +33,6 @@ T = TypeVar("T")
 CACHE_CONTROL = "no-cache"
 _COPY_OBJECT_MAX = 5 * 1024**3
 _DELETE_BATCH = 1000
-_INVALIDATION_RETRYABLE = {
-    "TooManyInvalidationsInProgress",
-    "Throttling",
-    "ThrottlingException",
-    "ServiceUnavailable",
-    "RequestLimitExceeded",
-}
 
 
 def retry_with_backoff(
@@ -61,12 +57,27 @@ def retry_with_backoff(
 
 
 class DifusorSite:
-    """Writes into one difusor's bucket and invalidates its distribution."""
+    """Writes into one difusor's bucket and its version pointer."""
 
-    def __init__(self, difusor: Difusor, s3: Any, cloudfront: Callable[[], Any]) -> None:
+    def __init__(self, difusor: Difusor, s3: Any, role_client: Callable[[str], Any]) -> None:
         self.difusor = difusor
         self._s3 = s3
-        self._cloudfront = cloudfront  # built on first use: assuming the role costs a call
+        self._role_client = role_client  # built on first use: assuming the role costs a call
+        self._pointer: KeyValueStorePointer | None = None
+
+    @property
+    def pointer(self) -> KeyValueStorePointer:
+        """The version pointer, through the difusor's delivery role."""
+        if self._pointer is None:
+            if not self.difusor.kvs_arn:
+                raise RuntimeError(
+                    f"{self.difusor.difusor_id} has no KeyValueStore registered (its stack's "
+                    "KeyValueStoreArn output): versions cannot be switched"
+                )
+            self._pointer = KeyValueStorePointer(
+                self._role_client("cloudfront-keyvaluestore"), self.difusor.kvs_arn
+            )
+        return self._pointer
 
     def copy_in(
         self,
@@ -100,9 +111,12 @@ class DifusorSite:
             CacheControl=CACHE_CONTROL,
         )
 
-    def list_keys(self) -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.difusor.bucket):
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.difusor.bucket, Prefix=prefix
+        )
+        for page in pages:
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
@@ -123,25 +137,10 @@ class DifusorSite:
             deleted += len(batch)
         return deleted
 
-    def invalidate_all(self, caller_reference: str, sleep: Callable[[float], None]) -> str:
-        """One ``/*`` invalidation; the caller reference makes a retried call idempotent."""
-
-        def create() -> str:
-            response = self._cloudfront().create_invalidation(
-                DistributionId=self.difusor.distribution_id,
-                InvalidationBatch={
-                    "Paths": {"Quantity": 1, "Items": ["/*"]},
-                    "CallerReference": caller_reference,
-                },
-            )
-            return str(response["Invalidation"]["Id"])
-
-        return retry_with_backoff(create, _INVALIDATION_RETRYABLE, sleep=sleep)
-
 
 class DifusorSites:
     """Opens :class:`DifusorSite` sessions: the institute's own S3 client for the bucket (in
-    the sites' region), and the difusor's delivery role for its CDN."""
+    the sites' region), and the difusor's delivery role for its version pointer."""
 
     # Assumed credentials are renewed this long before they expire.
     _RENEW_BEFORE = timedelta(minutes=10)
@@ -163,31 +162,46 @@ class DifusorSites:
             "s3", region_name=DIFUSOR_REGION, config=self._config
         )
         self._clock = clock
-        self._cdn: dict[str, tuple[datetime, Any]] = {}
+        # per role: when its credentials expire, and its session ("") and clients
+        self._roles: dict[str, tuple[datetime, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def open(self, difusor: Difusor) -> DifusorSite:
-        return DifusorSite(difusor, s3=self._s3, cloudfront=lambda: self._cloudfront(difusor))
+        return DifusorSite(
+            difusor, s3=self._s3, role_client=lambda service: self._client(difusor, service)
+        )
 
-    def _cloudfront(self, difusor: Difusor) -> Any:
+    def _client(self, difusor: Difusor, service: str) -> Any:
+        """A client of ``service`` with the difusor's delivery role, in the sites' region;
+        the role is assumed again (and its clients built again) near its expiry."""
         key = f"{difusor.role_arn}|{difusor.external_id}"
         with self._lock:
-            cached = self._cdn.get(key)
-            if cached and cached[0] - self._RENEW_BEFORE > self._clock():
-                return cached[1]
-            credentials = self._sts.assume_role(
-                RoleArn=difusor.role_arn,
-                RoleSessionName=self._session_name[:64],
-                ExternalId=difusor.external_id,
-                DurationSeconds=3600,
-            )["Credentials"]
-            client = boto3.session.Session(
-                aws_access_key_id=credentials["AccessKeyId"],
-                aws_secret_access_key=credentials["SecretAccessKey"],
-                aws_session_token=credentials["SessionToken"],
-            ).client("cloudfront", config=self._config)
-            expires = credentials["Expiration"]
-            if isinstance(expires, str):
-                expires = parse_iso(expires)
-            self._cdn[key] = (expires, client)
-            return client
+            cached = self._roles.get(key)
+            if cached is None or cached[0] - self._RENEW_BEFORE <= self._clock():
+                expires, session = self._assume(difusor)
+                cached = (expires, {"": session})
+                self._roles[key] = cached
+            clients = cached[1]
+            session = clients[""]
+            if service not in clients:
+                clients[service] = session.client(
+                    service, region_name=DIFUSOR_REGION, config=self._config
+                )
+            return clients[service]
+
+    def _assume(self, difusor: Difusor) -> tuple[datetime, Any]:
+        credentials = self._sts.assume_role(
+            RoleArn=difusor.role_arn,
+            RoleSessionName=self._session_name[:64],
+            ExternalId=difusor.external_id,
+            DurationSeconds=3600,
+        )["Credentials"]
+        session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+        expires = credentials["Expiration"]
+        if isinstance(expires, str):
+            expires = parse_iso(expires)
+        return expires, session

@@ -120,6 +120,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         window=settings.window,
         copy_concurrency=settings.copy_concurrency,
         lease_seconds=settings.lease_seconds,
+        retire_wait_seconds=settings.retire_wait_seconds,
         shards=settings.shards,
         pinned_key=settings.public_key,
         clock=utc_now,

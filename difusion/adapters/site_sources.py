@@ -25,13 +25,22 @@ class SiteSource(Protocol):
 
 
 class WebSource:
+    """A site over HTTPS, read as one version: the one its signed manifest leads to when
+    first read (``version``, ``None`` for a site without versions)."""
+
     def __init__(self, base_url: str, reader: HttpSiteReader | None = None) -> None:
         site_url(base_url, "x")  # https, or http on loopback only: fails early otherwise
         self.label = base_url
-        self._base = base_url
+        self._site = base_url
+        self._base: str | None = None
+        self.version: int | None = None
         self._reader = reader or HttpSiteReader()
 
     def read(self, path: str) -> bytes:
+        if self._base is None:
+            self._base, self.version = self._reader.pin(self._site)
+            if self.version is not None:
+                self.label = f"{self._site} (site version {self.version})"
         return self._reader.read(self._base, path)
 
     def paths(self) -> list[str] | None:

@@ -115,6 +115,7 @@ class ChaosHarness:
         command = chaos_worker.command(
             state,
             self.emulator.endpoint,
+            self.emulator.kvs_port,
             self.packages_dir,
             report_path,
             plan,

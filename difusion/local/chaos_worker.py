@@ -119,7 +119,7 @@ def work(args: argparse.Namespace) -> int:
     state = Path(args.state)
     deployment = load_deployment(state)
     port = int(args.endpoint.rsplit(":", 1)[1])
-    emulator = LocalEmulator(port=port)
+    emulator = LocalEmulator(port=port, kvs_port=args.kvs_port)
     os.environ.update(emulator.environment())
     plan = FaultPlan(rate=args.rate, seed=args.seed) if args.rate else None
     kill = KillPoint(args.kill_at, args.after) if args.kill_at else None
@@ -170,6 +170,7 @@ def parser(commands: Any) -> None:
     worker = commands.add_parser("worker", help="(internal) the functions, in a subprocess")
     worker.add_argument("--state", required=True)
     worker.add_argument("--endpoint", required=True)
+    worker.add_argument("--kvs-port", type=int, required=True)
     worker.add_argument("--packages", required=True)
     worker.add_argument("--report", required=True)
     worker.add_argument("--rate", type=float, default=0.0)
@@ -182,6 +183,7 @@ def parser(commands: Any) -> None:
 def command(
     state: Path,
     endpoint: str,
+    kvs_port: int,
     packages: Path,
     report: Path,
     plan: FaultPlan | None,
@@ -198,6 +200,8 @@ def command(
         str(state),
         "--endpoint",
         endpoint,
+        "--kvs-port",
+        str(kvs_port),
         "--packages",
         str(packages),
         "--report",

@@ -16,9 +16,9 @@ The rules (each a violation when broken):
   everything has settled;
 - every signed manifest in the origin is one the ledger accepted (same sequence, same
   bytes);
-- each difusor serves what the ledger says it publishes, the site verifies with its whole
-  history, its published sequence never went back (the versions of its signed manifest),
-  and its distribution got one invalidation per delivery, not more;
+- each difusor serves what the ledger says it publishes, the site (its live version) verifies
+  with its whole history, its published sequence never went back (every switch its version
+  pointer took), and no delivery switched it twice;
 - no monitor check found a site ``altered`` (nothing tampers with the sites here).
 """
 
@@ -34,16 +34,16 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
+from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.adapters.site_sources import BucketSource
-from difusion.errors import ManifestInvalid
+from difusion.local.kvs import store_writes
 from difusion.local.provision import LocalDeployment, account_session
-from difusion.manifest import Manifest, sha256_hex
+from difusion.manifest import sha256_hex
 from difusion.package_name import snapshot_id_of
-from difusion.publication import MANIFEST_PATH
 from difusion.signing import PublicKey
 from difusion.verification import verify_site
+from difusion.versions import Held, Pointer, slot_prefix
 
 _UNSETTLED = ("in_progress", "retrying")
 
@@ -316,22 +316,31 @@ def _sites(
         if i.get("status") == "delivered"
     )
     figures: dict[str, Any] = {}
-    regressions = extra_invalidations = verified = 0
+    regressions = double = verified = 0
     for difusor in deployment.difusores:
         session = account_session(difusor.account_id)
         s3 = session.client("s3")
-        sequences = _manifest_history(s3, difusor.bucket)
+        switches = _switches(difusor.kvs_arn)
+        sequences = [held.sequence for held, _ in switches]
         went_back = sum(1 for a, b in itertools.pairwise(sequences) if b < a)
-        invalidations = _invalidations(session.client("cloudfront"), difusor.distribution_id)
-        result = verify_site(BucketSource(s3, difusor.bucket), public_key, history=True)
-        serves = _served_sequence(s3, difusor.bucket)
+        by_delivery = Counter(tag for _, tag in switches)
+        twice = sum(n - 1 for n in by_delivery.values() if n > 1)
+        pointer = (
+            KeyValueStorePointer(session.client("cloudfront-keyvaluestore"), difusor.kvs_arn)
+            .read()
+            .pointer
+        )
+        live = pointer.live if pointer is not None else None
+        serves = live.held.sequence if live is not None else None
+        prefix = slot_prefix(live.slot) if live is not None else "_v/none/"
+        result = verify_site(BucketSource(s3, difusor.bucket, prefix), public_key, history=True)
         ledger_sequence = published.get(difusor.difusor_id, {}).get("sequence")
         figures[difusor.difusor_id] = {
             "serves": serves,
+            "site_version": live.version if live is not None else None,
             "ledger": ledger_sequence,
             "verified": result.ok,
-            "manifest_versions": sequences,
-            "invalidations": invalidations,
+            "switched_to": sequences,
             "delivered": delivered[difusor.difusor_id],
         }
         regressions += went_back
@@ -339,12 +348,11 @@ def _sites(
             findings.violations.append(
                 f"{difusor.difusor_id}'s published sequence went back: {sequences}"
             )
-        excess = invalidations - delivered[difusor.difusor_id]
-        if excess > 0:
-            extra_invalidations += excess
+        if twice:
+            double += twice
             findings.violations.append(
-                f"{difusor.difusor_id}'s distribution invalidated {invalidations} times for "
-                f"{delivered[difusor.difusor_id]} deliveries"
+                f"{difusor.difusor_id}'s version was switched {len(switches)} times by "
+                f"{len(by_delivery)} deliveries"
             )
         if serves != ledger_sequence:
             findings.violations.append(
@@ -360,46 +368,20 @@ def _sites(
     findings.figures["sites"] = figures
     findings.figures["verified"] = f"{verified}/{len(deployment.difusores)}"
     findings.figures["regressions"] = regressions
-    findings.figures["double_publications"] = extra_invalidations
+    findings.figures["double_publications"] = double
 
 
-def _served_sequence(s3: Any, bucket: str) -> int | None:
-    """The sequence of the manifest the site serves now, signed or not."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=MANIFEST_PATH)["Body"].read()
-        return Manifest.from_bytes(body).sequence
-    except (ClientError, ManifestInvalid):
-        return None
-
-
-def _manifest_history(s3: Any, bucket: str) -> list[int]:
-    """The sequence of every version of the signed manifest, oldest first."""
-    versions: list[dict[str, Any]] = []
-    for page in s3.get_paginator("list_object_versions").paginate(
-        Bucket=bucket, Prefix=MANIFEST_PATH
-    ):
-        versions.extend(v for v in page.get("Versions", []) if v["Key"] == MANIFEST_PATH)
-    versions.sort(key=lambda v: v["LastModified"])
-    sequences = []
-    for version in versions:
-        body = s3.get_object(Bucket=bucket, Key=MANIFEST_PATH, VersionId=version["VersionId"])
-        sequences.append(Manifest.from_bytes(body["Body"].read()).sequence)
-    return sequences
-
-
-def _invalidations(cloudfront: Any, distribution_id: str) -> int:
-    """Distinct invalidations (by caller reference: a retried call with the same reference
-    is the same invalidation on CloudFront)."""
-    references = set()
-    for page in cloudfront.get_paginator("list_invalidations").paginate(
-        DistributionId=distribution_id
-    ):
-        for summary in page.get("InvalidationList", {}).get("Items", []):
-            invalidation = cloudfront.get_invalidation(
-                DistributionId=distribution_id, Id=summary["Id"]
-            )["Invalidation"]
-            references.add(invalidation["InvalidationBatch"]["CallerReference"])
-    return len(references)
+def _switches(kvs_arn: str) -> list[tuple[Held, str]]:
+    """Every switch the version pointer took, oldest first: the manifest it made live and
+    the delivery that made it (a retirement or a notice is not a switch)."""
+    made: list[tuple[Held, str]] = []
+    top = 0
+    for text in store_writes(kvs_arn):
+        pointer = Pointer.from_text(text)
+        if pointer.live is not None and pointer.live.version > top:
+            top = pointer.live.version
+            made.append((pointer.live.held, pointer.live.delivery))
+    return made
 
 
 def _checks(findings: Findings, items: list[dict[str, Any]]) -> None:

@@ -32,9 +32,13 @@ def _free_port() -> int:
 class LocalEmulator:
     """A moto server subprocess on 127.0.0.1. Use as a context manager."""
 
-    def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, log_path: Path | None = None, port: int | None = None, kvs_port: int | None = None
+    ) -> None:
+        """``port`` and ``kvs_port`` name a running emulator to attach to (a worker process);
+        by default, free ports for one :meth:`start` starts."""
         self.port = port or _free_port()
-        self.kvs_port = _free_port()
+        self.kvs_port = kvs_port or _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None

@@ -82,6 +82,19 @@ def create_role(iam: Any, role_name: str, trust: dict[str, Any]) -> str:
     return str(role["Role"]["Arn"])
 
 
+def create_key_value_store(cloudfront: Any, name: str, comment: str) -> str:
+    """``CreateKeyValueStore``; returns its ARN. A store of that name (unique per account)
+    is the one a lost answer created."""
+    try:
+        return str(
+            cloudfront.create_key_value_store(Name=name, Comment=comment)["KeyValueStore"]["ARN"]
+        )
+    except ClientError as exc:
+        if _code(exc) != "EntityAlreadyExists":
+            raise
+        return str(cloudfront.describe_key_value_store(Name=name)["KeyValueStore"]["ARN"])
+
+
 def create_distribution(cloudfront: Any, config: dict[str, Any]) -> dict[str, Any]:
     """``CreateDistribution``; returns the distribution. The distribution created with the
     same caller reference (CloudFront's own idempotency key) is the one, if it has the

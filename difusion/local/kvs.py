@@ -28,6 +28,7 @@ from typing import Any
 
 HOST_SUFFIX = "cloudfront-kvs.embedded.invalid"
 PORT_VARIABLE = "DIFUSION_KVS_PORT"  # where the emulator's process serves it
+WRITES = "\x00writes"  # the inspection route's marker (no key can be it: keys are printable)
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 1024
 MAX_STORE_BYTES = 5 * 1024 * 1024
@@ -48,6 +49,8 @@ class KeyValueData:
         self._items: dict[str, dict[str, str]] = {}
         self._etags: dict[str, str] = {}
         self._created: dict[str, float] = {}
+        self._writes: dict[str, list[dict[str, str]]] = {}  # every PutKey, for inspection
+        self._calls: dict[str, dict[str, int]] = {}  # requests per operation, for the bench
 
     def _known(self, arn: str) -> None:
         from moto.cloudfront.models import cloudfront_backends
@@ -74,9 +77,14 @@ class KeyValueData:
             "TotalSizeInBytes": sum(len(k.encode()) + len(v.encode()) for k, v in items.items()),
         }
 
+    def _count(self, arn: str, operation: str) -> None:
+        calls = self._calls.setdefault(arn, {})
+        calls[operation] = calls.get(operation, 0) + 1
+
     def describe(self, arn: str) -> tuple[dict[str, Any], str]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "DescribeKeyValueStore")
             body = {
                 **self._summary(arn),
                 "KvsARN": arn,
@@ -88,6 +96,7 @@ class KeyValueData:
     def get(self, arn: str, key: str) -> dict[str, Any]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "GetKey")
             items = self._items[arn]
             if key not in items:
                 raise _StoreError(404, "ResourceNotFoundException", f"key {key} not found")
@@ -96,6 +105,7 @@ class KeyValueData:
     def put(self, arn: str, key: str, value: str, if_match: str) -> tuple[dict[str, Any], str]:
         with self._lock:
             self._known(arn)
+            self._count(arn, "PutKey")
             if not 0 < len(key.encode()) <= MAX_KEY_BYTES:
                 raise _StoreError(400, "ValidationException", "keys are 1 to 512 bytes")
             if len(value.encode()) > MAX_VALUE_BYTES:
@@ -109,7 +119,18 @@ class KeyValueData:
                 raise _StoreError(402, "ServiceQuotaExceededException", "store over 5 MB")
             self._items[arn] = items
             self._etags[arn] = uuid.uuid4().hex.upper()[:14]
+            self._writes.setdefault(arn, []).append({"Key": key, "Value": value})
             return self._summary(arn), self._etags[arn]
+
+    def writes(self, arn: str) -> dict[str, Any]:
+        """Every write the store took, oldest first: the embedded default's inspection
+        (an auditor's view of the pointer's history; no AWS API gives it)."""
+        with self._lock:
+            self._known(arn)
+            return {
+                "Writes": list(self._writes.get(arn, [])),
+                "Requests": dict(self._calls.get(arn, {})),
+            }
 
 
 def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
@@ -130,7 +151,9 @@ def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             try:
                 arn, key = self._route()
-                if method == "GET" and key is None:
+                if method == "GET" and key == WRITES:
+                    result, etag = data.writes(arn), ""
+                elif method == "GET" and key is None:
                     result, etag = data.describe(arn)
                 elif method == "GET" and key is not None:
                     result, etag = data.get(arn, key), ""
@@ -163,6 +186,8 @@ def _handler_for(data: KeyValueData) -> type[BaseHTTPRequestHandler]:
                 return arn, None
             if len(rest) == 3 and rest[1] == "keys":
                 return arn, urllib.parse.unquote(rest[2])
+            if len(rest) == 2 and rest[1] == "_writes":
+                return arn, WRITES
             raise _StoreError(404, "UnknownOperationException", url.path)
 
         def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
@@ -184,3 +209,31 @@ def serve(port: int) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="kvs-data-plane", daemon=True).start()
     return server
+
+
+def store_writes(kvs_arn: str) -> list[str]:
+    """Every value written to the store, oldest first, from the embedded default's data
+    plane (through the proxy the emulator's environment names)."""
+    return [str(w["Value"]) for w in _inspect(kvs_arn)["Writes"]]
+
+
+def store_requests(kvs_arn: str) -> dict[str, int]:
+    """The data-plane requests the store answered so far, by operation (everyone's: the
+    institute's and the local sites server's)."""
+    return {str(k): int(v) for k, v in _inspect(kvs_arn)["Requests"].items()}
+
+
+def _inspect(kvs_arn: str) -> dict[str, Any]:
+    import urllib.request
+
+    account = kvs_arn.split(":")[4]
+    url = (
+        f"http://{account}.{HOST_SUFFIX}/key-value-stores/"
+        f"{urllib.parse.quote(kvs_arn, safe='')}/_writes"
+    )
+    # An opener of its own: urlopen's shared one keeps the proxies of the environment it
+    # first saw, which may predate the emulator's.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler())
+    with opener.open(url, timeout=10) as response:
+        found: dict[str, Any] = json.loads(response.read())
+        return found

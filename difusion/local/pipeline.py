@@ -30,6 +30,7 @@ from difusion import topology
 from difusion.adapters import factory
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
+from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.adapters.registry import DifusorRegistry
 from difusion.local.clock import ControlledClock, PipelineClock, WallClock
 from difusion.local.clocked_timer import ClockedExecution
@@ -42,10 +43,11 @@ from difusion.local.provision import (
     account_session,
     provision,
 )
-from difusion.local.sites import LocalSites
+from difusion.local.sites import LocalSite, LocalSites
 from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
+from difusion.versions import Pointer, notice_prefix, slot_prefix
 from difusion.window import PublicationWindow
 from difusion.window_timer import execution_input, execution_name
 
@@ -231,12 +233,29 @@ class LocalPipeline:
         )
         served = []
         for difusor in deployment.difusores:
-            s3 = account_session(difusor.account_id).client("s3")
-            site = self.sites.serve(difusor.difusor_id, s3, difusor.bucket)
+            site = self.serve_difusor(difusor)
             difusor = replace(difusor, public_url=site.url)
             registry.put(difusor)
             served.append(difusor)
         return replace(deployment, difusores=tuple(served))
+
+    def serve_difusor(
+        self, difusor: Difusor, name: str | None = None, cache_mode: str = "versioned"
+    ) -> LocalSite:
+        """Serve a difusor's site as its distribution does: its bucket, read as its own
+        account, through the edge function and its pointer, with a cache in ``cache_mode``
+        (``name``: another site over the same bucket, e.g. in the other mode)."""
+        session = account_session(difusor.account_id)
+        return self.sites.serve(
+            name or difusor.difusor_id,
+            session.client("s3"),
+            difusor.bucket,
+            kvs=(
+                session.client("cloudfront-keyvaluestore", region_name=REGION),
+                difusor.kvs_arn,
+            ),
+            cache_mode=cache_mode,
+        )
 
     def reset(self) -> None:
         """Forget everything and provision again (between tests), on ``self.clock``."""
@@ -327,12 +346,55 @@ class LocalPipeline:
     def difusor_s3(self, difusor_id: str) -> Any:
         return account_session(self.difusor(difusor_id).account_id).client("s3")
 
+    def pointer(self, difusor_id: str) -> Pointer | None:
+        """The difusor's version pointer, read from its store as its own account would."""
+        difusor = self.difusor(difusor_id)
+        kvs = account_session(difusor.account_id).client(
+            "cloudfront-keyvaluestore", region_name=REGION
+        )
+        return KeyValueStorePointer(kvs, difusor.kvs_arn).read().pointer
+
+    def served_prefix(self, difusor_id: str) -> str | None:
+        """The bucket prefix the difusor's site serves now: the live version's slot, or
+        the notice of a suspended site (``None``: nothing yet)."""
+        pointer = self.pointer(difusor_id)
+        if pointer is None:
+            return None
+        if pointer.live is None:
+            assert pointer.notice is not None
+            return notice_prefix(pointer.notice)
+        return slot_prefix(pointer.live.slot)
+
     def site_objects(self, difusor_id: str) -> dict[str, bytes]:
-        """Everything in a difusor's bucket, read as its own account would."""
+        """What the difusor's site serves now, by path: the files of its live version (or
+        of its notice), read from its bucket as its own account would."""
+        prefix = self.served_prefix(difusor_id)
+        if prefix is None:
+            return {}
+        return {
+            key[len(prefix) :]: data
+            for key, data in self.bucket_objects(difusor_id, prefix).items()
+        }
+
+    def tamper(self, difusor_id: str, path: str, body: bytes) -> str:
+        """Overwrite ``path`` of what the difusor's site serves now, as the difusor's own
+        account can (a difusor that cannot be trusted); the key written."""
+        prefix = self.served_prefix(difusor_id)
+        if prefix is None:
+            raise ValueError(f"{difusor_id} serves nothing yet")
+        key = prefix + path
+        self.difusor_s3(difusor_id).put_object(
+            Bucket=self.difusor(difusor_id).bucket, Key=key, Body=body
+        )
+        return key
+
+    def bucket_objects(self, difusor_id: str, prefix: str = "") -> dict[str, bytes]:
+        """Everything in a difusor's bucket under ``prefix``, by key."""
         difusor = self.difusor(difusor_id)
         s3 = self.difusor_s3(difusor_id)
         objects: dict[str, bytes] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=difusor.bucket):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=difusor.bucket, Prefix=prefix)
+        for page in pages:
             for item in page.get("Contents", []):
                 objects[item["Key"]] = s3.get_object(Bucket=difusor.bucket, Key=item["Key"])[
                     "Body"

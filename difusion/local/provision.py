@@ -114,6 +114,8 @@ class LocalDeployment:
             "DELIVERY_LEASE_SECONDS": str(
                 max(1, round(topology.REPLICATE.timeout_seconds * self.time_scale))
             ),
+            # The local sites server reads the pointer on every request: no propagation.
+            "RETIRE_WAIT_SECONDS": "0",
             "POWERTOOLS_SERVICE_NAME": "difusion",
             "POWERTOOLS_METRICS_NAMESPACE": "Difusion",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -429,6 +431,13 @@ def _provision_difusor(
             },
         },
     )
+    # The version pointer's store, associated on AWS with the distribution's viewer-request
+    # function (stacks/difusor); here the local sites server reads it (docs/serving.md 2.5).
+    kvs_arn = idempotent.create_key_value_store(
+        session.client("cloudfront"),
+        f"prep-{account.difusor_id}-{suffix}",
+        f"PREP BCS — {account.name}: version pointer",
+    )
     external_id = secrets.token_hex(16)
     iam = session.client("iam")
     role_name = f"{topology.delivery_role_name(election)}-{suffix}"
@@ -442,15 +451,19 @@ def _provision_difusor(
     )
     iam.put_role_policy(
         RoleName=role_name,
-        PolicyName="invalidate-prep-site",
+        PolicyName="switch-prep-site-version",
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
                 "Statement": [
                     {
                         "Effect": "Allow",
-                        "Action": ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],
-                        "Resource": distribution["ARN"],
+                        "Action": [
+                            "cloudfront-keyvaluestore:DescribeKeyValueStore",
+                            "cloudfront-keyvaluestore:GetKey",
+                            "cloudfront-keyvaluestore:PutKey",
+                        ],
+                        "Resource": kvs_arn,
                     },
                 ],
             }
@@ -465,6 +478,7 @@ def _provision_difusor(
         role_arn=role_arn,
         external_id=external_id,
         public_url=f"https://{distribution['DomainName']}",
+        kvs_arn=kvs_arn,
     )
 
 

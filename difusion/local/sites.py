@@ -1,12 +1,15 @@
 """Each difusor's site over HTTP on 127.0.0.1, the way its CloudFront distribution serves it.
 
-CloudFront with origin access control reads the difusor's bucket with its own permission and
-serves it to the public: ``/`` and ``/dir/`` are index pages, every response carries the
-object's ``Cache-Control`` (``no-cache``: revalidate every time), ``ETag`` and
-``Last-Modified``, and a conditional request whose ETag still matches gets ``304``. This
-does the same against the emulator's bucket, so the continuity monitor and the verifiers
-have a real web target. A site can be taken down (its port refuses connections) and
-brought back, to play an outage.
+CloudFront runs the difusor's viewer-request function on every request, with the version
+pointer from its KeyValueStore (``docs/serving.md``), and then reads the origin key the
+function chose from the difusor's bucket with origin access control. This server does the
+same: the function is ``edge/viewer_request.js`` itself (``difusion.local.edge``), the pointer
+is read through the KeyValueStore API (the embedded default's data plane), and the object
+from the emulator's bucket. A response carries the object's ``Content-Type``, ``ETag`` and
+``Last-Modified`` with ``Cache-Control: no-cache`` (the difusor's response headers policy),
+and a conditional request whose ETag still matches gets ``304``. The institute's portal has
+no function: its keys are served as they are. A site can be taken down (its port refuses
+connections) and brought back, to play an outage.
 """
 
 from __future__ import annotations
@@ -14,13 +17,43 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from difusion.local.edge import EdgeFunction, EdgeResponse, OriginRequest
+from difusion.versions import POINTER_KEY
+
 S3ClientFactory = Callable[[], Any]
+# What a difusor's edge does with a request: (path, query) -> origin request or response.
+Router = Callable[[str, str], OriginRequest | EdgeResponse]
+
+
+@dataclass
+class EdgeCache:
+    """CloudFront's cache for one site, as the difusor's cache policy keys it (the routed
+    URI and the query string ``v``): in ``versioned`` mode an entry is kept (a version's
+    files never change while it is routed), in ``revalidate`` mode every request goes to the
+    bucket. ``viewer_requests`` and ``origin_gets`` give the edge-to-origin ratio."""
+
+    mode: str = "versioned"
+    entries: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
+    viewer_requests: int = 0
+    origin_gets: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lookup(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+        with self.lock:
+            self.viewer_requests += 1
+            return self.entries.get(key) if self.mode == "versioned" else None
+
+    def store(self, key: str, data: bytes, headers: dict[str, str]) -> None:
+        with self.lock:
+            self.origin_gets += 1
+            if self.mode == "versioned":
+                self.entries[key] = (data, headers)
 
 
 @dataclass
@@ -28,6 +61,23 @@ class _Origin:
     s3: Any
     bucket: str
     prefix: str
+    router: Router | None = None
+    cache: EdgeCache | None = None
+
+
+def edge_router(edge: EdgeFunction, kvs: Any, kvs_arn: str) -> Router:
+    """Route as the difusor's distribution does: the function, with the store's pointer."""
+
+    def route(path: str, query: str) -> OriginRequest | EdgeResponse:
+        try:
+            pointer: str | None = kvs.get_key(KvsARN=kvs_arn, Key=POINTER_KEY)["Value"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            pointer = None
+        return edge.route(pointer, path, query)
+
+    return route
 
 
 def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
@@ -45,9 +95,31 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
             self._serve(body=True)
 
         def _serve(self, body: bool) -> None:
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
-            if path == "" or path.endswith("/"):
-                path += "index.html"
+            url = urllib.parse.urlsplit(self.path)
+            cache_key = None
+            if origin.router is not None:
+                try:
+                    routed = origin.router(url.path, url.query)
+                except Exception as exc:  # the function threw or the store failed: a 5xx
+                    self._reply(503, f"edge: {exc}".encode(), body)
+                    return
+                if isinstance(routed, EdgeResponse):
+                    headers = {"Content-Type": "text/plain", **routed.headers}
+                    self._reply(routed.status, b"", body, headers)
+                    return
+                path = urllib.parse.unquote(routed.uri).lstrip("/")
+                cache_key = routed.cache_key
+                if origin.cache is not None:
+                    cached = origin.cache.lookup(cache_key)
+                    if cached is not None:
+                        self._answer(
+                            cached[0], {**cached[1], "X-Cache": "Hit from local-cdn"}, body
+                        )
+                        return
+            else:
+                path = urllib.parse.unquote(url.path).lstrip("/")
+                if path == "" or path.endswith("/"):
+                    path += "index.html"
             try:
                 obj = origin.s3.get_object(Bucket=origin.bucket, Key=origin.prefix + path)
             except ClientError as exc:
@@ -56,14 +128,19 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
                 self._reply(status, b"Not Found" if status == 404 else b"Bad Gateway", body)
                 return
             data = obj["Body"].read()
-            etag = obj.get("ETag", "")
             headers = {
                 "Content-Type": obj.get("ContentType", "application/octet-stream"),
-                "Cache-Control": obj.get("CacheControl", "no-cache"),
-                "ETag": etag,
+                "Cache-Control": "no-cache",
+                "ETag": obj.get("ETag", ""),
                 "Last-Modified": obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
-                "X-Cache": "RefreshHit from local-cdn",
             }
+            if cache_key is not None and origin.cache is not None:
+                origin.cache.store(cache_key, data, headers)
+            self._answer(data, {**headers, "X-Cache": "Miss from local-cdn"}, body)
+
+        def _answer(self, data: bytes, headers: dict[str, str], body: bool) -> None:
+            """The object, or ``304`` to a viewer whose copy's ETag still matches."""
+            etag = headers.get("ETag", "")
             if etag and self.headers.get("If-None-Match") == etag:
                 self._reply(304, b"", False, headers)
                 return
@@ -86,9 +163,18 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
 class LocalSite:
     """One site on one loopback port; the port stays the same across take-down/bring-up."""
 
-    def __init__(self, name: str, s3: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        s3: Any,
+        bucket: str,
+        prefix: str = "",
+        router: Router | None = None,
+        cache: EdgeCache | None = None,
+    ) -> None:
         self.name = name
-        self._handler = _handler_for(_Origin(s3, bucket, prefix))
+        self.cache = cache
+        self._handler = _handler_for(_Origin(s3, bucket, prefix, router, cache))
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.bring_up()
@@ -124,9 +210,28 @@ class LocalSites:
 
     def __init__(self) -> None:
         self.sites: dict[str, LocalSite] = {}
+        self._edge: EdgeFunction | None = None
 
-    def serve(self, name: str, s3: Any, bucket: str, prefix: str = "") -> LocalSite:
-        site = LocalSite(name, s3, bucket, prefix)
+    def serve(
+        self,
+        name: str,
+        s3: Any,
+        bucket: str,
+        prefix: str = "",
+        kvs: tuple[Any, str] | None = None,
+        cache_mode: str = "versioned",
+    ) -> LocalSite:
+        """Serve ``bucket`` as site ``name``; with ``kvs`` (a KeyValueStore client and the
+        store's ARN) through the difusores' edge function and a cache in ``cache_mode``, as
+        its distribution does."""
+        router = None
+        cache = None
+        if kvs is not None:
+            if self._edge is None:
+                self._edge = EdgeFunction()
+            router = edge_router(self._edge, *kvs)
+            cache = EdgeCache(cache_mode)
+        site = LocalSite(name, s3, bucket, prefix, router, cache)
         self.sites[name] = site
         return site
 
@@ -137,3 +242,6 @@ class LocalSites:
         for site in self.sites.values():
             site.take_down()
         self.sites.clear()
+        if self._edge is not None:
+            self._edge.close()
+            self._edge = None

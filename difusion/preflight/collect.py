@@ -287,7 +287,7 @@ def difusor_preflight(
         policies = _role_policies(iam, role_name)
         results.append(
             check_delivery_permissions(
-                outputs.role_arn, outputs.account_id, policies, distribution_arn
+                outputs.role_arn, outputs.account_id, policies, outputs.kvs_arn
             )
         )
     except _Failed as exc:

@@ -22,7 +22,13 @@ from difusion.preflight.checks import (
 from difusion.preflight.outputs import DifusorOutputs, InstituteRoles
 
 HTTPS_ONLY = ("redirect-to-https", "https-only")
-INVALIDATION_ACTIONS = ("cloudfront:CreateInvalidation", "cloudfront:GetInvalidation")
+# What the delivery role may do: read and write the site's version pointer (Service
+# Authorization Reference, CloudFront KeyValueStore), and nothing else.
+POINTER_ACTIONS = (
+    "cloudfront-keyvaluestore:DescribeKeyValueStore",
+    "cloudfront-keyvaluestore:GetKey",
+    "cloudfront-keyvaluestore:PutKey",
+)
 _S3_REST_ENDPOINT = re.compile(r"\.s3(\.dualstack)?([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?$")
 _PUBLIC_ACCESS_FLAGS = (
     "BlockPublicAcls",
@@ -380,23 +386,23 @@ def check_delivery_permissions(
     role_arn: str,
     account: str,
     policies: Mapping[str, str | Mapping[str, Any]],
-    distribution_arn: str,
+    kvs_arn: str,
 ) -> CheckResult:
     """The delivery role's inline and attached policies (name -> document): they allow
-    creating and reading invalidations of this distribution, and nothing else."""
+    reading and writing the site's version pointer in its KeyValueStore, and nothing else."""
     subject = role_arn
     try:
         documents = [Policy(name, policy_document(doc)) for name, doc in policies.items()]
         missing = [
             action
-            for action in INVALIDATION_ACTIONS
+            for action in POINTER_ACTIONS
             if not evaluate(
-                Request(Principal.role(role_arn), action, distribution_arn, account), documents
+                Request(Principal.role(role_arn), action, kvs_arn, account), documents
             ).allowed
         ]
     except (PolicyError, ValueError) as exc:
         return CheckResult("delivery role policy", subject, False, f"cannot evaluate it: {exc}")
-    wanted_actions = {a.lower() for a in INVALIDATION_ACTIONS}
+    wanted_actions = {a.lower() for a in POINTER_ACTIONS}
     broader = []
     for policy in documents:
         for statement in _statements(policy):
@@ -409,19 +415,17 @@ def check_delivery_permissions(
             extra_actions = [
                 a for a in _as_list(statement.get("Action", [])) if a.lower() not in wanted_actions
             ]
-            extra_resources = [
-                r for r in _as_list(statement.get("Resource", [])) if r != distribution_arn
-            ]
+            extra_resources = [r for r in _as_list(statement.get("Resource", [])) if r != kvs_arn]
             if extra_actions:
                 broader.append(f"{sid} allows {', '.join(extra_actions)}")
             if extra_resources:
                 broader.append(f"{sid} names {', '.join(extra_resources)}")
-    problems = [f"does not allow {a} on {distribution_arn}" for a in missing] + broader
+    problems = [f"does not allow {a} on {kvs_arn}" for a in missing] + broader
     if problems:
         return CheckResult("delivery role policy", subject, False, "; ".join(problems))
     return CheckResult(
         "delivery role policy",
         subject,
         True,
-        f"only {' and '.join(INVALIDATION_ACTIONS)} on {distribution_arn}",
+        f"only {' and '.join(POINTER_ACTIONS)} on {kvs_arn}",
     )

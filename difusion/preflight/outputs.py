@@ -16,6 +16,7 @@ from difusion import topology
 from difusion.topology import DIFUSOR_REGION
 
 _ROLE_ARN = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?[\w+=,.@-]+")
+_KVS_ARN = re.compile(r"arn:aws[a-z-]*:cloudfront::(\d{12}):key-value-store/[0-9a-fA-F-]{36}")
 _STATES_ARN = re.compile(r"arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):stateMachine:.+")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):.+")
 _ACCOUNT = re.compile(r"\d{12}")
@@ -48,6 +49,7 @@ DIFUSOR_OUTPUTS = {
     "AccountId": "account_id",
     "SiteBucketName": "bucket",
     "DistributionId": "distribution_id",
+    "KeyValueStoreArn": "kvs_arn",
     "DeliveryRoleArn": "role_arn",
     "ExternalId": "external_id",
 }
@@ -166,6 +168,7 @@ class DifusorOutputs:
     account_id: str
     bucket: str
     distribution_id: str
+    kvs_arn: str
     role_arn: str
     external_id: str
     election_id: str = ""
@@ -189,6 +192,12 @@ class DifusorOutputs:
             raise OutputsError(
                 f"{path}: DeliveryRoleArn is in account {match.group(2)}, "
                 f"AccountId says {found.account_id}"
+            )
+        store = _KVS_ARN.fullmatch(found.kvs_arn)
+        if not store or store.group(1) != found.account_id:
+            raise OutputsError(
+                f"{path}: KeyValueStoreArn is not a key value store of account "
+                f"{found.account_id}: {found.kvs_arn!r}"
             )
         return found
 

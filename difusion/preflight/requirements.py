@@ -118,7 +118,7 @@ NEEDS: tuple[Need, ...] = (
         "server-side copies and removals in the difusor's bucket",
     ),
     Need("replicate", ("s3:ListBucket",), SITE_BUCKET, "", "a full redelivery's listing"),
-    Need("replicate", ("sts:AssumeRole",), DELIVERY_ROLE, "", "to invalidate its CDN"),
+    Need("replicate", ("sts:AssumeRole",), DELIVERY_ROLE, "", "to switch its site's version"),
     Need("replicate", _TRACING, ANY, "", "X-Ray (active tracing)"),
     # --- monitor (services/continuity.py) --------------------------------------------------
     Need("monitor", ("s3:GetObject",), ORIGIN, "keys/prep.pub", "the key sites verify with"),
@@ -157,7 +157,7 @@ NEEDS: tuple[Need, ...] = (
         "",
         "the suspension notice",
     ),
-    Need("monitor", ("sts:AssumeRole",), DELIVERY_ROLE, "", "to invalidate after the notice"),
+    Need("monitor", ("sts:AssumeRole",), DELIVERY_ROLE, "", "to point its site to the notice"),
     Need("monitor", _TRACING, ANY, "", "X-Ray (active tracing)"),
     # --- the window timer (stacks/institute/window_timer.asl.json) ------------------------
     Need(TIMER, ("dynamodb:UpdateItem",), TABLE, "ledger", "opens and closes the window"),

@@ -29,6 +29,7 @@ from difusion.adapters.origin import (
     OriginStore,
     signature_key,
 )
+from difusion.adapters.pointer_store import PointerConflict
 from difusion.adapters.queues import DeliveryQueue
 from difusion.adapters.registry import DifusorRegistry, StatusUnchanged
 from difusion.closing import (
@@ -51,10 +52,12 @@ from difusion.continuity import (
     upstream_stalled,
 )
 from difusion.models import DeliveryRequest, DeliveryScope, Difusor, Head, PublishedState
-from difusion.notice import NOTICE_REMOVES, difusores_list, suspension_notice
+from difusion.notice import difusores_list, suspension_notice
+from difusion.ports import PointerStore
 from difusion.records import CheckRecord
 from difusion.signing import PublicKey
 from difusion.times import parse_iso
+from difusion.versions import Pointer, PointerError, notice_prefix
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ def _recorded(subject: str, record: CheckRecord) -> tuple[SiteCheck, str, list[s
         record.detail or "",
         served_sequence=record.served_sequence,
         served_snapshot_id=record.served_snapshot_id or "",
+        served_version=record.served_version,
         files_checked=record.files_checked or 0,
         altered_paths=record.altered_paths,
     )
@@ -415,9 +419,13 @@ class ContinuityService:
 
     def _show_notice(self, difusor: Difusor, incident: str, now: datetime) -> str:
         """Replace the results on the difusor's portal with the notice, where its bucket
-        still accepts writes; say what happened either way."""
+        and its pointer still accept writes; say what happened either way. The notice goes
+        beside the slots (``_aviso/<id>/``, one per incident), then one pointer write makes
+        every URL of the site lead to it; the slots are left as they are, unrouted."""
+        notice_id = "aviso-" + hashlib.sha256(incident.encode()).hexdigest()[:16]
         try:
             site = self._sites.open(difusor)
+            prefix = notice_prefix(notice_id)
             for path, (body, content_type) in suspension_notice(
                 difusor,
                 self._policy.institute,
@@ -425,15 +433,30 @@ class ContinuityService:
                 now,
                 self._policy.time_zone,
             ).items():
-                site.put_bytes(path, body, content_type)
-            site.delete(list(NOTICE_REMOVES))
-            # One invalidation per suspension, however often a retried period gets here.
-            reference = hashlib.sha256(incident.encode()).hexdigest()[:16]
-            site.invalidate_all(f"notice.{reference}", lambda _: None)
-        except (ClientError, RuntimeError, OSError) as exc:
+                site.put_bytes(prefix + path, body, content_type)
+            self._point_to_notice(site.pointer, notice_id)
+        except (ClientError, RuntimeError, OSError, PointerError) as exc:
             logger.error("could not show the notice", extra={"difusor_id": difusor.difusor_id})
             return f"notice not shown: {type(exc).__name__}: {exc}"[:500]
         return "notice shown on its portal"
+
+    @staticmethod
+    def _point_to_notice(store: PointerStore, notice_id: str) -> None:
+        """Suspend the pointer (a retried period finds it suspended already). A delivery
+        that raced it loses its own compare-and-set; one that won is simply overwritten
+        here, at the ETag read."""
+        for _ in range(3):
+            stored = store.read()
+            pointer = stored.pointer
+            if pointer is not None and pointer.notice == notice_id:
+                return
+            last = pointer.last_version if pointer is not None else 0
+            try:
+                store.write(Pointer.suspended(notice_id, last), stored.etag)
+                return
+            except PointerConflict:
+                continue
+        raise PointerConflict("the version pointer kept changing while the notice was put up")
 
     def publish_difusores_list(self) -> None:
         """The institute's public list: suspended difusores lose their link."""

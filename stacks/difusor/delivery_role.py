@@ -4,9 +4,10 @@ The institute's publisher (deliveries) and continuity monitor (the suspension no
 into the site bucket with their own credentials, under this bucket's policy: the difusor
 never gets any access to the institute's origin, so nothing of a snapshot is readable from
 its account before it is published there, and nothing new once it is suspended (RE art.
-353.4). CloudFront has no resource policies, so invalidating the distribution takes a role
-in this account: the delivery role, trusted by those two institute roles with the external
-id, allowed only to create and read invalidations of this distribution.
+353.4). CloudFront has no resource policies, so switching the site's version takes a role in
+this account: the delivery role, trusted by those two institute roles with the external id,
+allowed only to read and write the version pointer in this site's KeyValueStore (the
+publication itself, and the suspension notice).
 
 Both the bucket policy and the trust policy name the institute's account as principal and
 its two roles in an ``aws:PrincipalArn`` condition. Naming the roles as principals would
@@ -17,7 +18,6 @@ silently break every difusor's trust.
 
 from __future__ import annotations
 
-from aws_cdk import Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -30,7 +30,13 @@ from stacks.config import DifusorConfig
 # notice, removals, and the listing a full redelivery compares against.
 SITE_OBJECT_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 SITE_BUCKET_ACTIONS = ("s3:ListBucket",)
-INVALIDATION_ACTIONS = ("cloudfront:CreateInvalidation", "cloudfront:GetInvalidation")
+# Service Authorization Reference, CloudFront KeyValueStore: the data plane's actions, on
+# resource type key-value-store; no condition keys.
+POINTER_ACTIONS = (
+    "cloudfront-keyvaluestore:DescribeKeyValueStore",
+    "cloudfront-keyvaluestore:GetKey",
+    "cloudfront-keyvaluestore:PutKey",
+)
 
 
 class DeliveryRole(Construct):
@@ -41,7 +47,7 @@ class DeliveryRole(Construct):
         *,
         config: DifusorConfig,
         bucket: s3.IBucket,
-        distribution: cloudfront.IDistribution,
+        store: cloudfront.IKeyValueStore,
     ) -> None:
         super().__init__(scope, construct_id)
         institute_roles = [config.publisher_role_arn, config.monitor_role_arn]
@@ -69,7 +75,7 @@ class DeliveryRole(Construct):
             self,
             "Role",
             role_name=config.delivery_role_name,
-            description="Lets the electoral institute invalidate this PREP site's CDN",
+            description="Lets the electoral institute switch this PREP site's version",
             assumed_by=iam.AccountPrincipal(config.institute_account).with_conditions(
                 {
                     "StringEquals": {"sts:ExternalId": config.external_id},
@@ -82,16 +88,9 @@ class DeliveryRole(Construct):
             "Policy",
             statements=[
                 iam.PolicyStatement(
-                    sid="InvalidateTheDistribution",
-                    actions=list(INVALIDATION_ACTIONS),
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="cloudfront",
-                            region="",
-                            resource="distribution",
-                            resource_name=distribution.distribution_id,
-                        )
-                    ],
+                    sid="SwitchTheSiteVersion",
+                    actions=list(POINTER_ACTIONS),
+                    resources=[store.key_value_store_arn],
                 )
             ],
         )

@@ -35,7 +35,7 @@ class DifusorStack(Stack):
             "Delivery",
             config=config,
             bucket=self.site.bucket,
-            distribution=self.distribution.distribution,
+            store=self.distribution.versions.store,
         )
         # Shield Standard protects every CloudFront distribution at no cost. Difusores with
         # a Shield Advanced subscription set shield_advanced to protect this one too.
@@ -58,6 +58,8 @@ class DifusorStack(Stack):
             "AccountId": self.account,
             "SiteBucketName": self.site.bucket.bucket_name,
             "DistributionId": self.distribution.distribution.distribution_id,
+            "KeyValueStoreArn": self.distribution.versions.store.key_value_store_arn,
+            "CacheMode": config.cache_mode,
             "DeliveryRoleArn": self.delivery.role.role_arn,
             "ExternalId": config.external_id,
             "ElectionId": config.election_id,

@@ -1,4 +1,21 @@
-"""CloudFront in front of the site bucket: HTTPS only, every request revalidated."""
+"""CloudFront in front of the site bucket: HTTPS only, whole versions, fresh for everyone.
+
+The viewer-request function routes every request to one whole version of the site (see
+``site_versions.py`` and docs/serving.md). How long CloudFront may keep what it fetched is the
+difusor's ``cache_mode``:
+
+- ``versioned`` (default): a version's files never change while it is routed and each
+  version has its own cache keys (the query string ``v`` the function sets is the only one in
+  the key), so the edge keeps them for a year, compressed, with request collapsing and
+  Origin Shield in front of the bucket. A new cut is a new version: nothing stale is served
+  and nothing is invalidated.
+- ``revalidate`` (literal "evitar caché"): minimum and default TTL 0, so every request is a
+  conditional GET at the bucket (the copies carry ``Cache-Control: no-cache``). CloudFront
+  caches nothing compressed with a minimum TTL of 0, so compression is off.
+
+Browsers get ``Cache-Control: no-cache`` either way (response headers policy): they revalidate
+with CloudFront on every load.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +28,11 @@ from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from difusion.topology import DIFUSOR_REGION
 from stacks.config import DifusorConfig
+from stacks.difusor.site_versions import SiteVersions
 
-# Directory URLs (/, /diputaciones/) serve their index.html, as the institute's site does.
-INDEX_FUNCTION = """
-function handler(event) {
-  var request = event.request;
-  var uri = request.uri;
-  if (uri.endsWith('/')) {
-    request.uri = uri + 'index.html';
-  } else if (!uri.split('/').pop().includes('.')) {
-    request.uri = uri + '/index.html';
-  }
-  return request;
-}
-"""
+A_YEAR = Duration.days(365)
 
 
 class SiteDistribution(Construct):
@@ -40,24 +47,35 @@ class SiteDistribution(Construct):
         web_acl_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        # All TTLs 0: CloudFront revalidates every request at the bucket, so the public never
-        # sees a stale cut (a MinTTL above 0 would cache even no-cache responses). With
-        # caching disabled CloudFront rejects the gzip and brotli flags ("invalid for policy
-        # with caching disabled") and compresses nothing, so neither is set.
+        versioned = config.cache_mode == "versioned"
         self.cache_policy = cloudfront.CachePolicy(
             self,
-            "Revalidate",
-            comment="PREP: revalidate every request",
-            min_ttl=Duration.seconds(0),
-            default_ttl=Duration.seconds(0),
-            max_ttl=Duration.seconds(0),
-            enable_accept_encoding_gzip=False,
-            enable_accept_encoding_brotli=False,
+            "Versioned" if versioned else "Revalidate",
+            comment=(
+                "PREP: immutable versions, kept at the edge"
+                if versioned
+                else "PREP: every request revalidated with the bucket"
+            ),
+            min_ttl=A_YEAR if versioned else Duration.seconds(0),
+            default_ttl=A_YEAR if versioned else Duration.seconds(0),
+            max_ttl=A_YEAR,
+            # The version the function routed to: a slot's entries from an earlier version
+            # are never served for a later one.
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list("v"),
+            enable_accept_encoding_gzip=versioned,
+            enable_accept_encoding_brotli=versioned,
         )
         self.headers = cloudfront.ResponseHeadersPolicy(
             self,
             "SecurityHeaders",
-            comment="PREP: security headers",
+            comment="PREP: security headers; browsers revalidate every load",
+            custom_headers_behavior=cloudfront.ResponseCustomHeadersBehavior(
+                custom_headers=[
+                    cloudfront.ResponseCustomHeader(
+                        header="Cache-Control", value="no-cache", override=True
+                    )
+                ]
+            ),
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
                     access_control_max_age=Duration.days(365),
@@ -77,13 +95,7 @@ class SiteDistribution(Construct):
                 ),
             ),
         )
-        self.index_function = cloudfront.Function(
-            self,
-            "DirectoryIndex",
-            code=cloudfront.FunctionCode.from_inline(INDEX_FUNCTION),
-            runtime=cloudfront.FunctionRuntime.JS_2_0,
-            comment="Serve index.html for directory URLs",
-        )
+        self.versions = SiteVersions(self, "Versions", config=config)
         custom_domain: dict[str, Any] = {}
         if config.domain_name and config.certificate_arn:
             custom_domain = {
@@ -98,18 +110,20 @@ class SiteDistribution(Construct):
             self,
             "Distribution",
             comment=f"PREP — {config.name}",
-            default_root_object="index.html",
+            # No default root object: "/" is the function's (a redirect to the live version).
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(bucket),
+                origin=origins.S3BucketOrigin.with_origin_access_control(
+                    bucket, origin_shield_enabled=True, origin_shield_region=DIFUSOR_REGION
+                ),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
                 cache_policy=self.cache_policy,
                 response_headers_policy=self.headers,
-                # CloudFront compresses only what it caches; with caching off it would not.
-                compress=False,
+                # CloudFront compresses only what it caches with a minimum TTL above 0.
+                compress=versioned,
                 function_associations=[
                     cloudfront.FunctionAssociation(
-                        function=self.index_function,
+                        function=self.versions.function,
                         event_type=cloudfront.FunctionEventType.VIEWER_REQUEST,
                     )
                 ],

@@ -7,9 +7,11 @@ import json
 import boto3
 import pytest
 
+from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.local.chaos import ChaosHarness, RunResult
 from difusion.local.provision import account_session
-from difusion.publication import MANIFEST_PATH
+from difusion.manifest import sha256_hex
+from difusion.versions import Held, slot_prefix
 
 pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
 
@@ -59,15 +61,17 @@ def test_each_broken_rule_is_named(crash_harness: ChaosHarness, clean_night: tup
         MessageGroupId="uabcs",
         MessageDeduplicationId="control",
     )
-    # a site file altered, one invalidation too many, a manifest version that goes back
+    # a site file altered, a delivery's switch made twice, a switch that goes back
     third = deployment.difusores[2]
     site = account_session(third.account_id)
-    site_s3 = site.client("s3")
-    site_s3.put_object(Bucket=third.bucket, Key="index.html", Body=b"<p>otra cosa</p>")
-    site.client("cloudfront").create_invalidation(
-        DistributionId=third.distribution_id,
-        InvalidationBatch={"Paths": {"Quantity": 1, "Items": ["/*"]}, "CallerReference": "extra"},
+    pointers = KeyValueStorePointer(site.client("cloudfront-keyvaluestore"), third.kvs_arn)
+    stored = pointers.read()
+    live = stored.pointer.live
+    site.client("s3").put_object(
+        Bucket=third.bucket, Key=slot_prefix(live.slot) + "index.html", Body=b"<p>otra cosa</p>"
     )
+    again = stored.pointer.retired(live.held, at=0).switched(live.held, delivery=live.delivery)
+    etag = pointers.write(again, stored.etag)
     origin_first_manifest = next(
         o["Key"]
         for o in s3.list_objects_v2(Bucket=deployment.origin_bucket, Prefix="manifests/000001_")[
@@ -76,7 +80,8 @@ def test_each_broken_rule_is_named(crash_harness: ChaosHarness, clean_night: tup
         if o["Key"].endswith(".json")
     )
     old = s3.get_object(Bucket=deployment.origin_bucket, Key=origin_first_manifest)["Body"].read()
-    site_s3.put_object(Bucket=third.bucket, Key=MANIFEST_PATH, Body=old)
+    back = again.retired(live.held, at=0).switched(Held(1, sha256_hex(old)), delivery="0" * 16)
+    pointers.write(back, etag)
     # When the night is inspected again
     findings = crash_harness.inspect(result.state)
     # Then each defect is named
@@ -86,8 +91,8 @@ def test_each_broken_rule_is_named(crash_harness: ChaosHarness, clean_night: tup
         f"{first.difusor_id}'s delivery lease still held after settling",
         f"delivery {last} → {second.difusor_id} left 'in_progress' after settling",
         "dead letter for delivery 20240602_2359_PREP_X → uabcs without a 'failed' ledger record",
-        f"{third.difusor_id}'s distribution invalidated 4 times for 3 deliveries",
-        f"{third.difusor_id}'s published sequence went back: [1, 2, 3, 1]",
+        f"{third.difusor_id}'s version was switched 5 times by 4 deliveries",
+        f"{third.difusor_id}'s published sequence went back: [1, 2, 3, 3, 1]",
         f"{third.difusor_id} serves sequence 1, the ledger says it publishes 3",
     ):
         assert expected in text

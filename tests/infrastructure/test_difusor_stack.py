@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Template
 
+from stacks.difusor.site_versions import FUNCTION_FILE
 from tests.infrastructure.conftest import synth
 from tests.infrastructure.templates import actions_of, bucket_policy, only, statements_of
 
@@ -89,32 +90,65 @@ def test_only_the_institutes_publisher_and_monitor_write_the_site_under_its_poli
         assert statement["Effect"] == "Allow"
 
 
-def test_cloudfront_revalidates_every_request_over_https_through_oac(difusor):
+def _cache_key(policy: dict) -> dict:
+    return policy["ParametersInCacheKeyAndForwardedToOrigin"]
+
+
+def test_cloudfront_keeps_immutable_versions_at_the_edge_over_https_through_oac(difusor):
+    # versioned (the default cache_mode): a year at the edge, the version in the cache key
     policy = only(difusor, "AWS::CloudFront::CachePolicy")["Properties"]["CachePolicyConfig"]
-    assert (policy["MinTTL"], policy["DefaultTTL"], policy["MaxTTL"]) == (0, 0, 0)
-    encodings = policy["ParametersInCacheKeyAndForwardedToOrigin"]
-    assert encodings["EnableAcceptEncodingGzip"] is False
-    assert encodings["EnableAcceptEncodingBrotli"] is False
+    assert (policy["MinTTL"], policy["DefaultTTL"], policy["MaxTTL"]) == (31536000,) * 3
+    key = _cache_key(policy)
+    assert key["QueryStringsConfig"] == {
+        "QueryStringBehavior": "whitelist",
+        "QueryStrings": ["v"],
+    }
+    assert key["EnableAcceptEncodingGzip"] is True
+    assert key["EnableAcceptEncodingBrotli"] is True
     only(difusor, "AWS::CloudFront::OriginAccessControl")
     config = only(difusor, "AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
     behavior = config["DefaultCacheBehavior"]
     assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
     assert "CachePolicyId" in behavior and "ResponseHeadersPolicyId" in behavior
+    assert behavior["Compress"] is True
     [origin] = config["Origins"]
     assert "OriginAccessControlId" in origin
     assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
-    assert config["DefaultRootObject"] == "index.html"
+    assert origin["OriginShield"] == {"Enabled": True, "OriginShieldRegion": "us-east-1"}
+    # "/" is the function's: a redirect to the live version, not a default root object
+    assert "DefaultRootObject" not in config
     assert config["Logging"]["Prefix"] == "cloudfront/"
-    [association] = behavior["FunctionAssociations"]
+
+
+def test_the_viewer_request_function_is_the_repositorys_file_with_its_store(difusor):
+    config = only(difusor, "AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
+    [association] = config["DefaultCacheBehavior"]["FunctionAssociations"]
     assert association["EventType"] == "viewer-request"
-    code = only(difusor, "AWS::CloudFront::Function")["Properties"]["FunctionCode"]
-    assert "index.html" in code
+    [(function_id, function)] = difusor.find_resources("AWS::CloudFront::Function").items()
+    assert association["FunctionARN"] == {"Fn::GetAtt": [function_id, "FunctionARN"]}
+    props = function["Properties"]
+    # byte for byte what edge/viewer_request.js is, and what node --test edge/ tests
+    assert props["FunctionCode"] == FUNCTION_FILE.read_text()
+    assert props["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
+    [(store_id, _)] = difusor.find_resources("AWS::CloudFront::KeyValueStore").items()
+    [kvs] = props["FunctionConfig"]["KeyValueStoreAssociations"]
+    assert kvs == {"KeyValueStoreARN": {"Fn::GetAtt": [store_id, "Arn"]}}
+    assert props["AutoPublish"] is True
+    assert store_id in function.get("DependsOn", [])
+    # and the store's ARN is an output the institute registers
+    outputs = difusor.to_json()["Outputs"]
+    assert outputs["KeyValueStoreArn"]["Value"] == {"Fn::GetAtt": [store_id, "Arn"]}
+    assert outputs["CacheMode"]["Value"] == "versioned"
 
 
-def test_security_headers_are_sent(difusor):
-    headers = only(difusor, "AWS::CloudFront::ResponseHeadersPolicy")["Properties"][
+def test_security_headers_are_sent_and_browsers_revalidate_every_load(difusor):
+    config = only(difusor, "AWS::CloudFront::ResponseHeadersPolicy")["Properties"][
         "ResponseHeadersPolicyConfig"
-    ]["SecurityHeadersConfig"]
+    ]
+    assert config["CustomHeadersConfig"]["Items"] == [
+        {"Header": "Cache-Control", "Value": "no-cache", "Override": True}
+    ]
+    headers = config["SecurityHeadersConfig"]
     assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] == 31536000
     assert headers["ContentTypeOptions"]["Override"] is True
     assert headers["FrameOptions"]["FrameOption"] == "SAMEORIGIN"
@@ -168,15 +202,18 @@ def test_the_delivery_role_trusts_only_the_publisher_and_monitor_with_the_extern
     }
 
 
-def test_the_delivery_role_may_only_invalidate_this_distribution(difusor, difusor_config):
+def test_the_delivery_role_may_only_read_and_write_this_sites_version_pointer(
+    difusor, difusor_config
+):
     statements = statements_of(difusor, _delivery_role_id(difusor, difusor_config))
     assert actions_of(statements) == {
-        "cloudfront:CreateInvalidation",
-        "cloudfront:GetInvalidation",
+        "cloudfront-keyvaluestore:DescribeKeyValueStore",
+        "cloudfront-keyvaluestore:GetKey",
+        "cloudfront-keyvaluestore:PutKey",
     }
-    [invalidation] = statements
-    distribution_id = next(iter(difusor.find_resources("AWS::CloudFront::Distribution")))
-    assert {"Ref": distribution_id} in invalidation["Resource"]["Fn::Join"][1]
+    [pointer] = statements
+    store_id = next(iter(difusor.find_resources("AWS::CloudFront::KeyValueStore")))
+    assert pointer["Resource"] == {"Fn::GetAtt": [store_id, "Arn"]}
 
 
 def test_nothing_in_the_difusors_account_can_read_the_institutes_origin(difusor):
@@ -195,6 +232,8 @@ def test_outputs_are_what_the_institute_needs_to_register_the_difusor(difusor):
         "AccountId",
         "SiteBucketName",
         "DistributionId",
+        "KeyValueStoreArn",
+        "CacheMode",
         "DeliveryRoleArn",
         "ExternalId",
         "ElectionId",
@@ -218,12 +257,27 @@ def test_shield_advanced_and_a_custom_domain_are_switches(tmp_path, difusor_conf
         "certificate_arn": "arn:aws:acm:us-east-1:777788889999:certificate/abc",
     }
     raw.pop("difusor_id")
+    raw["cache_mode"] = "revalidate"
     _, _, stack = synth(tmp_path / "cdk.out", difusor=raw)
     template = Template.from_stack(stack)
     only(template, "AWS::Shield::Protection")
     config = only(template, "AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
     assert config["Aliases"] == ["prep.uabcs.mx"]
     assert config["ViewerCertificate"]["MinimumProtocolVersion"] == "TLSv1.2_2021"
+    # revalidate (the literal mode): every request a conditional GET at the bucket; a
+    # caching policy all the same (max TTL above 0), without compression flags, which
+    # CloudFront refuses for a policy with caching disabled and does not use at min TTL 0
+    policy = only(template, "AWS::CloudFront::CachePolicy")["Properties"]["CachePolicyConfig"]
+    assert (policy["MinTTL"], policy["DefaultTTL"], policy["MaxTTL"]) == (0, 0, 31536000)
+    key = _cache_key(policy)
+    assert key["QueryStringsConfig"]["QueryStrings"] == ["v"]
+    assert key["EnableAcceptEncodingGzip"] is False and key["EnableAcceptEncodingBrotli"] is False
+    assert config["DefaultCacheBehavior"]["Compress"] is False
+    # the same function and store: visitors get whole versions in both modes
+    only(template, "AWS::CloudFront::KeyValueStore")
+    [association] = config["DefaultCacheBehavior"]["FunctionAssociations"]
+    assert association["EventType"] == "viewer-request"
+    assert config["Origins"][0]["OriginShield"]["Enabled"] is True
 
 
 def test_without_the_switch_there_is_no_shield_advanced_protection(difusor):

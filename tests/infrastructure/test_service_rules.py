@@ -32,12 +32,16 @@ def _of_type(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_a_cache_policy_with_caching_off_and_compression_on_is_caught(difusor):
-    # Given the difusor's template as it was: every TTL 0 and gzip/brotli on
+    # Given the difusor's cache policy with every TTL 0 (caching disabled) and gzip/brotli on
     template = copy.deepcopy(difusor.to_json())
     logical_id, policy = _of_type(template, "AWS::CloudFront::CachePolicy")
-    params = policy["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
+    config = policy["Properties"]["CachePolicyConfig"]
+    config.update(MinTTL=0, DefaultTTL=0, MaxTTL=0)
+    params = config["ParametersInCacheKeyAndForwardedToOrigin"]
     params["EnableAcceptEncodingGzip"] = True
     params["EnableAcceptEncodingBrotli"] = True
+    # (as deployed: a year at the edge, compression on, which CloudFront accepts)
+    assert cache_policies_that_cloudfront_rejects(difusor.to_json()) == []
     # When the rule reads it / Then CloudFront's refusal is named
     [violation] = cache_policies_that_cloudfront_rejects(template)
     assert logical_id in violation and "EnableAcceptEncodingGzip" in violation

@@ -53,6 +53,9 @@ def test_ledger_shows_snapshots_deliveries_and_rejections(pipeline, packages, tm
     assert len(data["deliveries"]) == 3
 
 
+KVS_ARN = "arn:aws:cloudfront::555555555555:key-value-store/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+
+
 def test_register_from_stack_outputs_adds_a_difusor(pipeline, tmp_path, capsys):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
@@ -64,6 +67,7 @@ def test_register_from_stack_outputs_adds_a_difusor(pipeline, tmp_path, capsys):
                     "AccountId": "555555555555",
                     "SiteBucketName": "prep-radio-nuevo",
                     "DistributionId": "E2NUEVO",
+                    "KeyValueStoreArn": KVS_ARN,
                     "DeliveryRoleArn": "arn:aws:iam::555555555555:role/difusion-delivery",
                     "ExternalId": "f" * 32,
                     "PublicUrl": "https://prep.radionuevo.mx",

@@ -82,11 +82,13 @@ def test_a_faithful_site_passes_and_every_check_is_in_the_ledger(pipeline, packa
 def test_the_local_site_serves_index_pages_with_revalidation_headers(pipeline, packages):
     pipeline.process(packages[0])
     site = pipeline.sites["uabcs"]
+    # "/" redirects to the live version (never cached), whose index page is served
     with urllib.request.urlopen(site.url + "/", timeout=5) as response:
+        assert response.url == site.url + "/v/1/"
         assert response.headers["Cache-Control"] == "no-cache"
         etag = response.headers["ETag"]
         assert response.read() == pipeline.site_objects("uabcs")["index.html"]
-    request = urllib.request.Request(site.url + "/index.html", headers={"If-None-Match": etag})
+    request = urllib.request.Request(site.url + "/v/1/index.html", headers={"If-None-Match": etag})
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request, timeout=5)
     assert not_modified.value.code == 304
@@ -99,9 +101,7 @@ def test_a_tampered_file_is_an_integrity_incident_repaired_at_once(pipeline, pac
     manifest = Manifest.from_bytes(original[MANIFEST_PATH])
     victim = next(f.path for f in manifest.files if f.path.endswith(".json"))
     # Given one file changed on the difusor's own bucket
-    pipeline.difusor_s3(difusor.difusor_id).put_object(
-        Bucket=difusor.bucket, Key=victim, Body=b'{"votos": 999999}'
-    )
+    pipeline.tamper(difusor.difusor_id, victim, b'{"votos": 999999}')
     # When the monitor runs a period
     report = pipeline.run_monitor_period()
     # Then that difusor fails with the altered path named, an integrity incident is open,
@@ -117,8 +117,13 @@ def test_a_tampered_file_is_an_integrity_incident_repaired_at_once(pipeline, pac
     pipeline.settle()
     repair = [d for d in pipeline.ledger.items("DELIVERY#") if d.get("delivery_scope") == "repair"]
     assert len(repair) == 1 and repair[0]["status"] == "delivered"
-    assert repair[0]["objects_copied"] == 4  # the file, then key, signature and manifest
+    # a new version of the same cut, in the other slot (empty until now: copied in full,
+    # the chain's history and the signed trio with it); the altered slot is not routed
+    assert (repair[0]["site_version"], repair[0]["slot"]) == (2, "b")
+    assert repair[0]["objects_copied"] == len(original)
     assert pipeline.site_objects(difusor.difusor_id) == original
+    pointer = pipeline.pointer(difusor.difusor_id)
+    assert pointer.previous is None and pointer.live.held.sequence == manifest.sequence
     # And the next period finds the site whole again and ends the incident
     assert _outcomes(pipeline.run_monitor_period())[difusor.difusor_id] == "ok"
     [incident] = pipeline.ledger.items("INCIDENT#")
@@ -129,14 +134,13 @@ def test_a_site_serving_an_older_snapshot_is_stale(pipeline, packages):
     first = pipeline.process(packages[0])
     pipeline.process(packages[1])
     difusor = pipeline.difusor("uabcs")
-    # Given the difusor's bucket rolled back to the first snapshot's signed manifest
-    s3 = pipeline.difusor_s3("uabcs")
+    # Given the difusor's live version rolled back to the first snapshot's signed manifest
     for source, target in (
         (first["manifest_key"], MANIFEST_PATH),
         (first["manifest_key"] + ".minisig", SIGNATURE_PATH),
     ):
         body = pipeline.s3.get_object(Bucket=pipeline.deployment.origin_bucket, Key=source)
-        s3.put_object(Bucket=difusor.bucket, Key=target, Body=body["Body"].read())
+        pipeline.tamper(difusor.difusor_id, target, body["Body"].read())
     # When the monitor runs, Then the period fails as stale, naming both snapshots
     report = pipeline.run_monitor_period()
     check = next(c for c in report["checks"] if c["difusor_id"] == "uabcs")
@@ -152,9 +156,7 @@ def test_a_bad_signature_fails_the_period(pipeline, packages):
     objects = pipeline.site_objects(difusor.difusor_id)
     forged = objects[MANIFEST_PATH].replace(b'"sequence":1', b'"sequence":7')
     assert forged != objects[MANIFEST_PATH]
-    pipeline.difusor_s3(difusor.difusor_id).put_object(
-        Bucket=difusor.bucket, Key=MANIFEST_PATH, Body=forged
-    )
+    pipeline.tamper(difusor.difusor_id, MANIFEST_PATH, forged)
     report = pipeline.run_monitor_period()
     assert _outcomes(report)[difusor.difusor_id] == "bad_signature"
 

@@ -26,12 +26,14 @@ from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, Ledger
 from difusion.adapters.queues import SignQueue
 from difusion.adapters.site_sources import BucketSource
 from difusion.local.dispatcher import InvocationDied, LambdaContext
+from difusion.local.kvs import store_writes
 from difusion.local.provision import account_session
 from difusion.manifest import Manifest
 from difusion.models import DeliveryOutcome, DeliveryRequest
 from difusion.publication import MANIFEST_PATH
 from difusion.services.replicate import ReplicateService
 from difusion.verification import verify_site
+from difusion.versions import Pointer
 from tests.integration.conftest import on_election_night_periods
 
 pytestmark = pytest.mark.integration
@@ -144,30 +146,40 @@ def test_a_failure_recorded_late_never_rewrites_what_was_accepted_or_delivered(p
 # --- a retried delivery --------------------------------------------------------------------
 
 
-def test_a_delivery_retried_after_its_invalidation_does_not_invalidate_again(
-    pipeline, packages, monkeypatch
-):
+def _switches(difusor) -> list[Pointer]:
+    """Every pointer written that made a new version live, oldest first."""
+    made: list[Pointer] = []
+    for text in store_writes(difusor.kvs_arn):
+        pointer = Pointer.from_text(text)
+        if pointer.live is not None and (not made or pointer.live.version > made[-1].live.version):
+            made.append(pointer)
+    return made
+
+
+def test_a_delivery_retried_after_its_switch_does_not_switch_again(pipeline, packages, monkeypatch):
     pipeline.process(packages[0])
     difusor = pipeline.deployment.difusores[0]
     finish = Ledger.finish_delivery
-    lost: list[str] = []
+    lost: list[int] = []
 
     def finish_once_lost(self, request: DeliveryRequest, outcome: DeliveryOutcome, at):
         if request.difusor_id == difusor.difusor_id and not lost:
-            lost.append(outcome.invalidation_id or "")
+            lost.append(outcome.site_version or 0)
             raise ConnectionResetError("the ledger's answer was lost")
         return finish(self, request, outcome, at)
 
     monkeypatch.setattr(Ledger, "finish_delivery", finish_once_lost)
-    # When the second cut's delivery fails after its invalidation and is tried again
+    # When the second cut's delivery fails after its switch and is tried again
     pipeline.process(packages[1])
     head = pipeline.ledger.head()
     [delivery] = pipeline.ledger.items(f"DELIVERY#{head.snapshot_id}#{difusor.difusor_id}")
     assert delivery["status"] == "delivered" and delivery["attempts"] == 2
-    # Then the distribution has one invalidation per snapshot: the retry got the first back
-    invalidations = _invalidations(difusor)
-    assert len(invalidations) == 2
-    assert delivery["invalidation_id"] == lost[0]
+    # Then the site switched once per snapshot: the retry found its switch made
+    switches = _switches(difusor)
+    assert [p.live.held.sequence for p in switches] == [1, 2]
+    assert delivery["site_version"] == lost[0] == switches[-1].live.version
+    # and no invalidation at all
+    assert _invalidations(difusor) == []
 
 
 def test_the_emulator_keeps_cloudfronts_caller_references(pipeline):
@@ -269,9 +281,7 @@ def test_a_monitor_check_that_overlaps_a_delivery_is_not_an_integrity_incident(p
         }
     )
     ledger.claim(delivering, 3600, datetime.now(UTC))
-    pipeline.difusor_s3(difusor.difusor_id).put_object(
-        Bucket=difusor.bucket, Key=victim, Body=b'{"votos": 12}'
-    )
+    pipeline.tamper(difusor.difusor_id, victim, b'{"votos": 12}')
     # When the monitor checks the site
     report = pipeline.run_monitor_period()
     # Then the check is inconclusive: no incident, no alert, no repair, no failed period
@@ -326,10 +336,9 @@ def test_a_period_that_dies_after_recording_acts_on_its_next_run(pipeline, packa
     from tests.integration.test_continuity import _service
 
     pipeline.process(packages[0])
-    difusor = pipeline.difusor("uabcs")
     manifest = Manifest.from_bytes(pipeline.site_objects("uabcs")[MANIFEST_PATH])
     victim = next(f.path for f in manifest.files if f.path.endswith(".json"))
-    pipeline.difusor_s3("uabcs").put_object(Bucket=difusor.bucket, Key=victim, Body=b"{}")
+    pipeline.tamper("uabcs", victim, b"{}")
     now = datetime.now(UTC)
     service = _service(pipeline, lambda: now)
     # Given a run that records the period's check and dies before opening the incident
@@ -383,17 +392,17 @@ def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monit
     copied: list[str] = []  # files the served manifest lists, overwritten with the new cut's
     lock = threading.Lock()
 
-    def dies_midway_for_the_victim(self, site, step):
+    def dies_midway_for_the_victim(self, site, prefix, step):
         if site.difusor.difusor_id == victim:
             with lock:  # copies run in parallel: die once two listed files are replaced
                 if len(copied) >= 2:
                     raise InvocationDied("killed mid-delivery")
                 if step.path in listed:
                     copied.append(step.path)
-        copy_step(self, site, step)
+        copy_step(self, site, prefix, step)
 
     # Given the victim's worker killed mid-delivery of the next cut: its lease taken, two
-    # of the cut's files copied, the signed manifest still the last cut's
+    # of the cut's files copied into the standby slot, the site still the last cut's
     monkeypatch.setattr(ReplicateService, "_copy_step", dies_midway_for_the_victim)
     pipeline.process(packages[1])
     monkeypatch.undo()
@@ -403,19 +412,21 @@ def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monit
     [dead] = pipeline.dispatcher.abandoned.values()  # invisible: six function timeouts
     [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
     assert record["status"] == "in_progress" and len(copied) == 2
+    # The half-written slot is not routed: the site serves the last cut whole
+    assert pipeline.site_objects(victim)[MANIFEST_PATH] == served.canonical_bytes()
     # When periods run while the lease may still cover a live worker (the period of the
-    # cut, and the next one, when the lease ends): nothing is sent again, and the site the
-    # delivery tore is updating, not altered (no integrity incident of the difusor's)
+    # cut, and the next one, when the lease ends): nothing is sent again, and the site is
+    # ok (it serves, whole, what the ledger says it publishes)
     lease_until = ledger.delivery_lease(victim).until
     for _ in range(2):
         report = pipeline.run_monitor_period()
         assert pipeline.clock.now().timestamp() <= lease_until
         assert not any(a.startswith(victim) for a in report["actions"])
-        assert _outcome(report, victim) == "updating"
+        assert _outcome(report, victim) == "ok"
     # and at the period after it, the lease over (a dead worker's, still on the difusor):
-    # updating still, and the head is sent again
+    # the head is sent again
     report = pipeline.run_monitor_period()
-    assert _outcome(report, victim) == "updating"
+    assert _outcome(report, victim) == "ok"
     assert [i for i in ledger.items("INCIDENT#") if i["difusor_id"] == victim] == []
     [action] = [a for a in report["actions"] if a.startswith(victim)]
     assert action.startswith(f"{victim}: catch_up #{head.sequence}")
@@ -427,16 +438,20 @@ def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monit
     assert record["status"] == "delivered" and record["reason"] == "accepted"
     assert record["catch_up_periods"] == [report["period"]]
     assert "was sent 30 min ago" in record["last_catch_up_why"]
-    # And when the dead worker's message returns, nothing is delivered or invalidated again
-    invalidations = len(_invalidations(pipeline.difusor(victim)))
+    # And when the dead worker's message returns, nothing is delivered or switched again
+    switches = len(_switches(pipeline.difusor(victim)))
     assert pipeline.dispatcher.expire_abandoned() == 1
     pipeline.settle()
     assert pipeline.dispatcher.abandoned == {} and dead
     assert ledger.published(victim).sequence == head.sequence
     [record] = ledger.items(f"DELIVERY#{head.snapshot_id}#{victim}")
     assert record["status"] == "delivered"
-    assert len(_invalidations(pipeline.difusor(victim))) == invalidations == 2
+    assert len(_switches(pipeline.difusor(victim))) == switches == 2
     assert verify_site(
-        BucketSource(pipeline.difusor_s3(victim), pipeline.difusor(victim).bucket),
+        BucketSource(
+            pipeline.difusor_s3(victim),
+            pipeline.difusor(victim).bucket,
+            pipeline.served_prefix(victim),
+        ),
         pipeline.secret_key.public_key,
     ).ok

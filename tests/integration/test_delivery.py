@@ -68,19 +68,20 @@ def test_difusor_objects_carry_type_revalidation_and_hash(pipeline, packages):
     pipeline.process(packages[0])
     difusor = pipeline.deployment.difusores[0]
     s3 = pipeline.difusor_s3(difusor.difusor_id)
-    head = s3.head_object(Bucket=difusor.bucket, Key="index.html")
+    key = pipeline.served_prefix(difusor.difusor_id) + "index.html"
+    assert key == "_v/a/index.html"  # the first version, in the first slot
+    head = s3.head_object(Bucket=difusor.bucket, Key=key)
     assert head["ContentType"] == "text/html; charset=utf-8"
     assert head["CacheControl"] == "no-cache"
     assert (
         head["Metadata"]["sha256"]
-        == hashlib.sha256(
-            s3.get_object(Bucket=difusor.bucket, Key="index.html")["Body"].read()
-        ).hexdigest()
+        == hashlib.sha256(s3.get_object(Bucket=difusor.bucket, Key=key)["Body"].read()).hexdigest()
     )
 
 
-def test_every_delivery_is_recorded_and_invalidates_the_distribution_once(pipeline, packages):
+def test_every_delivery_is_recorded_and_switches_the_version_once(pipeline, packages):
     pipeline.process(packages[0])
+    pipeline.process(packages[1])
     deliveries = pipeline.ledger.items("DELIVERY#")
     assert {d["difusor_id"] for d in deliveries} == {
         d.difusor_id for d in pipeline.deployment.difusores
@@ -90,16 +91,22 @@ def test_every_delivery_is_recorded_and_invalidates_the_distribution_once(pipeli
         assert delivery["attempts"] == 1
         assert delivery["objects_copied"] > 0 and delivery["bytes_copied"] > 0
         assert delivery["started_at"] <= delivery["finished_at"]
-        difusor = pipeline.difusor(delivery["difusor_id"])
+        # cut 1 is version 1 in slot a, cut 2 version 2 in slot b
+        assert (delivery["site_version"], delivery["slot"]) == (
+            delivery["sequence"],
+            "ab"[delivery["sequence"] - 1],
+        )
+    for difusor in pipeline.deployment.difusores:
+        # The pointer names the live version (cut 2) and keeps cut 1 routable
+        pointer = pipeline.pointer(difusor.difusor_id)
+        assert (pointer.live.version, pointer.live.slot, pointer.live.held.sequence) == (2, "b", 2)
+        assert (pointer.previous.version, pointer.previous.slot) == (1, "a")
+        head = pipeline.ledger.head()
+        assert pointer.live.held.manifest_sha256 == head.manifest_sha256
+        # and no cut needed an invalidation: a version is new cache keys
         cloudfront = _difusor_client(pipeline, difusor, "cloudfront")
         invalidations = cloudfront.list_invalidations(DistributionId=difusor.distribution_id)
-        items = invalidations["InvalidationList"].get("Items", [])
-        assert [i["Id"] for i in items] == [delivery["invalidation_id"]]
-        batch = cloudfront.get_invalidation(
-            DistributionId=difusor.distribution_id, Id=delivery["invalidation_id"]
-        )["Invalidation"]
-        assert batch["InvalidationBatch"]["Paths"]["Items"] == ["/*"]
-        assert batch["Status"].upper() == "COMPLETED"
+        assert invalidations["InvalidationList"].get("Items", []) == []
 
 
 def test_a_later_cut_copies_only_what_changed_and_extends_the_chain(pipeline, packages, series):
@@ -107,15 +114,17 @@ def test_a_later_cut_copies_only_what_changed_and_extends_the_chain(pipeline, pa
     second = pipeline.process(packages[1])
     assert second["status"] == "accepted" and second["sequence"] == 2
     assert second["previous_manifest_sha256"] == first["manifest_sha256"]
-    changed = {p for p, d in series[1].files.items() if series[0].files.get(p) != d}
-    assert 0 < len(changed) < len(series[1].files)
-    for delivery in pipeline.ledger.items(f"DELIVERY#{series[1].snapshot_id}#"):
-        # the changed files, the new history entry, then the signed manifest, its
-        # signature and the key
-        assert delivery["objects_copied"] == len(changed) + len(history(2)) + len(TRIO)
+    pipeline.process(packages[2])
+    # The first two cuts fill the two slots; the third refreshes slot a, which holds cut 1:
+    # what changed since cut 1, the two new history entries, the signed manifest trio
+    changed = {p for p, d in series[2].files.items() if series[0].files.get(p) != d}
+    assert 0 < len(changed) < len(series[2].files)
+    for delivery in pipeline.ledger.items(f"DELIVERY#{series[2].snapshot_id}#"):
+        assert delivery["slot"] == "a" and delivery["site_version"] == 3
+        assert delivery["objects_copied"] == len(changed) + len(history(2) | history(3)) + len(TRIO)
     objects = pipeline.site_objects(pipeline.deployment.difusores[1].difusor_id)
-    assert {p: objects[p] for p in series[1].files} == series[1].files
-    assert history(1) | history(2) <= set(objects)
+    assert {p: objects[p] for p in series[2].files} == series[2].files
+    assert history(1) | history(2) | history(3) <= set(objects)
 
 
 def test_staging_uploads_each_content_once(pipeline, packages, series):
@@ -130,19 +139,26 @@ def test_staging_uploads_each_content_once(pipeline, packages, series):
 def test_files_dropped_from_a_cut_are_removed_after_everything_else(pipeline, tmp_path, series):
     from tests.builders import SITE, zip_bytes
 
-    first = tmp_path / "20240602_2000_PREP_DIP_LOC_BCS.zip"
-    first.write_bytes(zip_bytes({**SITE, "aviso.html": b"temporal"}))
-    second = tmp_path / "20240602_2020_PREP_DIP_LOC_BCS.zip"
-    second.write_bytes(zip_bytes({**SITE, "index.html": b"<html>nuevo corte</html>"}))
-    pipeline.process(first)
-    pipeline.process(second)
+    new = {"index.html": b"<html>nuevo corte</html>"}
+    cuts = [
+        {**SITE, "aviso.html": b"temporal"},
+        {**SITE, "aviso.html": b"temporal", **new},
+        {**SITE, **new},
+    ]
+    for minute, files in zip(("2000", "2020", "2040"), cuts, strict=True):
+        package = tmp_path / f"20240602_{minute}_PREP_DIP_LOC_BCS.zip"
+        package.write_bytes(zip_bytes(files))
+        pipeline.process(package)
     for difusor in pipeline.deployment.difusores:
         objects = pipeline.site_objects(difusor.difusor_id)
         assert "aviso.html" not in objects
         assert objects["index.html"] == b"<html>nuevo corte</html>"
-    delivery = pipeline.ledger.items("DELIVERY#20240602_2020_PREP_DIP_LOC_BCS#")[0]
+        assert "_v/a/aviso.html" not in pipeline.bucket_objects(difusor.difusor_id, "_v/a/")
+    # The third cut refreshed slot a (cut 1): the page that changed since, the history of
+    # cuts 2 and 3, the signed trio; and the file cut 3 dropped
+    delivery = pipeline.ledger.items("DELIVERY#20240602_2040_PREP_DIP_LOC_BCS#")[0]
     assert delivery["objects_deleted"] == 1
-    assert delivery["objects_copied"] == 1 + len(history(2)) + len(TRIO)
+    assert delivery["objects_copied"] == 1 + len(history(2) | history(3)) + len(TRIO)
 
 
 def test_tar_gz_packages_are_published_like_zips(pipeline, series, tmp_path):
@@ -195,11 +211,13 @@ def test_a_delivery_in_shards_publishes_nothing_until_every_shard_is_done(pipeli
 
     pipeline.process(packages[0])
     pipeline.process(packages[1])
-    # Given a difusor whose site must be rebuilt from nothing, in three shards per tier
+    # Given a difusor whose site is rebuilt from nothing, in three shards per tier (the
+    # standby slot emptied: nothing in it is trusted)
     target = pipeline.difusor("uabcs")
     s3 = pipeline.difusor_s3("uabcs")
-    for key in pipeline.site_objects("uabcs"):
+    for key in pipeline.bucket_objects("uabcs", "_v/a/"):
         s3.delete_object(Bucket=target.bucket, Key=key)
+    before = pipeline.site_objects("uabcs")
     service = replicate_service(ReplicateSettings.from_env(os.environ))
     request = DeliveryRequest.for_head(
         pipeline.deployment.election,
@@ -213,10 +231,11 @@ def test_a_delivery_in_shards_publishes_nothing_until_every_shard_is_done(pipeli
     # When one shard of the first tier has not run (its worker failed)
     first = plan.content_tiers[0]
     copied = [service.copy_shard(request, first, index, count) for index in (0, 1)]
-    # Then part of the content is there, and nothing claims to be published
-    partial = pipeline.site_objects("uabcs")
+    # Then part of the content is in the standby slot, and the site still serves cut 2 whole
+    partial = pipeline.bucket_objects("uabcs", "_v/a/")
     assert 0 < len(partial) == sum(copied)
-    assert MANIFEST_PATH not in partial and SIGNATURE_PATH not in partial
+    assert "_v/a/" + MANIFEST_PATH not in partial
+    assert pipeline.site_objects("uabcs") == before and pipeline.pointer("uabcs").live.slot == "b"
     # When every shard of every tier runs (the failed one retried), tier after tier
     for tier in plan.content_tiers:
         with ThreadPoolExecutor(max_workers=count) as workers:
@@ -224,6 +243,7 @@ def test_a_delivery_in_shards_publishes_nothing_until_every_shard_is_done(pipeli
     outcome = service.commit(request)
     # Then the site is exactly what a delivery in one piece publishes, and it is recorded
     assert pipeline.site_objects("uabcs") == pipeline.site_objects("diario-peninsular")
+    assert (outcome.site_version, outcome.slot) == (3, "a")
     assert outcome.objects_copied == len(plan.copies)
     [record] = pipeline.ledger.items(f"DELIVERY#{request.snapshot_id}#uabcs#rebuild")
     assert record["status"] == "delivered"

@@ -224,13 +224,17 @@ def test_a_whole_night_makes_only_calls_the_templates_allow(night, packages, enf
         and c.principal == deployment.publisher_role_arn
     }
     assert copied_into == {d.bucket for d in deployment.difusores}
-    # And each delivery role assumed with its difusor's external id, then the invalidations
+    # And each delivery role assumed with its difusor's external id, then its site's version
+    # switched in its own store (no invalidation any more)
     assumed = {
         (c.resource, c.context["sts:ExternalId"]) for c in checks if c.call == "sts.AssumeRole"
     }
     assert assumed == {(d.role_arn, d.external_id) for d in deployment.difusores}
-    invalidated = {c.principal for c in checks if c.call == "cloudfront.CreateInvalidation"}
-    assert invalidated == {d.role_arn for d in deployment.difusores}
+    switched = {
+        (c.principal, c.resource) for c in checks if c.action == "cloudfront-keyvaluestore:PutKey"
+    }
+    assert switched == {(d.role_arn, d.kvs_arn) for d in deployment.difusores}
+    assert not any(c.call == "cloudfront.CreateInvalidation" for c in checks)
     # And the sign function's read of the key, with the decryption under the key's policy
     read_key = {(c.function, c.action) for c in checks if c.call == "secretsmanager.GetSecretValue"}
     assert read_key == {
@@ -296,15 +300,15 @@ def test_what_the_templates_do_not_allow_is_denied_naming_role_action_and_resour
     )
     assert "trust policy of Delivery/Role does not allow it" in assumptions[0].message
     assert len(copies) + len(assumptions) == len(denied)
-    # And so uabcs gets nothing, diario-peninsular's CDN is not invalidated, the third is served
+    # And so uabcs gets nothing, diario-peninsular's version is not switched, the third is served
     statuses = {d["difusor_id"]: d["status"] for d in pipeline.ledger.items("DELIVERY#")}
     assert statuses["canal-10-los-cabos"] == "delivered"
     assert statuses["uabcs"] != "delivered" and pipeline.site_objects("uabcs") == {}
     assert statuses["diario-peninsular"] != "delivered"
-    invalidated = {
-        c.principal for c in enforcer.checks if c.call == "cloudfront.CreateInvalidation"
+    switched = {
+        c.principal for c in enforcer.checks if c.action == "cloudfront-keyvaluestore:PutKey"
     }
-    assert mistrusted.role_arn not in invalidated
+    assert mistrusted.role_arn not in switched
 
 
 def test_without_retain_the_final_publication_the_close_is_denied_its_retention(

@@ -157,6 +157,8 @@ def difusor_outputs(difusor: Difusor, election: str) -> dict:
             "AccountId": difusor.account_id,
             "SiteBucketName": difusor.bucket,
             "DistributionId": difusor.distribution_id,
+            "KeyValueStoreArn": difusor.kvs_arn,
+            "CacheMode": "versioned",
             "DeliveryRoleArn": difusor.role_arn,
             "ExternalId": difusor.external_id,
             "ElectionId": election,

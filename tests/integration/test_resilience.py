@@ -30,7 +30,7 @@ def test_a_multipart_upload_notifies_twice_and_is_delivered_once(pipeline, serie
     deliveries = pipeline.ledger.items("DELIVERY#")
     assert len(deliveries) == len(pipeline.deployment.difusores)
     assert all(d["attempts"] == 1 and d["status"] == "delivered" for d in deliveries)
-    assert len(_invalidations(pipeline, pipeline.deployment.difusores[0])) == 1
+    assert len(_switches(pipeline.deployment.difusores[0])) == 1
     # The second notification may reach a second ingest while the first still runs: it is
     # told so by the idempotency layer and retried later, when it finds the stored result.
     assert all("IdempotencyAlreadyInProgressError" in e for e in pipeline.dispatcher.handler_errors)
@@ -44,10 +44,10 @@ def test_a_redelivered_delivery_message_does_not_deliver_twice(pipeline, package
     # When SQS hands the same delivery to the function again (a new message id)
     _send_delivery(pipeline, request, dedup="replay-1")
     pipeline.settle()
-    # Then nothing is copied again and the distribution is invalidated once
+    # Then nothing is copied again and the site's version is switched once
     [delivery] = pipeline.ledger.items(f"DELIVERY#{head.snapshot_id}#{difusor.difusor_id}")
     assert delivery["attempts"] == 1
-    assert len(_invalidations(pipeline, difusor)) == 1
+    assert len(_switches(difusor)) == 1
 
 
 def test_an_old_delivery_replayed_after_a_newer_one_never_rolls_a_difusor_back(
@@ -73,7 +73,7 @@ def test_an_old_delivery_replayed_after_a_newer_one_never_rolls_a_difusor_back(
 
 def test_a_broken_difusor_fails_alone_into_the_dead_letter_queue(pipeline, packages):
     # Given a fourth difusor whose delivery target is broken: its role resolves to an
-    # account where its site bucket does not exist
+    # account where neither its version pointer's store nor its site bucket exists
     broken = Difusor(
         difusor_id="medio-roto",
         name="Medio con configuración rota",
@@ -83,6 +83,7 @@ def test_a_broken_difusor_fails_alone_into_the_dead_letter_queue(pipeline, packa
         external_id="x" * 32,
         role_arn="arn:aws:iam::444444444444:role/difusion-delivery",
         public_url="https://prep.medio-roto.example",
+        kvs_arn="arn:aws:cloudfront::444444444444:key-value-store/00000000-0000-0000-0000-0000000000ff",
     )
     pipeline.registry.put(broken)
     # When a snapshot is published
@@ -97,7 +98,8 @@ def test_a_broken_difusor_fails_alone_into_the_dead_letter_queue(pipeline, packa
     failed = deliveries["medio-roto"]
     assert failed["status"] == "failed"
     assert failed["attempts"] == pipeline.deployment.max_attempts
-    assert "NoSuchBucket" in failed["last_error"]
+    assert "ResourceNotFoundException" in failed["last_error"]
+    assert "key value store" in failed["last_error"]
     # ...its message is in the dead-letter queue, not lost
     [dead] = pipeline.dead_letters("deliveries")
     assert json.loads(dead["Body"])["difusor_id"] == "medio-roto"
@@ -180,9 +182,10 @@ def _clear_idempotency(pipeline) -> None:
         table.delete_item(Key={"id": item["id"]})
 
 
-def _invalidations(pipeline, difusor):
-    from difusion.local.provision import account_session
+def _switches(difusor) -> list[str]:
+    """The pointer writes that made a new version of the site live."""
+    from difusion.local.kvs import store_writes
+    from difusion.versions import Pointer
 
-    cloudfront = account_session(difusor.account_id).client("cloudfront")
-    listing = cloudfront.list_invalidations(DistributionId=difusor.distribution_id)
-    return listing["InvalidationList"].get("Items", [])
+    versions = [Pointer.from_text(text).live for text in store_writes(difusor.kvs_arn)]
+    return sorted({str(live.version) for live in versions if live is not None})

@@ -49,8 +49,7 @@ def verify(target: str, key: Path, *extra: str, capsys) -> tuple[int, dict]:
 
 
 def put(pipeline, difusor_id: str, path: str, body: bytes) -> None:
-    difusor = pipeline.difusor(difusor_id)
-    pipeline.difusor_s3(difusor_id).put_object(Bucket=difusor.bucket, Key=path, Body=body)
+    pipeline.tamper(difusor_id, path, body)
 
 
 def test_a_site_a_bucket_and_a_download_verify_with_their_whole_history(
@@ -62,8 +61,11 @@ def test_a_site_a_bucket_and_a_download_verify_with_their_whole_history(
     assert code == 0, url_result
     assert url_result["sequence"] == 3 and url_result["history_checked"] == 3
     assert url_result["actas_checked"] > 10
+    # the bucket's live slot (the site serves version 3 from slot a: a, b, a)
     bucket = pipeline.difusor("uabcs").bucket
-    code, bucket_result = verify(f"s3://{bucket}", key, "--history", capsys=capsys)
+    slot = pipeline.served_prefix("uabcs")
+    assert slot == "_v/a/" and url_result["source"].endswith("(site version 3)")
+    code, bucket_result = verify(f"s3://{bucket}/{slot}", key, "--history", capsys=capsys)
     assert code == 0 and bucket_result["extra"] == []
     pipeline.download_site("uabcs", tmp_path / "copy")
     code, copy_result = verify(str(tmp_path / "copy"), key, capsys=capsys)
@@ -88,7 +90,8 @@ def test_each_way_a_copy_can_differ_gets_its_exit_code_and_the_path(published, t
     put(pipeline, "uabcs", victim, objects[victim])
     # One file removed
     bucket = pipeline.difusor("uabcs").bucket
-    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key="index.html")
+    slot = pipeline.served_prefix("uabcs")
+    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key=slot + "index.html")
     code, result = verify(site, key, capsys=capsys)
     assert code == 12 and result["missing"] == ["index.html"]
     put(pipeline, "uabcs", "index.html", objects["index.html"])
@@ -102,7 +105,7 @@ def test_each_way_a_copy_can_differ_gets_its_exit_code_and_the_path(published, t
     code, result = verify(site, key, capsys=capsys)
     assert code == 14 and "stale" in result["history_error"]
     # ...and, had its history been rolled back too, against a manifest seen earlier
-    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key=history_path(3))
+    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key=slot + history_path(3))
     seen = tmp_path / "seen-manifest.json"  # saved by a citizen at the latest cut
     seen.write_bytes(objects[MANIFEST_PATH])
     code, result = verify(site, key, "--since", str(seen), capsys=capsys)

@@ -16,6 +16,7 @@ from difusion.continuity import (
     NotServed,
     SiteCheck,
     SiteUnreachable,
+    VersionMoved,
     advance,
     catch_up_due,
     check_site,
@@ -64,17 +65,38 @@ def published(manifest: Manifest) -> PublishedState:
 
 
 class FakeSite:
-    def __init__(self, served: dict[str, bytes] | None) -> None:
-        self.served = served
+    """A versioned site: ``versions`` by number, the highest live; ``switches`` maps a read
+    count to a version made live then (the one before stops being routed)."""
+
+    def __init__(
+        self,
+        served: dict[str, bytes] | None,
+        versions: dict[int, dict[str, bytes]] | None = None,
+        switches: dict[int, int] | None = None,
+    ) -> None:
+        self.versions = versions if versions is not None else {7: served} if served else {}
+        self.down = served is None and versions is None
+        self.live = max(self.versions, default=0)
+        self.switches = switches or {}
         self.reads: list[str] = []
+
+    def pin(self, base_url: str) -> tuple[str, int | None]:
+        if self.down:
+            raise SiteUnreachable("connection refused")
+        return f"{base_url}/v/{self.live}", self.live
 
     def read(self, base_url: str, path: str) -> bytes:
         self.reads.append(path)
-        if self.served is None:
+        if len(self.reads) in self.switches:
+            self.live = self.switches[len(self.reads)]
+        if self.down:
             raise SiteUnreachable("connection refused")
-        if path not in self.served:
+        version = int(base_url.rsplit("/v/", 1)[1])
+        if version != self.live:
+            raise VersionMoved(f"{path} redirected to /v/{self.live}/{path}")
+        if path not in self.versions[version]:
             raise NotServed(f"HTTP 404 for {path}")
-        return self.served[path]
+        return self.versions[version][path]
 
 
 def check(served: dict[str, bytes] | None, expected: Manifest, sample: int = 0) -> SiteCheck:
@@ -88,7 +110,27 @@ def test_a_faithful_site_passes_with_every_file_hashed():
     result = check(served, manifest)
     assert result.outcome is CheckOutcome.OK
     assert result.files_checked == len(manifest.files)
-    assert result.served_sequence == 1
+    assert (result.served_sequence, result.served_version) == (1, 7)
+
+
+def test_a_switch_in_the_middle_of_a_check_is_met_by_checking_the_new_version_whole():
+    manifest, served = site()
+    # Given a site that switches from version 7 to 8 (same files) at the check's third read
+    reader = FakeSite(None, versions={7: served, 8: served}, switches={3: 8})
+    reader.live = 7
+    result = check_site(
+        reader, "d", "https://d.example", KEY.public_key, published(manifest), 0, "p"
+    )
+    # Then the check starts again on version 8 and reads it whole: no mix of two versions
+    assert (result.outcome, result.served_version) == (CheckOutcome.OK, 8)
+    assert reader.reads.count(MANIFEST_PATH) == 2
+    # And a site that keeps switching under the check is "updating", never "altered"
+    restless = FakeSite(None, versions={7: served, 8: served, 9: served}, switches={3: 8, 6: 9})
+    restless.live = 7
+    again = check_site(
+        restless, "d", "https://d.example", KEY.public_key, published(manifest), 0, "p"
+    )
+    assert again.outcome is CheckOutcome.UPDATING and "twice" in again.detail
 
 
 def test_each_way_a_site_can_fail_has_its_own_outcome():

@@ -196,10 +196,10 @@ def replace_external_id(difusor: DifusorOutputs) -> DifusorOutputs:
     return replace(difusor, external_id="0" * 32)
 
 
-def test_the_delivery_role_may_only_invalidate_its_distribution(difusor):
+def test_the_delivery_role_may_only_switch_its_sites_version(difusor):
     policy = recorded("get_role_policy.json")["PolicyDocument"]
     line = check_delivery_permissions(
-        difusor.role_arn, difusor.account_id, {"inline policy P": policy}, difusor.distribution_arn
+        difusor.role_arn, difusor.account_id, {"inline policy P": policy}, difusor.kvs_arn
     )
     assert line.ok, line.reason
 
@@ -207,14 +207,12 @@ def test_the_delivery_role_may_only_invalidate_its_distribution(difusor):
 def test_a_delivery_role_allowed_more_fails_naming_what(difusor):
     broad = recorded("get_role_policy_broad.json")["PolicyDocument"]
     line = check_delivery_permissions(
-        difusor.role_arn, difusor.account_id, {"inline policy P": broad}, difusor.distribution_arn
+        difusor.role_arn, difusor.account_id, {"inline policy P": broad}, difusor.kvs_arn
     )
     assert not line.ok
     assert "allows cloudfront:*" in line.reason and "names *" in line.reason
 
 
-def test_a_delivery_role_without_policies_cannot_invalidate(difusor):
-    line = check_delivery_permissions(
-        difusor.role_arn, difusor.account_id, {}, difusor.distribution_arn
-    )
-    assert not line.ok and "does not allow cloudfront:CreateInvalidation" in line.reason
+def test_a_delivery_role_without_policies_cannot_switch_the_version(difusor):
+    line = check_delivery_permissions(difusor.role_arn, difusor.account_id, {}, difusor.kvs_arn)
+    assert not line.ok and "does not allow cloudfront-keyvaluestore:PutKey" in line.reason

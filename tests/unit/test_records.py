@@ -113,7 +113,7 @@ def test_a_delivery_reads_its_counts_and_times():
     assert (record.snapshot_id, record.difusor_id, record.sequence) == (night.S2, "uabcs", 2)
     assert (record.objects_copied, record.objects_deleted, record.bytes_copied) == (12, 0, 12000)
     assert record.attempts == 2 and record.attempt_started_at == night.at(83)
-    assert record.delivered and record.invalidation_id == "I12"
+    assert record.delivered and (record.site_version, record.slot) == (12, "a")
 
 
 def test_a_check_reads_its_outcome_and_a_site_that_served_nothing():

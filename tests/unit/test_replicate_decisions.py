@@ -9,19 +9,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from difusion.adapters.ledger import DifusorBusy, lease_owner
-from difusion.adapters.origin import PUBLIC_KEY_KEY, manifest_key, signature_key
+from difusion.adapters.origin import PUBLIC_KEY_KEY, manifest_key, signature_key, staged_key
+from difusion.adapters.pointer_store import PointerConflict
 from difusion.manifest import Manifest, ManifestFile, PackageInfo
 from difusion.models import (
     DeliveryLease,
     DeliveryRequest,
+    DeliveryScope,
     DeliveryStatus,
     Difusor,
     DifusorStatus,
     Head,
     PublishedState,
 )
+from difusion.publication import MANIFEST_PATH
 from difusion.services.replicate import ReplicateService
 from difusion.signing import SecretKey, sign
+from difusion.versions import Held, Pointer
 from difusion.window import PublicationWindow, WindowRecord, WindowState
 from tests.fakes import (
     FakeDeliveryLedger,
@@ -82,16 +86,22 @@ def _service(origin, ledger, sites, difusor=DIFUSOR, now=NOW):
     )
 
 
-def test_an_active_difusor_in_the_open_window_gets_the_snapshot_and_one_invalidation():
+def test_an_active_difusor_in_the_open_window_gets_the_snapshot_as_its_first_version():
     origin, ledger, request = _world()
     sites = FakeSites()
     outcome = _service(origin, ledger, sites).deliver(request, attempt=1)
     assert outcome.status is DeliveryStatus.DELIVERED and outcome.objects_copied >= 3
     site = sites.sites["d1"]
-    assert {"f0.json", "f1.json", "f2.json"} <= set(site.objects)
-    assert len(site.invalidations) == 1
+    # the whole site in slot a, made live by one pointer write
+    assert {"f0.json", "f1.json", "f2.json", MANIFEST_PATH} <= set(site.served())
+    assert all(key.startswith("_v/a/") for key in site.objects)
+    assert site.pointer.history == [site.pointer.value]
+    live = site.pointer.value.live
+    assert (live.version, live.slot, live.held) == (1, "a", Held(1, request.manifest_sha256))
+    assert (outcome.site_version, outcome.slot) == (1, "a")
     assert ledger.published("d1").sequence == 1 and ledger.delivery_lease("d1") is None
     assert ledger.record(request)["status"] == "delivered"
+    assert ledger.record(request)["site_version"] == 1
 
 
 @pytest.mark.parametrize(
@@ -163,7 +173,7 @@ def test_a_lease_is_taken_over_by_a_retry_and_waited_for_by_others(owner, until,
     assert service.deliver(request, 1).status is DeliveryStatus.DELIVERED
 
 
-def test_a_failed_attempt_is_recorded_releases_its_lease_and_the_retry_invalidates_once():
+def test_a_failed_attempt_is_recorded_releases_its_lease_and_the_retry_switches_once():
     origin, ledger, request = _world()
     sites = FakeSites()
     service = _service(origin, ledger, sites)
@@ -172,7 +182,7 @@ def test_a_failed_attempt_is_recorded_releases_its_lease_and_the_retry_invalidat
 
     def finish_once_lost(request, outcome, at):
         if not lost:
-            lost.append(outcome.invalidation_id)
+            lost.append(outcome.site_version)
             raise ConnectionResetError("answer lost")
         finish(request, outcome, at)
 
@@ -183,9 +193,11 @@ def test_a_failed_attempt_is_recorded_releases_its_lease_and_the_retry_invalidat
     service.record_failure(request, 1, final=False, error="ConnectionResetError: answer lost")
     assert ledger.record(request)["status"] == "retrying"
     assert ledger.delivery_lease("d1") is None
-    # the retry publishes and gets the invalidation already made
-    assert service.deliver(request, 2).invalidation_id == lost[0]
-    assert len(sites.sites["d1"].invalidations) == 1
+    # the retry finds its own switch made: it records it, and switches nothing again
+    retry = service.deliver(request, 2)
+    assert (retry.site_version, retry.detail) == (lost[0], "switched already")
+    assert len(sites.sites["d1"].pointer.history) == 1
+    assert ledger.record(request)["status"] == "delivered"
 
 
 def test_a_duplicate_run_of_a_delivery_that_finished_meanwhile_leaves_it_delivered():
@@ -207,7 +219,7 @@ def test_a_duplicate_run_of_a_delivery_that_finished_meanwhile_leaves_it_deliver
     assert first == ["delivered"]
     assert (outcome.status, outcome.detail) == ("delivered", "already delivered")
     assert ledger.record(request)["status"] == "delivered"  # not in_progress again
-    assert len(sites.sites["d1"].invalidations) == 1
+    assert len(sites.sites["d1"].pointer.history) == 1
 
 
 def test_a_site_that_fails_leaves_the_difusor_where_it_was():
@@ -263,3 +275,206 @@ def test_the_sharded_path_holds_the_lease_and_publishes_once_committed():
     assert ledger.published("d1") is None
     assert service.commit(request).status is DeliveryStatus.DELIVERED
     assert ledger.published("d1").sequence == 1 and ledger.delivery_lease("d1") is None
+
+
+# --- whole-site versions (docs/serving.md) ------------------------------------------------
+
+
+def _second_cut(origin, ledger, changed: dict[str, str]):
+    """Cut 2: the first one's files with ``changed`` (path -> hash), signed and accepted."""
+    first = Manifest.from_bytes(origin.objects[ledger.manifests[1]])
+    files = {f.path: f for f in first.files}
+    for path, digest in changed.items():
+        files[path] = ManifestFile(path, digest, 10, "application/json")
+    manifest = Manifest.draft(
+        election="E",
+        snapshot_id="S2",
+        cut_time=NOW - timedelta(minutes=2),
+        package=PackageInfo("p2.zip", "0" * 64, 1),
+        files=list(files.values()),
+    ).chained(sequence=2, previous_manifest_sha256=first.sha256, created_at=NOW)
+    body = manifest.canonical_bytes()
+    key = manifest_key(2, "S2")
+    origin.objects[key] = body
+    origin.objects[signature_key(key)] = sign(
+        body, KEY, trusted_comment="t", untrusted_comment="u"
+    ).encode()
+    ledger.manifests[2] = key
+    head = Head(2, "S2", manifest.cut_time, key, manifest.sha256, "0" * 64)
+    return DeliveryRequest.for_head("E", "d1", head)
+
+
+def test_a_later_cut_is_refreshed_into_the_other_slot_then_switched_with_one_write():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    clock = [NOW]
+    slept: list[float] = []
+    service = ReplicateService(
+        origin,
+        ledger,
+        FakeRegistry({"d1": DIFUSOR}),
+        sites,
+        window=WINDOW,
+        copy_concurrency=2,
+        lease_seconds=900,
+        retire_wait_seconds=60,
+        clock=lambda: clock[0],
+        sleep=slept.append,
+    )
+    service.deliver(first, 1)
+    second = _second_cut(origin, ledger, {"f1.json": "e" * 64})
+    # When cut 2 is delivered
+    clock[0] += timedelta(minutes=10)
+    outcome = service.deliver(second, 1)
+    site = sites.sites["d1"]
+    # Then slot b got everything (it was empty: unknown), and the switch made it version 2
+    assert (outcome.site_version, outcome.slot) == (2, "b")
+    pointer = site.pointer.value
+    assert pointer.live.held == Held(2, second.manifest_sha256)
+    assert pointer.previous.held == Held(1, first.manifest_sha256)  # still routable
+    assert site.served()["f1.json"] == staged_key("e" * 64)
+    # and version 1's slot was never written meanwhile
+    assert all(
+        not key.startswith("_v/a/") or v != staged_key("e" * 64) for key, v in site.objects.items()
+    )
+    # The first delivery had nothing to retire; this one retired nothing either (nothing
+    # routed to slot b), so nobody waited
+    assert slept == []
+    # When cut 3 comes, slot a (version 1) is retired first, then refreshed with only the
+    # files that differ from cut 1, after the margin
+    third = _third_cut(origin, ledger, second)
+    clock[0] += timedelta(minutes=10)
+    copied_before = dict(site.objects)
+    outcome = service.deliver(third, 1)
+    assert (outcome.site_version, outcome.slot) == (3, "a")
+    retire, switch = site.pointer.history[-2:]
+    assert retire.previous is None and retire.standby.slot == "a"
+    assert retire.standby.holds == (Held(1, first.manifest_sha256), Held(3, third.manifest_sha256))
+    assert slept == [60]
+    assert switch.live.held.sequence == 3 and switch.previous.version == 2
+    rewritten = {k for k, v in site.objects.items() if copied_before.get(k) != v}
+    # f1 changed in cut 2 and f2 in cut 3: both differ from what slot a held (cut 1)
+    assert {k for k in rewritten if not k.startswith("_v/a/.well-known")} == {
+        "_v/a/f1.json",
+        "_v/a/f2.json",
+    }
+
+
+def _third_cut(origin, ledger, second_request):
+    second = Manifest.from_bytes(origin.objects[ledger.manifests[2]])
+    files = {f.path: f for f in second.files}
+    files["f2.json"] = ManifestFile("f2.json", "d" * 64, 10, "application/json")
+    manifest = Manifest.draft(
+        election="E",
+        snapshot_id="S3",
+        cut_time=NOW - timedelta(minutes=1),
+        package=PackageInfo("p3.zip", "0" * 64, 1),
+        files=list(files.values()),
+    ).chained(sequence=3, previous_manifest_sha256=second.sha256, created_at=NOW)
+    body = manifest.canonical_bytes()
+    key = manifest_key(3, "S3")
+    origin.objects[key] = body
+    origin.objects[signature_key(key)] = sign(
+        body, KEY, trusted_comment="t", untrusted_comment="u"
+    ).encode()
+    ledger.manifests[3] = key
+    head = Head(3, "S3", manifest.cut_time, key, manifest.sha256, "0" * 64)
+    return DeliveryRequest.for_head("E", "d1", head)
+
+
+def test_a_refresh_cut_short_is_finished_by_the_retry_without_waiting_the_margin_again():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    slept: list[float] = []
+    clock = [NOW]
+
+    def service():
+        return ReplicateService(
+            origin,
+            ledger,
+            FakeRegistry({"d1": DIFUSOR}),
+            sites,
+            window=WINDOW,
+            copy_concurrency=1,
+            lease_seconds=900,
+            retire_wait_seconds=60,
+            clock=lambda: clock[0],
+            sleep=slept.append,
+        )
+
+    service().deliver(first, 1)
+    second = _second_cut(origin, ledger, {"f1.json": "e" * 64})
+    service().deliver(second, 1)
+    third = _third_cut(origin, ledger, second)
+    # Given the delivery of cut 3 dies while copying into slot a (after the retirement)
+    site = sites.sites["d1"]
+    site.fail_on = "copy"
+    with pytest.raises(ConnectionError):
+        service().deliver(third, 1)
+    assert slept == [60]
+    assert site.pointer.value.live.version == 2  # nothing switched: visitors see cut 2
+    # When the retry runs two minutes later
+    site.fail_on = ""
+    clock[0] += timedelta(minutes=2)
+    outcome = service().deliver(third, 2)
+    # Then it does not retire again nor wait (the margin has passed), and switches once
+    assert slept == [60]
+    assert outcome.site_version == 3
+    assert [p.live.version for p in site.pointer.history] == [1, 2, 2, 3]
+    assert site.served()["f2.json"] == staged_key("d" * 64)
+
+
+def test_a_pointer_someone_else_wrote_is_never_overwritten():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    service = _service(origin, ledger, sites)
+    service.deliver(first, 1)
+    second = _second_cut(origin, ledger, {"f1.json": "e" * 64})
+    site = sites.sites["d1"]
+    write = site.pointer.write
+
+    def someone_writes_first(pointer, if_match):
+        # another writer (a manual change, a bug) changes the store just before the switch
+        if pointer.previous is not None:
+            write(replace(site.pointer.value, last_version=9), site.pointer.etag)
+        return write(pointer, if_match)
+
+    site.pointer.write = someone_writes_first  # type: ignore[method-assign]
+    with pytest.raises(PointerConflict):
+        service.deliver(second, 1)
+    assert site.pointer.value.live.version == 1 and site.pointer.value.last_version == 9
+
+
+def test_a_repair_republishes_the_live_cut_as_a_new_version_and_trusts_no_altered_slot():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    service = _service(origin, ledger, sites)
+    service.deliver(first, 1)
+    site = sites.sites["d1"]
+    site.objects["_v/a/f0.json"] = "tampered"
+    repair = replace(first, reason="repair:p1", scope=DeliveryScope.REPAIR, paths=("f0.json",))
+    outcome = service.deliver(repair, 1)
+    pointer = site.pointer.value
+    # Then version 2 serves the same manifest from slot b, with the file as signed
+    assert (outcome.site_version, pointer.live.slot, pointer.live.held.sequence) == (2, "b", 1)
+    assert site.served()["f0.json"] == staged_key(f"{0:064x}")
+    # and slot a, where the altered file is, is neither routed nor trusted
+    assert pointer.previous is None and pointer.standby_holds() is None
+
+
+def test_a_suspended_site_is_reinstated_with_a_full_version_above_every_earlier_one():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    service = _service(origin, ledger, sites)
+    service.deliver(first, 1)
+    site = sites.sites["d1"]
+    site.objects["_v/a/stale.html"] = "left from before"
+    site.pointer.write(Pointer.suspended("aviso-1", 5), site.pointer.etag)
+    full = replace(first, reason="reinstated:2024", scope=DeliveryScope.FULL)
+    outcome = service.deliver(full, 1)
+    pointer = site.pointer.value
+    assert outcome.site_version == 6 and pointer.previous is None
+    assert pointer.standby.holds is None  # the other slot predates the suspension
+    # a full refresh of the slot it writes removes what the cut does not list
+    assert pointer.live.slot == "a" and "_v/a/stale.html" not in site.objects
+    assert set(site.served()) >= {"f0.json", "f1.json", "f2.json", MANIFEST_PATH}

@@ -76,6 +76,7 @@ class CheckRecords(LedgerTable):
             "detail": check.detail[:2000],
             "served_sequence": check.served_sequence,
             "served_snapshot_id": check.served_snapshot_id,
+            "served_version": check.served_version,
             "files_checked": check.files_checked,
             "altered_paths": list(check.altered_paths[:100]),
             "checked_at": iso(at),

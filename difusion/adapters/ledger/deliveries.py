@@ -156,7 +156,8 @@ class DeliveryRecords(LedgerTable):
             ":copied": outcome.objects_copied,
             ":deleted": outcome.objects_deleted,
             ":bytes": outcome.bytes_copied,
-            ":inv": outcome.invalidation_id or "",
+            ":version": outcome.site_version or 0,
+            ":slot": outcome.slot,
             ":at": iso(at),
         }
         try:
@@ -186,7 +187,8 @@ class DeliveryRecords(LedgerTable):
                                 "#seq = :seq, reason = :reason, delivery_scope = :scope, "
                                 "#status = :status, objects_copied = :copied, "
                                 "objects_deleted = :deleted, bytes_copied = :bytes, "
-                                "invalidation_id = :inv, finished_at = :at REMOVE last_error"
+                                "site_version = :version, slot = :slot, finished_at = :at "
+                                "REMOVE last_error"
                             ),
                             "ExpressionAttributeNames": {
                                 "#status": "status",
@@ -209,7 +211,7 @@ class DeliveryRecords(LedgerTable):
         """Note on ``request``'s record that the monitor sends it again in ``period`` (and
         why), keeping its status, or ``retrying`` when no attempt ever started. Returns the
         request as first sent: the record's reason (``accepted``, or the opening's release)
-        names the delivery, its lease and its invalidation."""
+        names the delivery, its lease and the version it switches to."""
         item = self._table.update_item(
             Key=self._delivery_key(request),
             UpdateExpression=(

@@ -140,6 +140,7 @@ def difusor_binding(template: Template, difusor: Difusor, literals: Mapping[str,
     resources = {
         at("Site/Site"): Physical.bucket(difusor.bucket),
         at("Cdn/Distribution"): Physical(difusor.distribution_id, {"Id": difusor.distribution_id}),
+        at("Cdn/Versions/Pointer"): Physical(difusor.kvs_arn, {"Arn": difusor.kvs_arn}),
         at("Delivery/Role"): _role(template, at("Delivery/Role"), difusor.role_arn),
     }
     return Binding(difusor.account_id, topology.DIFUSOR_REGION, resources, literals)

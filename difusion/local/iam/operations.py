@@ -28,7 +28,7 @@ class Permission:
 
     action: str
     resource: str
-    kind: str  # object, bucket, table, index, queue, secret, distribution, role
+    kind: str  # object, bucket, table, index, queue, secret, distribution, key-value-store, role
     context: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -196,6 +196,15 @@ def _cloudfront(action: str) -> Callable[[_Call], list[Permission]]:
     return permissions
 
 
+def _kvs(action: str) -> Callable[[_Call], list[Permission]]:
+    """The KeyValueStore data plane: the store's ARN is the call's ``KvsARN``."""
+
+    def permissions(call: _Call) -> list[Permission]:
+        return [Permission(action, str(call.params["KvsARN"]), "key-value-store")]
+
+    return permissions
+
+
 def _assume_role(call: _Call) -> list[Permission]:
     p = call.params
     context = {"sts:RoleSessionName": str(p["RoleSessionName"])}
@@ -242,6 +251,11 @@ _TABLE: dict[tuple[str, str], Callable[[_Call], list[Permission]]] = {
     ("secretsmanager", "GetSecretValue"): _secret,
     ("cloudfront", "CreateInvalidation"): _cloudfront("cloudfront:CreateInvalidation"),
     ("cloudfront", "GetInvalidation"): _cloudfront("cloudfront:GetInvalidation"),
+    ("cloudfront-keyvaluestore", "DescribeKeyValueStore"): _kvs(
+        "cloudfront-keyvaluestore:DescribeKeyValueStore"
+    ),
+    ("cloudfront-keyvaluestore", "GetKey"): _kvs("cloudfront-keyvaluestore:GetKey"),
+    ("cloudfront-keyvaluestore", "PutKey"): _kvs("cloudfront-keyvaluestore:PutKey"),
     ("sts", "AssumeRole"): _assume_role,
 }
 _BY_NAME = {(s, op.lower()): handler for (s, op), handler in _TABLE.items()}
