@@ -22,11 +22,13 @@ FUNCTION_FILE = Path(__file__).resolve().parents[2] / "edge" / "viewer_request.j
 class SiteVersions(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DifusorConfig) -> None:
         super().__init__(scope, construct_id)
+        # No name: store names are unique in an account (CreateKeyValueStore), and a drill's
+        # stack deploys beside the election's; CDK derives one from the stack. The comment
+        # is fixed: the API allows 128 characters, a difusor's name may be longer.
         self.store = cloudfront.KeyValueStore(
             self,
             "Pointer",
-            key_value_store_name=f"prep-{config.difusor_id}-version",
-            comment=f"PREP — {config.name}: the live site version (written by the institute)",
+            comment="PREP: the live site version (written by the institute)",
         )
         self.function = cloudfront.Function(
             self,
