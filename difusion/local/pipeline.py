@@ -376,16 +376,22 @@ class LocalPipeline:
             for key, data in self.bucket_objects(difusor_id, prefix).items()
         }
 
-    def tamper(self, difusor_id: str, path: str, body: bytes) -> str:
-        """Overwrite ``path`` of what the difusor's site serves now, as the difusor's own
-        account can (a difusor that cannot be trusted); the key written."""
+    def tamper(self, difusor_id: str, path: str, body: bytes | None) -> str:
+        """Overwrite ``path`` of what the difusor's site serves now (``None``: delete it),
+        as the difusor's own account can, and invalidate its distribution so the public
+        sees it (it owns both: a difusor that cannot be trusted); the key changed."""
         prefix = self.served_prefix(difusor_id)
         if prefix is None:
             raise ValueError(f"{difusor_id} serves nothing yet")
         key = prefix + path
-        self.difusor_s3(difusor_id).put_object(
-            Bucket=self.difusor(difusor_id).bucket, Key=key, Body=body
-        )
+        s3, bucket = self.difusor_s3(difusor_id), self.difusor(difusor_id).bucket
+        if body is None:
+            s3.delete_object(Bucket=bucket, Key=key)
+        else:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        site = self.sites.sites.get(difusor_id)
+        if site is not None and site.cache is not None:
+            site.cache.invalidate()
         return key
 
     def bucket_objects(self, difusor_id: str, prefix: str = "") -> dict[str, bytes]:

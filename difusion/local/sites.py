@@ -55,6 +55,14 @@ class EdgeCache:
             if self.mode == "versioned":
                 self.entries[key] = (data, headers)
 
+    def invalidate(self) -> int:
+        """``/*``: every entry dropped (what the difusor, who owns the distribution, can
+        do); how many there were."""
+        with self.lock:
+            dropped = len(self.entries)
+            self.entries.clear()
+            return dropped
+
 
 @dataclass
 class _Origin:

@@ -89,9 +89,7 @@ def test_each_way_a_copy_can_differ_gets_its_exit_code_and_the_path(published, t
     assert code == 12 and result["altered"] == [victim]
     put(pipeline, "uabcs", victim, objects[victim])
     # One file removed
-    bucket = pipeline.difusor("uabcs").bucket
-    slot = pipeline.served_prefix("uabcs")
-    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key=slot + "index.html")
+    pipeline.tamper("uabcs", "index.html", None)
     code, result = verify(site, key, capsys=capsys)
     assert code == 12 and result["missing"] == ["index.html"]
     put(pipeline, "uabcs", "index.html", objects["index.html"])
@@ -105,7 +103,7 @@ def test_each_way_a_copy_can_differ_gets_its_exit_code_and_the_path(published, t
     code, result = verify(site, key, capsys=capsys)
     assert code == 14 and "stale" in result["history_error"]
     # ...and, had its history been rolled back too, against a manifest seen earlier
-    pipeline.difusor_s3("uabcs").delete_object(Bucket=bucket, Key=slot + history_path(3))
+    pipeline.tamper("uabcs", history_path(3), None)
     seen = tmp_path / "seen-manifest.json"  # saved by a citizen at the latest cut
     seen.write_bytes(objects[MANIFEST_PATH])
     code, result = verify(site, key, "--since", str(seen), capsys=capsys)
