@@ -55,6 +55,8 @@ class SeriesSpec:
     first_cut: datetime = datetime(2024, 6, 2, 20, 0, tzinfo=TIME_ZONE)
     interval: timedelta = timedelta(minutes=20)
     image_bytes: int = 6000
+    # Each acta image's size varies by up to this share around ``image_bytes`` (scans do).
+    image_spread: float = 0.0
     seed: int = 2024
     election_code: str = ELECTION_CODE
     # Actas arrive over this many minutes after the first cut (most in the first hours);
@@ -70,6 +72,14 @@ class SeriesSpec:
             "image_bytes": 600,
             "arrival_minutes": 40,
         }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def realistic(cls, **overrides: object) -> SeriesSpec:
+        """Acta images the size of real scans, 100–300 KB (a BCS package is then ~450 MB):
+        for the benchmark."""
+        values: dict[str, object] = {"image_bytes": 200_000, "image_spread": 0.5}
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -214,12 +224,14 @@ def _acta(
 
 
 def _acta_image(acta: Acta, spec: SeriesSpec) -> bytes:
-    """A small grey-scale PNG standing in for the scanned acta: deterministic, unique."""
+    """A grey-scale PNG of noise standing in for the scanned acta: deterministic, unique,
+    about ``image_bytes`` long (noise does not compress, as a scan barely does)."""
     width = 64
-    rows = max(spec.image_bytes // width, 4)
     seed = hashlib.sha256(f"{spec.seed}:{acta.clave_acta}".encode()).digest()
     noise = random.Random(seed)
-    raw = b"".join(b"\x00" + bytes(noise.getrandbits(8) for _ in range(width)) for _ in range(rows))
+    size = spec.image_bytes * (1 + spec.image_spread * (2 * noise.random() - 1))
+    rows = max(int(size) // width, 4)
+    raw = b"".join(b"\x00" + noise.randbytes(width) for _ in range(rows))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -229,7 +241,7 @@ def _acta_image(acta: Acta, spec: SeriesSpec) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IDAT", zlib.compress(raw, 1))
         + chunk(b"IEND", b"")
     )
 

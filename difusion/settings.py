@@ -30,7 +30,9 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -40,6 +42,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -111,12 +115,13 @@ def policy_environment(
     grace_seconds: int,
     max_attempts: int,
     public_key: str | None = None,
+    retire_wait_seconds: int | None = None,
 ) -> dict[str, str]:
     """The election's policy as ``function`` reads it (the ``*Settings.from_env`` below):
     the election, its time zone, the window and its grace, the receive count, the pinned
-    key. One place for the stacks and the CLI (``InstituteConfig.environment``, per
-    function) and the embedded default (``function`` ``None``: every function's, as it
-    gives them one environment)."""
+    key, replicate's wait for a retired version. One place for the stacks and the CLI
+    (``InstituteConfig.environment``, per function) and the embedded default (``function``
+    ``None``: every function's, as it gives them one environment)."""
     env = {
         "ELECTION_ID": election_id,
         "ELECTION_TIME_ZONE": time_zone,
@@ -132,6 +137,8 @@ def policy_environment(
         }
     if public_key and (function is None or function in _PINNED):
         env["PREP_PUBLIC_KEY"] = public_key
+    if retire_wait_seconds is not None and function in (None, "replicate"):
+        env["RETIRE_WAIT_SECONDS"] = str(retire_wait_seconds)
     return env
 
 
@@ -206,8 +213,10 @@ class SignSettings(CommonSettings):
         )
 
 
-# A margin for the KeyValueStore's undocumented propagation (docs/serving.md 5.1).
+# A margin for the KeyValueStore's undocumented propagation (docs/serving.md 5.1); at most
+# a third of replicate's timeout, as the wait happens inside the invocation before copying.
 RETIRE_WAIT_SECONDS = 60
+RETIRE_WAIT_MAX_SECONDS = REPLICATE.timeout_seconds // 3
 
 
 @dataclass(frozen=True)
@@ -235,7 +244,13 @@ class ReplicateSettings(CommonSettings):
             # How long a retired version stays out of use before its slot is rewritten:
             # the KeyValueStore's propagation to every edge is not documented
             # (docs/serving.md 1.3, 2.4); the embedded default's is immediate.
-            retire_wait_seconds=_int(env, "RETIRE_WAIT_SECONDS", RETIRE_WAIT_SECONDS, minimum=0),
+            retire_wait_seconds=_int(
+                env,
+                "RETIRE_WAIT_SECONDS",
+                RETIRE_WAIT_SECONDS,
+                minimum=0,
+                maximum=RETIRE_WAIT_MAX_SECONDS,
+            ),
         )
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 POINTER_KEY = "live"
@@ -29,6 +30,19 @@ _NOTICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TAG = re.compile(r"^([0-9a-f]{16})?$")
 MAX_VALUE_BYTES = 1024
+# A site with no pointer (a new site, or one whose store was replaced or whose key was
+# deleted) numbers its first version from the clock: the seconds since this epoch.
+VERSION_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def version_floor(now: datetime) -> int:
+    """What a site with no pointer numbers its versions above: the seconds since
+    :data:`VERSION_EPOCH`. Versions then grow by one per switch, and a site switches far less
+    than once a second (each delivery waits for the version it retires, RETIRE_WAIT_SECONDS),
+    so every version a lost pointer ever routed is below the floor when the site starts
+    again: a version in a URL, and the edge's cache entries keyed by it, never name other
+    bytes."""
+    return max(int((now - VERSION_EPOCH).total_seconds()), 0)
 
 
 def delivery_tag(owner: str) -> str:

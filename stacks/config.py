@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from difusion.settings import policy_environment
+from difusion.settings import RETIRE_WAIT_MAX_SECONDS, RETIRE_WAIT_SECONDS, policy_environment
 from difusion.topology import (
     DIFUSOR_REGION,
     delivery_role_name,
@@ -151,6 +151,9 @@ class InstituteConfig:
     # The institute's minisign key string (prep.pub's second line). When set, replicate and
     # the monitor trust only it, not whatever keys/prep.pub in the origin says.
     public_key: str | None = None
+    # How long replicate keeps a retired version out of use before rewriting its slot: a
+    # margin for the KeyValueStore's propagation (docs/serving.md 2.4, 5.1).
+    retire_wait_seconds: int = RETIRE_WAIT_SECONDS
 
     def environment(self, function: str) -> dict[str, str]:
         """What this config says to ``function`` (ingest, sign, replicate, monitor): the
@@ -166,6 +169,7 @@ class InstituteConfig:
             grace_seconds=self.grace_seconds,
             max_attempts=self.delivery_max_attempts,
             public_key=self.public_key,
+            retire_wait_seconds=self.retire_wait_seconds,
         )
         if function == "monitor":
             env |= self.monitor.environment()
@@ -207,6 +211,16 @@ class InstituteConfig:
         attempts = raw.get("delivery_max_attempts", 5)
         if not isinstance(attempts, int) or not 1 <= attempts <= 20:
             raise ConfigError(f"{where}.delivery_max_attempts must be 1..20, got {attempts!r}")
+        retire_wait = raw.get("retire_wait_seconds", RETIRE_WAIT_SECONDS)
+        if (
+            not isinstance(retire_wait, int)
+            or isinstance(retire_wait, bool)
+            or not 0 <= retire_wait <= RETIRE_WAIT_MAX_SECONDS
+        ):
+            raise ConfigError(
+                f"{where}.retire_wait_seconds must be 0..{RETIRE_WAIT_MAX_SECONDS} (the wait "
+                f"runs inside replicate's invocation), got {retire_wait!r}"
+            )
         limits = raw.get("archive_limits", {})
         allowed = {
             "max_total_bytes",
@@ -236,6 +250,7 @@ class InstituteConfig:
             archive_limits=dict(limits),
             monitor=MonitorConfig.from_json(raw.get("monitor", {})),
             public_key=_public_key(raw.get("public_key"), f"{where}.public_key"),
+            retire_wait_seconds=retire_wait,
         )
 
     @property

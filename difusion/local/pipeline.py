@@ -354,6 +354,15 @@ class LocalPipeline:
         )
         return KeyValueStorePointer(kvs, difusor.kvs_arn).read().pointer
 
+    def versions_made(self, difusor_id: str) -> list[int]:
+        """The site versions the difusor's recorded deliveries made live, lowest first (a
+        site's first is numbered from the clock: :func:`difusion.versions.version_floor`)."""
+        return sorted(
+            int(d["site_version"])
+            for d in self.ledger.items("DELIVERY#")
+            if d["difusor_id"] == difusor_id and d.get("site_version")
+        )
+
     def served_prefix(self, difusor_id: str) -> str | None:
         """The bucket prefix the difusor's site serves now: the live version's slot, or
         the notice of a suspended site (``None``: nothing yet)."""

@@ -114,8 +114,6 @@ class LocalDeployment:
             "DELIVERY_LEASE_SECONDS": str(
                 max(1, round(topology.REPLICATE.timeout_seconds * self.time_scale))
             ),
-            # The local sites server reads the pointer on every request: no propagation.
-            "RETIRE_WAIT_SECONDS": "0",
             "POWERTOOLS_SERVICE_NAME": "difusion",
             "POWERTOOLS_METRICS_NAMESPACE": "Difusion",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -129,6 +127,8 @@ class LocalDeployment:
             grace_seconds=int(self.window.grace.total_seconds()),
             max_attempts=self.max_attempts,
             public_key=self.public_key,
+            # The local sites server reads the pointer on every request: no propagation.
+            retire_wait_seconds=0,
         )
 
 

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.adapters.registry import DifusorRegistry
+from difusion.errors import DeliveryError
 from difusion.preflight.checks import (
     CheckResult,
     check_alarm_subscriptions,
@@ -34,11 +36,16 @@ from difusion.preflight.difusor_checks import (
     check_delivery_permissions,
     check_delivery_trust,
     check_distribution,
+    check_edge_function,
     check_ownership,
     check_public_access_block,
+    check_version_pointer,
+    function_name,
+    viewer_request_functions,
 )
 from difusion.preflight.outputs import DifusorOutputs, InstituteOutputs, InstituteRoles
 from difusion.preflight.requirements import Deployment, Requirement, expand
+from difusion.versions import PointerError
 
 T = TypeVar("T")
 
@@ -252,12 +259,25 @@ def difusor_preflight(
     results = [credentials]
 
     distribution_arn = outputs.distribution_arn
+    cloudfront = client("cloudfront")
     try:
-        distribution = _required(client("cloudfront").get_distribution, Id=outputs.distribution_id)
+        distribution = _required(cloudfront.get_distribution, Id=outputs.distribution_id)
         distribution_arn = str(distribution.get("Distribution", {}).get("ARN") or distribution_arn)
         results.extend(check_distribution(distribution, outputs.bucket))
     except _Failed as exc:
+        distribution = None
         results.append(unreadable("distribution", outputs.distribution_id, str(exc)))
+    if distribution is not None:
+        behaviors = viewer_request_functions(distribution)
+        try:
+            described = {
+                arn: _required(cloudfront.describe_function, Name=function_name(arn), Stage="LIVE")
+                for arn in sorted({a for a in behaviors.values() if a})
+            }
+            results.append(check_edge_function(behaviors, described, outputs.kvs_arn))
+        except _Failed as exc:
+            results.append(unreadable("edge function", outputs.distribution_id, str(exc)))
+    results.append(_version_pointer(client("cloudfront-keyvaluestore"), outputs.kvs_arn))
 
     s3 = client("s3")
     bucket = outputs.bucket
@@ -293,6 +313,18 @@ def difusor_preflight(
     except _Failed as exc:
         results.append(unreadable("delivery role policy", outputs.role_arn, str(exc)))
     return results
+
+
+def _version_pointer(kvs: Any, kvs_arn: str) -> CheckResult:
+    """The store's pointer as the edge function reads it (DescribeKeyValueStore and GetKey:
+    the data plane, signed with SigV4A)."""
+    try:
+        stored = KeyValueStorePointer(kvs, kvs_arn).read()
+    except PointerError as exc:
+        return check_version_pointer(None, kvs_arn, error=str(exc))
+    except (ClientError, BotoCoreError, DeliveryError) as exc:
+        return unreadable("version pointer", kvs_arn, f"{type(exc).__name__}: {exc}")
+    return check_version_pointer(stored.pointer, kvs_arn)
 
 
 def _role_policies(iam: Any, role_name: str) -> dict[str, Any]:

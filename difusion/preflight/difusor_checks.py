@@ -20,6 +20,7 @@ from difusion.preflight.checks import (
     policy_document,
 )
 from difusion.preflight.outputs import DifusorOutputs, InstituteRoles
+from difusion.versions import Pointer
 
 HTTPS_ONLY = ("redirect-to-https", "https-only")
 # What the delivery role may do: read and write the site's version pointer (Service
@@ -428,4 +429,112 @@ def check_delivery_permissions(
         subject,
         True,
         f"only {' and '.join(POINTER_ACTIONS)} on {kvs_arn}",
+    )
+
+
+# --- whole-site versions: the function, its store, the pointer ---------------------------
+
+VERSIONS_RUNTIME = "cloudfront-js-2.0"
+
+
+def viewer_request_functions(response: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each cache behavior of a GetDistribution answer (``default`` or its path pattern)
+    and the ARN of its viewer-request CloudFront Function (``None``: it has none)."""
+    config = response.get("Distribution", {}).get("DistributionConfig", {})
+    behaviors = [("default", config.get("DefaultCacheBehavior", {}))] + [
+        (str(b.get("PathPattern", "?")), b)
+        for b in config.get("CacheBehaviors", {}).get("Items", []) or []
+    ]
+    found: dict[str, str | None] = {}
+    for path, behavior in behaviors:
+        items = behavior.get("FunctionAssociations", {}).get("Items", []) or []
+        arns = [str(i["FunctionARN"]) for i in items if i.get("EventType") == "viewer-request"]
+        found[path] = arns[0] if arns else None
+    return found
+
+
+def function_name(arn: str) -> str:
+    """``arn:aws:cloudfront::ACCOUNT:function/NAME`` → ``NAME`` (what DescribeFunction takes)."""
+    return arn.rsplit("/", 1)[-1]
+
+
+def check_edge_function(
+    behaviors: Mapping[str, str | None],
+    described: Mapping[str, Mapping[str, Any]],
+    kvs_arn: str,
+) -> CheckResult:
+    """Every cache behavior routes viewers by the version pointer: a viewer-request
+    function (``cloudfront-js-2.0``) associated with the store the institute switches
+    (``kvs_arn``, the stack's ``KeyValueStoreArn`` output). ``described``: each function's
+    DescribeFunction answer at stage LIVE, by ARN. A function reading another store leaves
+    every switch unseen: the site stays on what that store says (503 when nothing)."""
+    subject = ", ".join(sorted({a for a in behaviors.values() if a})) or "the distribution"
+    problems = [
+        f"behavior {path} has no viewer-request function (versions are never routed there)"
+        for path, arn in behaviors.items()
+        if arn is None
+    ]
+    for arn in sorted({a for a in behaviors.values() if a}):
+        summary = described.get(arn, {}).get("FunctionSummary", {})
+        config = summary.get("FunctionConfig", {})
+        stores = [
+            str(s.get("KeyValueStoreARN"))
+            for s in config.get("KeyValueStoreAssociations", {}).get("Items", []) or []
+        ]
+        name = function_name(arn)
+        if config.get("Runtime") != VERSIONS_RUNTIME:
+            problems.append(
+                f"{name} runs {config.get('Runtime') or 'an unknown runtime'}, not "
+                f"{VERSIONS_RUNTIME} (KeyValueStore needs it)"
+            )
+        if kvs_arn not in stores:
+            reads = ", ".join(stores) if stores else "no KeyValueStore"
+            problems.append(
+                f"{name} reads {reads}, not {kvs_arn}, the store the institute switches "
+                "(send UCSI the KeyValueStoreArn the function reads, or redeploy the stack)"
+            )
+    if problems:
+        return CheckResult("edge function", subject, False, "; ".join(problems))
+    return CheckResult(
+        "edge function",
+        subject,
+        True,
+        f"every behavior ({len(behaviors)}) routes by the pointer in {kvs_arn}",
+    )
+
+
+def check_version_pointer(
+    pointer: Pointer | None, kvs_arn: str, error: str | None = None
+) -> CheckResult:
+    """The store's ``live`` key as the function reads it: empty before the institute's
+    first delivery (the site answers 503: expected), a live version, or the suspension
+    notice; a value the function refuses (``error``) is a site answering 503 to everyone."""
+    if error is not None:
+        return CheckResult(
+            "version pointer",
+            kvs_arn,
+            False,
+            f"the stored pointer is not one the edge function serves, so the site answers "
+            f"503: {error} (only the institute writes it: tell UCSI)",
+        )
+    if pointer is None:
+        return CheckResult(
+            "version pointer",
+            kvs_arn,
+            True,
+            "empty: the site answers 503 until the institute's first delivery (expected before it)",
+        )
+    if pointer.live is None:
+        return CheckResult(
+            "version pointer", kvs_arn, True, f"suspended: the notice {pointer.notice} is served"
+        )
+    live = pointer.live
+    previous = (
+        "" if pointer.previous is None else f"; version {pointer.previous.version} still routable"
+    )
+    return CheckResult(
+        "version pointer",
+        kvs_arn,
+        True,
+        f"version {live.version} live (cut {live.held.sequence}, slot {live.slot}){previous}",
     )

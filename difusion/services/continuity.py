@@ -57,7 +57,7 @@ from difusion.ports import PointerStore
 from difusion.records import CheckRecord
 from difusion.signing import PublicKey
 from difusion.times import parse_iso
-from difusion.versions import Pointer, PointerError, notice_prefix
+from difusion.versions import Pointer, PointerError, notice_prefix, version_floor
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
@@ -434,23 +434,24 @@ class ContinuityService:
                 self._policy.time_zone,
             ).items():
                 site.put_bytes(prefix + path, body, content_type)
-            self._point_to_notice(site.pointer, notice_id)
+            self._point_to_notice(site.pointer, notice_id, version_floor(self._clock()))
         except (ClientError, RuntimeError, OSError, PointerError) as exc:
             logger.error("could not show the notice", extra={"difusor_id": difusor.difusor_id})
             return f"notice not shown: {type(exc).__name__}: {exc}"[:500]
         return "notice shown on its portal"
 
     @staticmethod
-    def _point_to_notice(store: PointerStore, notice_id: str) -> None:
+    def _point_to_notice(store: PointerStore, notice_id: str, floor: int) -> None:
         """Suspend the pointer (a retried period finds it suspended already). A delivery
         that raced it loses its own compare-and-set; one that won is simply overwritten
-        here, at the ETag read."""
+        here, at the ETag read. With no pointer, the versions after reinstatement start
+        above ``floor`` (:func:`difusion.versions.version_floor`)."""
         for _ in range(3):
             stored = store.read()
             pointer = stored.pointer
             if pointer is not None and pointer.notice == notice_id:
                 return
-            last = pointer.last_version if pointer is not None else 0
+            last = pointer.last_version if pointer is not None else floor
             try:
                 store.write(Pointer.suspended(notice_id, last), stored.etag)
                 return

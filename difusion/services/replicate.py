@@ -49,6 +49,7 @@ from difusion.versions import (
     StoredPointer,
     delivery_tag,
     slot_prefix,
+    version_floor,
 )
 from difusion.window import PublicationWindow, Verdict
 
@@ -412,7 +413,7 @@ class ReplicateService:
         tag = delivery_tag(lease_owner_of(request))
         before = standby.stored.pointer
         if before is None or before.state is SiteState.SUSPENDED:
-            after = before.last_version if before is not None else 0
+            after = before.last_version if before is not None else version_floor(self._clock())
             switched = Pointer.first(standby.slot, target, after=after, delivery=tag)
         else:
             switched = before.switched(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from difusion.settings import SettingsError
 from stacks.config import ConfigError, DifusorConfig, InstituteConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,9 @@ def test_the_example_configuration_is_valid():
         ),
         ({"difusores": [{"id": "Diario!", "account": "444455556666"}]}, "difusores[0].id"),
         ({"delivery_max_attempts": 0}, "delivery_max_attempts"),
+        ({"retire_wait_seconds": -1}, "retire_wait_seconds must be 0..300"),
+        ({"retire_wait_seconds": 301}, "retire_wait_seconds must be 0..300"),
+        ({"retire_wait_seconds": "60"}, "retire_wait_seconds"),
         ({"archive_limits": {"max_bombs": 3}}, "archive_limits.max_bombs is not a limit"),
     ],
 )
@@ -204,6 +208,25 @@ def test_the_cli_runs_the_monitor_with_the_settings_the_stack_gives_it(tmp_path)
     assert "PREP_PUBLIC_KEY" not in config.environment("ingest")
 
 
+def test_replicate_is_told_how_long_to_keep_a_retired_version_out_of_use():
+    from difusion.settings import ReplicateSettings
+
+    default = InstituteConfig.from_json(institute())
+    assert default.environment("replicate")["RETIRE_WAIT_SECONDS"] == "60"
+    assert "RETIRE_WAIT_SECONDS" not in default.environment("monitor")
+    longer = InstituteConfig.from_json(institute(retire_wait_seconds=180))
+    env = {
+        **longer.environment("replicate"),
+        "ORIGIN_BUCKET": "o",
+        "LEDGER_TABLE": "l",
+        "IDEMPOTENCY_TABLE": "i",
+        "REGISTRY_TABLE": "r",
+    }
+    assert ReplicateSettings.from_env(env).retire_wait_seconds == 180
+    with pytest.raises(SettingsError, match="RETIRE_WAIT_SECONDS must be at most 300"):
+        ReplicateSettings.from_env({**env, "RETIRE_WAIT_SECONDS": "900"})
+
+
 def test_the_embedded_default_gives_its_functions_every_setting_the_config_gives_each():
     from difusion.settings import policy_environment
     from difusion.signing import SecretKey
@@ -219,6 +242,7 @@ def test_the_embedded_default_gives_its_functions_every_setting_the_config_gives
         grace_seconds=config.grace_seconds,
         max_attempts=config.delivery_max_attempts,
         public_key=config.public_key,
+        retire_wait_seconds=config.retire_wait_seconds,
     )
     for function in ("ingest", "sign", "replicate", "monitor"):
         policy = {k: v for k, v in config.environment(function).items() if k in everything}

@@ -91,16 +91,23 @@ def test_every_delivery_is_recorded_and_switches_the_version_once(pipeline, pack
         assert delivery["attempts"] == 1
         assert delivery["objects_copied"] > 0 and delivery["bytes_copied"] > 0
         assert delivery["started_at"] <= delivery["finished_at"]
-        # cut 1 is version 1 in slot a, cut 2 version 2 in slot b
-        assert (delivery["site_version"], delivery["slot"]) == (
-            delivery["sequence"],
+        # cut 1 is the site's first version, in slot a; cut 2 the next one, in slot b
+        first = pipeline.versions_made(delivery["difusor_id"])[0]
+        assert (delivery["site_version"] - first, delivery["slot"]) == (
+            delivery["sequence"] - 1,
             "ab"[delivery["sequence"] - 1],
         )
     for difusor in pipeline.deployment.difusores:
         # The pointer names the live version (cut 2) and keeps cut 1 routable
         pointer = pipeline.pointer(difusor.difusor_id)
-        assert (pointer.live.version, pointer.live.slot, pointer.live.held.sequence) == (2, "b", 2)
-        assert (pointer.previous.version, pointer.previous.slot) == (1, "a")
+        first, second = pipeline.versions_made(difusor.difusor_id)
+        assert (pointer.live.version, pointer.live.slot, pointer.live.held.sequence) == (
+            second,
+            "b",
+            2,
+        )
+        assert (pointer.previous.version, pointer.previous.slot) == (first, "a")
+        assert second == first + 1
         head = pipeline.ledger.head()
         assert pointer.live.held.manifest_sha256 == head.manifest_sha256
         # and no cut needed an invalidation: a version is new cache keys
@@ -120,7 +127,8 @@ def test_a_later_cut_copies_only_what_changed_and_extends_the_chain(pipeline, pa
     changed = {p for p, d in series[2].files.items() if series[0].files.get(p) != d}
     assert 0 < len(changed) < len(series[2].files)
     for delivery in pipeline.ledger.items(f"DELIVERY#{series[2].snapshot_id}#"):
-        assert delivery["slot"] == "a" and delivery["site_version"] == 3
+        first = pipeline.versions_made(delivery["difusor_id"])[0]
+        assert delivery["slot"] == "a" and delivery["site_version"] == first + 2
         assert delivery["objects_copied"] == len(changed) + len(history(2) | history(3)) + len(TRIO)
     objects = pipeline.site_objects(pipeline.deployment.difusores[1].difusor_id)
     assert {p: objects[p] for p in series[2].files} == series[2].files
@@ -243,7 +251,8 @@ def test_a_delivery_in_shards_publishes_nothing_until_every_shard_is_done(pipeli
     outcome = service.commit(request)
     # Then the site is exactly what a delivery in one piece publishes, and it is recorded
     assert pipeline.site_objects("uabcs") == pipeline.site_objects("diario-peninsular")
-    assert (outcome.site_version, outcome.slot) == (3, "a")
+    first = pipeline.versions_made("uabcs")[0]
+    assert (outcome.site_version, outcome.slot) == (first + 2, "a")
     assert outcome.objects_copied == len(plan.copies)
     [record] = pipeline.ledger.items(f"DELIVERY#{request.snapshot_id}#uabcs#rebuild")
     assert record["status"] == "delivered"

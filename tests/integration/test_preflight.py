@@ -39,7 +39,15 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "preflight"
 # What the emulator's difusores lack that the difusor stack deploys.
-NOT_ON_THE_EMULATOR = {"distribution waf", "distribution oac", "bucket tls only", "bucket readers"}
+# moto keeps no WAF, OAC or function association on a distribution; the embedded default's
+# bucket policy has no TLS condition nor OAC grant (the local sites server reads it).
+NOT_ON_THE_EMULATOR = {
+    "distribution waf",
+    "distribution oac",
+    "bucket tls only",
+    "bucket readers",
+    "edge function",
+}
 
 
 class RecordedSimulator:
@@ -242,7 +250,7 @@ def test_institute_mode_reads_the_emulators_deployment_and_asks_iam_about_every_
 
 
 def test_difusor_mode_passes_what_the_emulator_provisions_and_fails_what_it_lacks(
-    pipeline, tmp_path
+    pipeline, packages, tmp_path
 ):
     # Given one of the emulator's difusores, and its own account's credentials
     difusor = pipeline.deployment.difusores[0]
@@ -261,6 +269,7 @@ def test_difusor_mode_passes_what_the_emulator_provisions_and_fails_what_it_lack
         "bucket writers",
         "delivery role trust",
         "delivery role policy",
+        "version pointer",
     } <= passed
     # And what the emulator does not provision fails, each with its reason
     failed = {r.check: r.reason for r in results if not r.ok}
@@ -269,6 +278,18 @@ def test_difusor_mode_passes_what_the_emulator_provisions_and_fails_what_it_lack
     assert "has no origin access control" in failed["distribution oac"]
     assert "no Deny when aws:SecureTransport is false" in failed["bucket tls only"]
     assert "no OAC grant" in failed["bucket readers"]
+    assert "behavior default has no viewer-request function" in failed["edge function"]
+    # The pointer is read from the store's data plane as the edge function reads it
+    [pointer] = [r for r in results if r.check == "version pointer"]
+    assert pointer.subject == difusor.kvs_arn
+    assert "503 until the institute's first delivery" in pointer.reason
+    # and once a cut is delivered, it names the live version and cut
+    pipeline.process(packages[0])
+    [pointer] = [
+        r for r in run_difusor_mode(pipeline, difusor, tmp_path) if r.check == "version pointer"
+    ]
+    [version] = pipeline.versions_made(difusor.difusor_id)
+    assert pointer.ok and pointer.reason.startswith(f"version {version} live (cut 1, slot a)")
 
 
 def test_the_difusores_reports_settle_their_trust_in_institute_mode(pipeline, tmp_path):

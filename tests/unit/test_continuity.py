@@ -277,3 +277,20 @@ def test_nothing_is_sent_again_while_a_delivery_may_still_run_or_when_nothing_is
     assert _due(4, sent_minutes_ago=14) is None  # its delivery may still be running
     assert _due(4, lease_seconds_left=0) is None  # a live lease: a worker holds it
     assert _due(4, lease_seconds_left=600) is None
+
+
+def test_a_site_suspended_with_no_pointer_is_reinstated_above_the_clock_floor():
+    from difusion.services.continuity import ContinuityService
+    from difusion.versions import version_floor
+    from tests.fakes import FakePointerStore
+
+    # Given a site whose pointer was lost (its store replaced) when it is suspended
+    store = FakePointerStore()
+    now = datetime(2027, 6, 7, 5, 0, tzinfo=UTC)
+    ContinuityService._point_to_notice(store, "aviso-1", version_floor(now))
+    # Then the notice is served, and the versions after reinstatement start above the floor
+    assert store.value is not None and store.value.notice == "aviso-1"
+    assert store.value.last_version == version_floor(now) > 100_000_000
+    # and a retried period changes nothing
+    ContinuityService._point_to_notice(store, "aviso-1", version_floor(now))
+    assert len(store.history) == 1

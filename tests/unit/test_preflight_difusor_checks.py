@@ -14,8 +14,11 @@ from difusion.preflight.difusor_checks import (
     check_delivery_permissions,
     check_delivery_trust,
     check_distribution,
+    check_edge_function,
     check_ownership,
     check_public_access_block,
+    check_version_pointer,
+    viewer_request_functions,
 )
 from difusion.preflight.outputs import DifusorOutputs, InstituteRoles
 
@@ -216,3 +219,73 @@ def test_a_delivery_role_allowed_more_fails_naming_what(difusor):
 def test_a_delivery_role_without_policies_cannot_switch_the_version(difusor):
     line = check_delivery_permissions(difusor.role_arn, difusor.account_id, {}, difusor.kvs_arn)
     assert not line.ok and "does not allow cloudfront-keyvaluestore:PutKey" in line.reason
+
+
+# --- whole-site versions ----------------------------------------------------------------
+
+
+def _edge(difusor, distribution="get_distribution.json", function=None):
+    behaviors = viewer_request_functions(recorded(distribution))
+    described = function or recorded("describe_function.json")
+    arns = {a for a in behaviors.values() if a}
+    return check_edge_function(behaviors, dict.fromkeys(arns, described), difusor.kvs_arn)
+
+
+def test_every_behavior_routes_by_the_store_the_institute_switches(difusor):
+    line = _edge(difusor)
+    assert line.ok, line.reason
+    assert difusor.kvs_arn in line.reason and "VersionsRouter" in line.subject
+
+
+def test_a_function_reading_another_store_fails_naming_both(difusor):
+    # Given the stack redeployed with a new store, and UCSI still holding the old ARN
+    function = recorded("describe_function.json")
+    items = function["FunctionSummary"]["FunctionConfig"]["KeyValueStoreAssociations"]["Items"]
+    items[0]["KeyValueStoreARN"] = difusor.kvs_arn.replace("4f7c2d9e", "00000000")
+    line = _edge(difusor, function=function)
+    assert not line.ok
+    assert f"not {difusor.kvs_arn}" in line.reason and "00000000" in line.reason
+
+
+def test_a_function_on_the_old_runtime_or_without_a_store_fails(difusor):
+    function = recorded("describe_function.json")
+    config = function["FunctionSummary"]["FunctionConfig"]
+    config["Runtime"] = "cloudfront-js-1.0"
+    config["KeyValueStoreAssociations"] = {"Quantity": 0}
+    line = _edge(difusor, function=function)
+    assert not line.ok
+    assert "cloudfront-js-1.0, not cloudfront-js-2.0" in line.reason
+    assert "reads no KeyValueStore" in line.reason
+
+
+def test_a_behavior_without_the_function_fails_naming_it(difusor):
+    response = recorded("get_distribution.json")
+    config = response["Distribution"]["DistributionConfig"]
+    config["CacheBehaviors"] = {
+        "Quantity": 1,
+        "Items": [{"PathPattern": "/datos/*", "FunctionAssociations": {"Quantity": 0}}],
+    }
+    behaviors = viewer_request_functions(response)
+    assert behaviors["/datos/*"] is None and behaviors["default"]
+    described = {behaviors["default"]: recorded("describe_function.json")}
+    line = check_edge_function(behaviors, described, difusor.kvs_arn)
+    assert not line.ok and "behavior /datos/* has no viewer-request function" in line.reason
+    # and a distribution with no function at all routes nothing
+    del config["DefaultCacheBehavior"]["FunctionAssociations"]
+    line = check_edge_function(viewer_request_functions(response), {}, difusor.kvs_arn)
+    assert not line.ok and "behavior default has no viewer-request function" in line.reason
+
+
+def test_the_pointer_is_reported_as_the_edge_reads_it(difusor):
+    from difusion.versions import Held, Pointer
+
+    empty = check_version_pointer(None, difusor.kvs_arn)
+    assert empty.ok and "503 until the institute's first delivery" in empty.reason
+    first = Pointer.first("a", Held(3, "a" * 64))
+    live = check_version_pointer(first.switched(Held(4, "b" * 64)), difusor.kvs_arn)
+    assert live.ok and live.reason.startswith("version 2 live (cut 4, slot b)")
+    assert "version 1 still routable" in live.reason
+    suspended = check_version_pointer(Pointer.suspended("aviso-1", 2), difusor.kvs_arn)
+    assert suspended.ok and "notice aviso-1" in suspended.reason
+    broken = check_version_pointer(None, difusor.kvs_arn, error="not JSON")
+    assert not broken.ok and "answers 503: not JSON" in broken.reason

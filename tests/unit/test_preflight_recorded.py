@@ -100,7 +100,14 @@ def difusor_account(**overrides: dict[str, Any]) -> RecordedSession:
                 "Arn": f"arn:aws:sts::{DIFUSOR}:assumed-role/ReadOnly/ana",
             }
         },
-        "cloudfront": {"get_distribution": recorded("get_distribution.json")},
+        "cloudfront": {
+            "get_distribution": recorded("get_distribution.json"),
+            "describe_function": recorded("describe_function.json"),
+        },
+        "cloudfront-keyvaluestore": {
+            "describe_key_value_store": recorded("describe_key_value_store.json"),
+            "get_key": recorded("get_key.json"),
+        },
         "s3": {
             "get_public_access_block": recorded("get_public_access_block.json"),
             "get_bucket_ownership_controls": recorded("get_bucket_ownership_controls.json"),
@@ -186,6 +193,8 @@ def test_a_difusor_deployed_by_its_stack_passes_every_check_with_read_only_calls
         "distribution waf",
         "distribution origin",
         "distribution oac",
+        "edge function",
+        "version pointer",
         "bucket public access",
         "bucket ownership",
         "bucket tls only",
@@ -197,6 +206,29 @@ def test_a_difusor_deployed_by_its_stack_passes_every_check_with_read_only_calls
         "delivery role policy",
     ]
     assert all(call.split(".")[1].startswith(READ_ONLY) for call in session.calls)
+    pointer = next(r for r in results if r.check == "version pointer")
+    assert pointer.reason.startswith("version 13316402 live (cut 12, slot b)")
+
+
+def test_the_pointer_is_empty_before_the_first_delivery_and_a_broken_one_fails():
+    difusor = DifusorOutputs.from_file(FIXTURES / "difusor-outputs.json")
+    roles = InstituteRoles.named(INSTITUTE, "DIP_LOC_BCS")
+    missing = ClientError(
+        {"Error": {"Code": "ResourceNotFoundException", "Message": "Key not found"}}, "GetKey"
+    )
+    empty = difusor_account(**{"cloudfront-keyvaluestore": {"get_key": missing}})
+    [line] = [r for r in difusor_preflight(difusor, roles, empty) if r.check == "version pointer"]
+    assert line.ok and "503 until the institute's first delivery" in line.reason
+    broken = {**recorded("get_key.json"), "Value": '{"state": "live"}'}
+    session = difusor_account(**{"cloudfront-keyvaluestore": {"get_key": broken}})
+    [line] = [r for r in difusor_preflight(difusor, roles, session) if r.check == "version pointer"]
+    assert not line.ok and "the site answers 503" in line.reason
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeKeyValueStore"
+    )
+    session = difusor_account(**{"cloudfront-keyvaluestore": {"describe_key_value_store": denied}})
+    [line] = [r for r in difusor_preflight(difusor, roles, session) if r.check == "version pointer"]
+    assert not line.ok and "AccessDeniedException" in line.reason
 
 
 def test_a_difusor_without_a_public_access_block_or_policy_fails_those_lines(

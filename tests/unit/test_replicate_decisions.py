@@ -25,7 +25,7 @@ from difusion.models import (
 from difusion.publication import MANIFEST_PATH
 from difusion.services.replicate import ReplicateService
 from difusion.signing import SecretKey, sign
-from difusion.versions import Held, Pointer
+from difusion.versions import Held, Pointer, version_floor
 from difusion.window import PublicationWindow, WindowRecord, WindowState
 from tests.fakes import (
     FakeDeliveryLedger,
@@ -36,6 +36,8 @@ from tests.fakes import (
 from tests.ledger_contract import exercise_delivery_ledger
 
 NOW = datetime(2027, 6, 7, 4, 0, tzinfo=UTC)
+# a new site's first version, numbered from the clock (difusion.versions.version_floor)
+FIRST = version_floor(NOW) + 1
 WINDOW = PublicationWindow(NOW - timedelta(hours=1), NOW + timedelta(hours=23))
 OPEN = WindowRecord(WindowState.OPEN, opened_at=WINDOW.opening)
 KEY = SecretKey.generate()
@@ -72,7 +74,7 @@ def _world(sequence: int = 1):
     return origin, ledger, DeliveryRequest.for_head("E", "d1", head)
 
 
-def _service(origin, ledger, sites, difusor=DIFUSOR, now=NOW):
+def _service(origin, ledger, sites, difusor=DIFUSOR, now=NOW, clock=None):
     return ReplicateService(
         origin,
         ledger,
@@ -81,7 +83,7 @@ def _service(origin, ledger, sites, difusor=DIFUSOR, now=NOW):
         window=WINDOW,
         copy_concurrency=2,
         lease_seconds=900,
-        clock=lambda: now,
+        clock=clock or (lambda: now),
         sleep=lambda _: None,
     )
 
@@ -97,11 +99,11 @@ def test_an_active_difusor_in_the_open_window_gets_the_snapshot_as_its_first_ver
     assert all(key.startswith("_v/a/") for key in site.objects)
     assert site.pointer.history == [site.pointer.value]
     live = site.pointer.value.live
-    assert (live.version, live.slot, live.held) == (1, "a", Held(1, request.manifest_sha256))
-    assert (outcome.site_version, outcome.slot) == (1, "a")
+    assert (live.version, live.slot, live.held) == (FIRST, "a", Held(1, request.manifest_sha256))
+    assert (outcome.site_version, outcome.slot) == (FIRST, "a")
     assert ledger.published("d1").sequence == 1 and ledger.delivery_lease("d1") is None
     assert ledger.record(request)["status"] == "delivered"
-    assert ledger.record(request)["site_version"] == 1
+    assert ledger.record(request)["site_version"] == FIRST
 
 
 @pytest.mark.parametrize(
@@ -327,8 +329,9 @@ def test_a_later_cut_is_refreshed_into_the_other_slot_then_switched_with_one_wri
     clock[0] += timedelta(minutes=10)
     outcome = service.deliver(second, 1)
     site = sites.sites["d1"]
-    # Then slot b got everything (it was empty: unknown), and the switch made it version 2
-    assert (outcome.site_version, outcome.slot) == (2, "b")
+    # Then slot b got everything (it was empty: unknown), and the switch made it the next
+    # version
+    assert (outcome.site_version, outcome.slot) == (FIRST + 1, "b")
     pointer = site.pointer.value
     assert pointer.live.held == Held(2, second.manifest_sha256)
     assert pointer.previous.held == Held(1, first.manifest_sha256)  # still routable
@@ -346,12 +349,12 @@ def test_a_later_cut_is_refreshed_into_the_other_slot_then_switched_with_one_wri
     clock[0] += timedelta(minutes=10)
     copied_before = dict(site.objects)
     outcome = service.deliver(third, 1)
-    assert (outcome.site_version, outcome.slot) == (3, "a")
+    assert (outcome.site_version, outcome.slot) == (FIRST + 2, "a")
     retire, switch = site.pointer.history[-2:]
     assert retire.previous is None and retire.standby.slot == "a"
     assert retire.standby.holds == (Held(1, first.manifest_sha256), Held(3, third.manifest_sha256))
     assert slept == [60]
-    assert switch.live.held.sequence == 3 and switch.previous.version == 2
+    assert switch.live.held.sequence == 3 and switch.previous.version == FIRST + 1
     rewritten = {k for k, v in site.objects.items() if copied_before.get(k) != v}
     # f1 changed in cut 2 and f2 in cut 3: both differ from what slot a held (cut 1)
     assert {k for k in rewritten if not k.startswith("_v/a/.well-known")} == {
@@ -412,15 +415,15 @@ def test_a_refresh_cut_short_is_finished_by_the_retry_without_waiting_the_margin
     with pytest.raises(ConnectionError):
         service().deliver(third, 1)
     assert slept == [60]
-    assert site.pointer.value.live.version == 2  # nothing switched: visitors see cut 2
+    assert site.pointer.value.live.version == FIRST + 1  # nothing switched: visitors see cut 2
     # When the retry runs two minutes later
     site.fail_on = ""
     clock[0] += timedelta(minutes=2)
     outcome = service().deliver(third, 2)
     # Then it does not retire again nor wait (the margin has passed), and switches once
     assert slept == [60]
-    assert outcome.site_version == 3
-    assert [p.live.version for p in site.pointer.history] == [1, 2, 2, 3]
+    assert outcome.site_version == FIRST + 2
+    assert [p.live.version - FIRST for p in site.pointer.history] == [0, 1, 1, 2]
     assert site.served()["f2.json"] == staged_key("d" * 64)
 
 
@@ -436,13 +439,14 @@ def test_a_pointer_someone_else_wrote_is_never_overwritten():
     def someone_writes_first(pointer, if_match):
         # another writer (a manual change, a bug) changes the store just before the switch
         if pointer.previous is not None:
-            write(replace(site.pointer.value, last_version=9), site.pointer.etag)
+            write(replace(site.pointer.value, last_version=FIRST + 9), site.pointer.etag)
         return write(pointer, if_match)
 
     site.pointer.write = someone_writes_first  # type: ignore[method-assign]
     with pytest.raises(PointerConflict):
         service.deliver(second, 1)
-    assert site.pointer.value.live.version == 1 and site.pointer.value.last_version == 9
+    assert site.pointer.value.live.version == FIRST
+    assert site.pointer.value.last_version == FIRST + 9
 
 
 def test_a_repair_republishes_the_live_cut_as_a_new_version_and_trusts_no_altered_slot():
@@ -455,8 +459,9 @@ def test_a_repair_republishes_the_live_cut_as_a_new_version_and_trusts_no_altere
     repair = replace(first, reason="repair:p1", scope=DeliveryScope.REPAIR, paths=("f0.json",))
     outcome = service.deliver(repair, 1)
     pointer = site.pointer.value
-    # Then version 2 serves the same manifest from slot b, with the file as signed
-    assert (outcome.site_version, pointer.live.slot, pointer.live.held.sequence) == (2, "b", 1)
+    # Then the next version serves the same manifest from slot b, with the file as signed
+    live = (outcome.site_version, pointer.live.slot, pointer.live.held.sequence)
+    assert live == (FIRST + 1, "b", 1)
     assert site.served()["f0.json"] == staged_key(f"{0:064x}")
     # and slot a, where the altered file is, is neither routed nor trusted
     assert pointer.previous is None and pointer.standby_holds() is None
@@ -469,12 +474,33 @@ def test_a_suspended_site_is_reinstated_with_a_full_version_above_every_earlier_
     service.deliver(first, 1)
     site = sites.sites["d1"]
     site.objects["_v/a/stale.html"] = "left from before"
-    site.pointer.write(Pointer.suspended("aviso-1", 5), site.pointer.etag)
+    site.pointer.write(Pointer.suspended("aviso-1", FIRST + 4), site.pointer.etag)
     full = replace(first, reason="reinstated:2024", scope=DeliveryScope.FULL)
     outcome = service.deliver(full, 1)
     pointer = site.pointer.value
-    assert outcome.site_version == 6 and pointer.previous is None
+    assert outcome.site_version == FIRST + 5 and pointer.previous is None
     assert pointer.standby.holds is None  # the other slot predates the suspension
     # a full refresh of the slot it writes removes what the cut does not list
     assert pointer.live.slot == "a" and "_v/a/stale.html" not in site.objects
     assert set(site.served()) >= {"f0.json", "f1.json", "f2.json", MANIFEST_PATH}
+
+
+def test_a_site_whose_pointer_was_lost_starts_above_every_version_it_had():
+    # Given a site live at its first version, whose store is then replaced (or its key
+    # deleted): the next delivery finds no pointer
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    clock = [NOW]
+    service = _service(origin, ledger, sites, clock=lambda: clock[0])
+    service.deliver(first, 1)
+    site = sites.sites["d1"]
+    lost = site.pointer.value.last_version
+    site.pointer.value = None
+    # When cut 2 is delivered ten minutes later
+    clock[0] += timedelta(minutes=10)
+    second = _second_cut(origin, ledger, {"f1.json": "e" * 64})
+    outcome = service.deliver(second, 1)
+    # Then its version is above the lost one (the edge's cache entries for that one, and
+    # the URLs that name it, never name these bytes), and the other slot is not trusted
+    assert outcome.site_version == version_floor(clock[0]) + 1 > lost
+    assert site.pointer.value.standby_holds() is None
