@@ -59,7 +59,7 @@ bench: venv $(AWSCLI)
 
 test: venv tools layer
 	node --test edge/
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
 test-unit: venv
 	$(BIN)/pytest tests/unit

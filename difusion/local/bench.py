@@ -139,10 +139,23 @@ def ingest_compute_child(package: Path) -> None:
                 "seconds": seconds,
                 "files": result.file_count,
                 "staged": origin.staged,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": _peak_rss_mb(),
             }
         )
     )
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since its exec: Linux's ``VmHWM`` belongs to
+    the address space, which exec replaces, whereas ``ru_maxrss`` survives exec and would
+    report the parent's size at the fork (the bench's parent holds the generated series)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ingest_compute(package: Path, runs: int = 3) -> dict[str, Any]:
@@ -394,9 +407,14 @@ def distribution_config(bucket: str) -> dict[str, Any]:
 # --- the run -------------------------------------------------------------------------------
 
 
-def main(out_dir: Path, aws: Path, small: bool = False) -> dict[str, Any]:
-    """The whole benchmark; ``small``: acta images of 6 KB instead of real scans' 100–300
-    KB (a quicker run, the request counts unchanged)."""
+SECTIONS = ("ingest", "replication", "serving")
+
+
+def main(
+    out_dir: Path, aws: Path, small: bool = False, sections: tuple[str, ...] = SECTIONS
+) -> dict[str, Any]:
+    """The benchmark's ``sections`` (all by default); ``small``: acta images of 6 KB
+    instead of real scans' 100–300 KB (a quicker run, the request counts unchanged)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     packages_dir = out_dir / "packages"
     spec: Callable[..., SeriesSpec] = SeriesSpec if small else SeriesSpec.realistic
@@ -419,32 +437,34 @@ def main(out_dir: Path, aws: Path, small: bool = False) -> dict[str, Any]:
     big_package = big.write_package(packages_dir / "4x")
     changed = _changed(base_snapshot, cut_snapshot)
 
-    # 1. ingest compute
-    ingest: dict[str, Any] = {}
-    for label, package in (("bcs", cut), ("4x", big_package)):
-        measured = ingest_compute(package)
-        floor = unzip_sha256sum(package)
-        ingest[label] = {
-            "package_mb": round(package.stat().st_size / 1e6, 2),
-            "files": measured["files"],
-            "ours_seconds": round(measured["seconds"], 3),
-            "unzip_sha256sum_seconds": round(floor, 3),
-            "ratio": round(measured["seconds"] / floor, 2),
-            "peak_rss_mb": round(measured["peak_rss_mb"], 1),
-        }
+    if "ingest" in sections:
+        # 1. ingest compute
+        ingest: dict[str, Any] = {}
+        for label, package in (("bcs", cut), ("4x", big_package)):
+            measured = ingest_compute(package)
+            floor = unzip_sha256sum(package)
+            ingest[label] = {
+                "package_mb": round(package.stat().st_size / 1e6, 2),
+                "files": measured["files"],
+                "ours_seconds": round(measured["seconds"], 3),
+                "unzip_sha256sum_seconds": round(floor, 3),
+                "ratio": round(measured["seconds"] / floor, 2),
+                "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            }
+            lines.append(
+                f"ingest compute {label:>3} ({ingest[label]['files']} files, "
+                f"{ingest[label]['package_mb']} MB): ours {measured['seconds']:.2f} s vs "
+                f"unzip+sha256sum {floor:.2f} s (target ≤ 1.5×) — ratio "
+                f"{measured['seconds'] / floor:.2f}×"
+            )
+        growth = ingest["4x"]["peak_rss_mb"] / ingest["bcs"]["peak_rss_mb"] - 1
+        ingest["peak_memory_growth"] = round(growth, 3)
+        peaks = ingest["bcs"]["peak_rss_mb"], ingest["4x"]["peak_rss_mb"]
         lines.append(
-            f"ingest compute {label:>3} ({ingest[label]['files']} files, "
-            f"{ingest[label]['package_mb']} MB): ours {measured['seconds']:.2f} s vs "
-            f"unzip+sha256sum {floor:.2f} s (target ≤ 1.5×) — ratio "
-            f"{measured['seconds'] / floor:.2f}×"
+            f"ingest peak memory: {peaks[0]} MB → {peaks[1]} MB for a 4× package "
+            f"(target < 20% growth) — growth {100 * growth:.1f}%"
         )
-    growth = ingest["4x"]["peak_rss_mb"] / ingest["bcs"]["peak_rss_mb"] - 1
-    ingest["peak_memory_growth"] = round(growth, 3)
-    lines.append(
-        f"ingest peak memory: {ingest['bcs']['peak_rss_mb']} MB → {ingest['4x']['peak_rss_mb']} "
-        f"MB for a 4× package (target < 20% growth) — growth {100 * growth:.1f}%"
-    )
-    results["ingest"] = ingest
+        results["ingest"] = ingest
 
     replication: dict[str, Any] = {"changed_files": len(changed), "files": len(cut_snapshot.files)}
     with tempfile.TemporaryDirectory() as work:
@@ -460,82 +480,86 @@ def main(out_dir: Path, aws: Path, small: bool = False) -> dict[str, Any]:
                 log_stream=quiet,
             )
             try:
-                log.mark()
-                started = time.perf_counter()
-                pipeline.process(cut)
-                seconds = time.perf_counter() - started
-                staging_puts = sum(
-                    1
-                    for verb, path in log.since_mark()
-                    if verb == "PUT" and "/objects/sha256/" in path
-                )
-                results["ingest"]["emulator"] = {
-                    "seconds_to_delivered": round(seconds, 2),
-                    "staging_puts": staging_puts,
-                    "distinct_contents": len(set(cut_snapshot.files.values())) + 1,
-                }
-                lines.append(
-                    f"full ingest on the emulator: {seconds:.1f} s to delivered, "
-                    f"{staging_puts} staging PUTs for {len(set(cut_snapshot.files.values())) + 1} "
-                    "distinct contents (new contents only; the emulator serves ~100 S3 req/s)"
-                )
-                for count in DIFUSOR_COUNTS:
-                    print(f"replication to {count} difusores…", flush=True)
-                    pipeline.options = PipelineOptions(difusores=difusores(count))
-                    pipeline.reset()
-                    log = RequestLog(log_path)
-                    ours = our_cycle(pipeline, log, base, cut, warm)
-                    baseline = baseline_cycle(
-                        emulator, log, aws, count, base, cut, f"{count}-{int(time.time())}"
+                if "replication" in sections:
+                    log.mark()
+                    started = time.perf_counter()
+                    pipeline.process(cut)
+                    seconds = time.perf_counter() - started
+                    staging_puts = sum(
+                        1
+                        for verb, path in log.since_mark()
+                        if verb == "PUT" and "/objects/sha256/" in path
                     )
-                    # the copies themselves are the floor; what else a delivery asks (the
-                    # manifests and history it reads, removals, the pointer) is overhead
-                    minimum = ours.copies
-                    replication[str(count)] = {
-                        "ours": ours.__dict__,
-                        "baseline": baseline.__dict__,
-                        "minimum_requests": minimum,
-                        "over_minimum": round(ours.replication_requests / minimum - 1, 4),
-                        "changed_files": len(changed),
-                        "changed_since_slot": len(since_slot),
-                        "copies_per_difusor": ours.copies / count,
-                        "copies_per_changed_file": round(ours.copies / count / len(changed), 3),
-                        "request_ratio": round(baseline.s3_requests / ours.s3_requests, 2),
-                        "time_ratio": round(baseline.seconds / ours.seconds, 2),
+                    results.setdefault("ingest", {})["emulator"] = {
+                        "seconds_to_delivered": round(seconds, 2),
+                        "staging_puts": staging_puts,
+                        "distinct_contents": len(set(cut_snapshot.files.values())) + 1,
                     }
+                    distinct = len(set(cut_snapshot.files.values())) + 1
                     lines.append(
-                        f"replication to {count}: S3 requests ours {ours.s3_requests} vs "
-                        f"baseline {baseline.s3_requests} (target ≥ 5× fewer at 3) — ratio "
-                        f"{baseline.s3_requests / ours.s3_requests:.1f}×"
+                        f"full ingest on the emulator: {seconds:.1f} s to delivered, "
+                        f"{staging_puts} staging PUTs for {distinct} distinct contents (new "
+                        "contents only; the emulator serves ~100 S3 req/s)"
                     )
-                    lines.append(
-                        f"replication to {count}: wall ours {ours.seconds:.1f} s vs baseline "
-                        f"{baseline.seconds:.1f} s (target ≥ 3× at 3) — ratio "
-                        f"{baseline.seconds / ours.seconds:.1f}×"
-                    )
-                    lines.append(
-                        f"copies per cut to {count}: {ours.copies // count} per difusor for "
-                        f"{len(changed)} changed files ({len(since_slot)} since the slot's "
-                        f"cut, plus the signed trio and two history entries; target ≤ 2×) — "
-                        f"ratio {ours.copies / count / len(changed):.2f}×"
-                    )
-                    lines.append(
-                        f"replication to {count}: our replication requests "
-                        f"{ours.replication_requests} vs minimum {minimum} (target ≤ 1.05×) — "
-                        f"ratio {ours.replication_requests / minimum:.3f}×"
-                    )
-                    lines.append(
-                        f"latency to {count}: package landing → every signed manifest live "
-                        f"(ingest staged {ours.staging_puts} new contents of "
-                        f"{len(cut_snapshot.files)} files) — {ours.latency_seconds:.1f} s"
-                    )
-                print("serving: a reader polling while 8 cuts are published…", flush=True)
-                results["serving"] = serving(pipeline, bcs[:8], packages_dir / "serving")
-                lines.extend(results["serving"].pop("lines"))
+                    for count in DIFUSOR_COUNTS:
+                        print(f"replication to {count} difusores…", flush=True)
+                        pipeline.options = PipelineOptions(difusores=difusores(count))
+                        pipeline.reset()
+                        log = RequestLog(log_path)
+                        ours = our_cycle(pipeline, log, base, cut, warm)
+                        baseline = baseline_cycle(
+                            emulator, log, aws, count, base, cut, f"{count}-{int(time.time())}"
+                        )
+                        # the copies themselves are the floor; what else a delivery asks (the
+                        # manifests and history it reads, removals, the pointer) is overhead
+                        minimum = ours.copies
+                        replication[str(count)] = {
+                            "ours": ours.__dict__,
+                            "baseline": baseline.__dict__,
+                            "minimum_requests": minimum,
+                            "over_minimum": round(ours.replication_requests / minimum - 1, 4),
+                            "changed_files": len(changed),
+                            "changed_since_slot": len(since_slot),
+                            "copies_per_difusor": ours.copies / count,
+                            "copies_per_changed_file": round(ours.copies / count / len(changed), 3),
+                            "request_ratio": round(baseline.s3_requests / ours.s3_requests, 2),
+                            "time_ratio": round(baseline.seconds / ours.seconds, 2),
+                        }
+                        lines.append(
+                            f"replication to {count}: S3 requests ours {ours.s3_requests} vs "
+                            f"baseline {baseline.s3_requests} (target ≥ 5× fewer at 3) — ratio "
+                            f"{baseline.s3_requests / ours.s3_requests:.1f}×"
+                        )
+                        lines.append(
+                            f"replication to {count}: wall ours {ours.seconds:.1f} s vs baseline "
+                            f"{baseline.seconds:.1f} s (target ≥ 3× at 3) — ratio "
+                            f"{baseline.seconds / ours.seconds:.1f}×"
+                        )
+                        lines.append(
+                            f"copies per cut to {count}: {ours.copies // count} per difusor for "
+                            f"{len(changed)} changed files ({len(since_slot)} since the slot's "
+                            f"cut, plus the signed trio and two history entries; target ≤ 2×) — "
+                            f"ratio {ours.copies / count / len(changed):.2f}×"
+                        )
+                        lines.append(
+                            f"replication to {count}: our replication requests "
+                            f"{ours.replication_requests} vs minimum {minimum} (target ≤ 1.05×) — "
+                            f"ratio {ours.replication_requests / minimum:.3f}×"
+                        )
+                        lines.append(
+                            f"latency to {count}: package landing → every signed manifest live "
+                            f"(ingest staged {ours.staging_puts} new contents of "
+                            f"{len(cut_snapshot.files)} files) — {ours.latency_seconds:.1f} s"
+                        )
+                if "serving" in sections:
+                    print("serving: a reader polling while 8 cuts are published…", flush=True)
+                    results["serving"] = serving(pipeline, bcs[:8], packages_dir / "serving")
+                    lines.extend(results["serving"].pop("lines"))
             finally:
                 pipeline.close()
                 quiet.close()
-    results["replication"] = replication
+    if "replication" in sections:
+        results["replication"] = replication
     results["lines"] = lines
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     _plot(results, out_dir)
@@ -553,9 +577,9 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
     packages = [cut.write_package(out) for cut in cuts]
     difusor = pipeline.deployment.difusores[0]
     site = pipeline.sites[difusor.difusor_id]
-    # four readers at once, each reading the manifest, its signature, the home page and two
+    # six readers at once, each reading the manifest, its signature, the home page and two
     # data files per poll
-    probes = [Probe(site.url, pipeline.secret_key.public_key, sample=2) for _ in range(4)]
+    probes = [Probe(site.url, pipeline.secret_key.public_key, sample=2) for _ in range(6)]
     finished = {"done": False}
     last = len(packages)
     pipeline.process(packages[0])
@@ -590,8 +614,20 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
                     response.read()
         ratios[mode] = round((cache.origin_gets - origin) / (cache.viewer_requests - viewer), 4)
     polls = len(probe.polls)
+    # copies over the night: the first two cuts fill the two empty slots in full; from the
+    # third on each refresh copies what changed since its slot's cut, two cuts' changes
+    copied = {
+        int(d["sequence"]): int(d["objects_copied"])
+        for d in pipeline.ledger.items("DELIVERY#")
+        if d["difusor_id"] == difusor.difusor_id and d["status"] == "delivered"
+    }
+    later = range(3, last + 1)
+    night_copies = sum(copied[s] for s in later)
+    night_changed = sum(len(_changed(cuts[s - 2], cuts[s - 1])) for s in later)
     return {
         "cuts": last,
+        "night_copies": night_copies,
+        "night_changed_files": night_changed,
         "polls": polls,
         "torn": len(probe.torn),
         "moved": probe.moved,
@@ -601,6 +637,9 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
             f"torn-read probe: {polls} polls over {last} cuts, {len(probe.torn)} saw two "
             f"versions at once (target 0 over ≥ 1,000 polls; {probe.moved} met a retired "
             f"version and were redirected)",
+            f"copies over cuts 3–{last}: {night_copies} for {night_changed} changed files "
+            f"(each refresh: the changes since its slot's cut, plus the signed trio and two "
+            f"history entries; target ≤ 2×) — ratio {night_copies / night_changed:.2f}×",
             f"edge to origin: {ratios['versioned']} bucket GETs per viewer request with "
             f"versions kept at the edge, {ratios['revalidate']} when every request is "
             f"revalidated (target far below 1)",
@@ -618,7 +657,13 @@ def _plot(results: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    replication = results["replication"]
+    if "replication" in results:
+        _plot_replication(results["replication"], out_dir, plt)
+    if "bcs" in results.get("ingest", {}):
+        _plot_ingest(results["ingest"], out_dir, plt)
+
+
+def _plot_replication(replication: dict[str, Any], out_dir: Path, plt: Any) -> None:
     counts = [c for c in DIFUSOR_COUNTS if str(c) in replication]
     figure, (seconds, requests) = plt.subplots(1, 2, figsize=(11, 4))
     for side, style in (("ours", "o-"), ("baseline", "s--")):
@@ -638,7 +683,9 @@ def _plot(results: dict[str, Any], out_dir: Path) -> None:
         axis.set_xticks(counts)
     figure.tight_layout()
     figure.savefig(out_dir / "replication.png", dpi=110)
-    ingest = results["ingest"]
+
+
+def _plot_ingest(ingest: dict[str, Any], out_dir: Path, plt: Any) -> None:
     figure, (time_axis, memory) = plt.subplots(1, 2, figsize=(11, 4))
     sizes = [ingest[label]["package_mb"] for label in ("bcs", "4x")]
     time_axis.plot(sizes, [ingest[lb]["ours_seconds"] for lb in ("bcs", "4x")], "o-", label="ours")
@@ -661,6 +708,16 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "ingest-child":
         ingest_compute_child(Path(sys.argv[2]))
     else:
-        arguments = [a for a in sys.argv[1:] if a != "--small"]
+        # [AWS_CLI] [--small] [--only SECTION,...]
+        arguments = sys.argv[1:]
+        only: tuple[str, ...] = SECTIONS
+        if "--only" in arguments:
+            at = arguments.index("--only")
+            only = tuple(arguments[at + 1].split(","))
+            del arguments[at : at + 2]
+            if not set(only) <= set(SECTIONS):
+                sys.exit(f"--only takes some of {','.join(SECTIONS)}, not {','.join(only)}")
+        small = "--small" in arguments
+        arguments = [a for a in arguments if a != "--small"]
         aws_cli = Path(arguments[0]) if arguments else Path(".venv-awscli/bin/aws")
-        main(Path("out/bench"), aws_cli, small="--small" in sys.argv[1:])
+        main(Path("out/bench"), aws_cli, small=small, sections=only)

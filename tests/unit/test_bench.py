@@ -30,3 +30,25 @@ def test_up_to_five_difusores_each_in_its_own_account():
     five = difusores(5)
     assert len(five) == 5 and len({d.account_id for d in five}) == 5
     assert all(len(d.account_id) == 12 for d in five)
+
+
+def test_the_ingest_subprocess_reports_its_own_peak_memory_not_its_parents():
+    import subprocess
+    import sys
+
+    from difusion.local.bench import _peak_rss_mb
+
+    # Given a parent holding 300 MB (the bench holds the generated series) when it starts
+    # the measuring subprocess
+    held = bytearray(300 * 1024 * 1024)
+    held[::4096] = b"x" * len(held[::4096])  # touched: resident, not just reserved
+    assert _peak_rss_mb() > 300
+    child = subprocess.run(
+        [sys.executable, "-c", "from difusion.local.bench import _peak_rss_mb as p; print(p())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Then the subprocess's peak is its own (ru_maxrss would carry the parent's over exec)
+    assert 0 < float(child.stdout) < 200
+    del held
