@@ -77,7 +77,7 @@ class SeriesSpec:
 
     @classmethod
     def realistic(cls, **overrides: object) -> SeriesSpec:
-        """Acta images the size of real scans, 100–300 KB (a BCS package is then ~450 MB):
+        """Acta images the size of real scans, 100–300 KB (a BCS package is then ~430 MB):
         for the benchmark."""
         values: dict[str, object] = {"image_bytes": 200_000, "image_spread": 0.5}
         values.update(overrides)

@@ -37,11 +37,13 @@ VERSION_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 def version_floor(now: datetime) -> int:
     """What a site with no pointer numbers its versions above: the seconds since
-    :data:`VERSION_EPOCH`. Versions then grow by one per switch, and a site switches far less
-    than once a second (each delivery waits for the version it retires, RETIRE_WAIT_SECONDS),
-    so every version a lost pointer ever routed is below the floor when the site starts
-    again: a version in a URL, and the edge's cache entries keyed by it, never name other
-    bytes."""
+    :data:`VERSION_EPOCH`. Versions then grow by one per switch, so every version a lost
+    pointer ever routed is below the floor when the site starts again as long as it switched
+    fewer times than seconds went by since its first version: a site switches once per cut
+    (at most a few an hour) plus repairs and retries, so it holds by orders of magnitude,
+    and a version in a URL, and the edge's cache entries keyed by it, never name other
+    bytes. (Only a clock frozen between switches, as tests' controlled clocks are, could
+    break it.)"""
     return max(int((now - VERSION_EPOCH).total_seconds()), 0)
 
 
@@ -283,10 +285,14 @@ class Pointer:
             standby=Standby(self.standby_slot(), holds, retired_at),
         )
 
-    def switched(self, held: Held, *, keep_previous: bool = True, delivery: str = "") -> Pointer:
+    def switched(
+        self, held: Held, *, keep_previous: bool = True, delivery: str = "", at: int = 0
+    ) -> Pointer:
         """The standby slot made live as the next version. The live one stays routable as
         the previous version, unless ``keep_previous`` is false (a repair: the live slot may
-        hold altered files, so it becomes a standby of unknown content)."""
+        hold altered files, so it becomes a standby of unknown content, retired ``at`` this
+        switch: edges that have not seen it yet still route there, so the next delivery
+        waits the margin before rewriting it)."""
         if self.live is None:
             raise PointerError("a suspended site is reinstated, not switched")
         if self.previous is not None:
@@ -299,7 +305,7 @@ class Pointer:
             SiteState.LIVE,
             live=live,
             last_version=version,
-            standby=Standby(self.live.slot, None),
+            standby=Standby(self.live.slot, None, at),
         )
 
     def to_text(self) -> str:

@@ -323,7 +323,13 @@ def _version_pointer(kvs: Any, kvs_arn: str) -> CheckResult:
     except PointerError as exc:
         return check_version_pointer(None, kvs_arn, error=str(exc))
     except (ClientError, BotoCoreError, DeliveryError) as exc:
-        return unreadable("version pointer", kvs_arn, f"{type(exc).__name__}: {exc}")
+        return unreadable(
+            "version pointer",
+            kvs_arn,
+            f"{type(exc).__name__}: {exc} (the store's data plane is signed with SigV4A: it "
+            "needs awscrt, and session tokens of version 2, which regional STS endpoints "
+            "issue)",
+        )
     return check_version_pointer(stored.pointer, kvs_arn)
 
 

@@ -417,7 +417,10 @@ class ReplicateService:
             switched = Pointer.first(standby.slot, target, after=after, delivery=tag)
         else:
             switched = before.switched(
-                target, keep_previous=request.scope is not DeliveryScope.REPAIR, delivery=tag
+                target,
+                keep_previous=request.scope is not DeliveryScope.REPAIR,
+                delivery=tag,
+                at=int(self._clock().timestamp()),
             )
         store.write(switched, standby.stored.etag)
         logger.info(

@@ -467,6 +467,34 @@ def test_a_repair_republishes_the_live_cut_as_a_new_version_and_trusts_no_altere
     assert pointer.previous is None and pointer.standby_holds() is None
 
 
+def test_the_slot_a_repair_stopped_routing_is_rewritten_only_after_the_margin():
+    origin, ledger, first = _world()
+    sites = FakeSites()
+    clock, slept = [NOW], []
+    service = ReplicateService(
+        origin,
+        ledger,
+        FakeRegistry({"d1": DIFUSOR}),
+        sites,
+        window=WINDOW,
+        copy_concurrency=2,
+        lease_seconds=900,
+        retire_wait_seconds=60,
+        clock=lambda: clock[0],
+        sleep=slept.append,
+    )
+    service.deliver(first, 1)
+    # Given a repair that moved the site off slot a (edges not yet told still route there)
+    repair = replace(first, reason="repair:p1", scope=DeliveryScope.REPAIR, paths=("f0.json",))
+    service.deliver(repair, 1)
+    assert sites.sites["d1"].pointer.value.standby.retired_at == int(NOW.timestamp())
+    # When the next cut comes ten seconds later
+    clock[0] += timedelta(seconds=10)
+    outcome = service.deliver(_second_cut(origin, ledger, {"f1.json": "e" * 64}), 1)
+    # Then it waited what was left of the margin before rewriting slot a
+    assert slept == [50] and outcome.slot == "a"
+
+
 def test_a_suspended_site_is_reinstated_with_a_full_version_above_every_earlier_one():
     origin, ledger, first = _world()
     sites = FakeSites()
