@@ -74,17 +74,22 @@ def _world(sequence: int = 1):
     return origin, ledger, DeliveryRequest.for_head("E", "d1", head)
 
 
-def _service(origin, ledger, sites, difusor=DIFUSOR, now=NOW, clock=None):
+def _service(
+    origin, ledger, sites, difusor=DIFUSOR, now=NOW, clock=None, slept=None, copy_concurrency=2
+):
+    """Replicate over fakes; with ``slept`` (a list), a 60-second retire wait whose sleeps
+    it records."""
     return ReplicateService(
         origin,
         ledger,
         FakeRegistry({"d1": difusor}),
         sites,
         window=WINDOW,
-        copy_concurrency=2,
+        copy_concurrency=copy_concurrency,
         lease_seconds=900,
+        retire_wait_seconds=0 if slept is None else 60,
         clock=clock or (lambda: now),
-        sleep=lambda _: None,
+        sleep=(lambda _: None) if slept is None else slept.append,
     )
 
 
@@ -311,18 +316,7 @@ def test_a_later_cut_is_refreshed_into_the_other_slot_then_switched_with_one_wri
     sites = FakeSites()
     clock = [NOW]
     slept: list[float] = []
-    service = ReplicateService(
-        origin,
-        ledger,
-        FakeRegistry({"d1": DIFUSOR}),
-        sites,
-        window=WINDOW,
-        copy_concurrency=2,
-        lease_seconds=900,
-        retire_wait_seconds=60,
-        clock=lambda: clock[0],
-        sleep=slept.append,
-    )
+    service = _service(origin, ledger, sites, clock=lambda: clock[0], slept=slept)
     service.deliver(first, 1)
     second = _second_cut(origin, ledger, {"f1.json": "e" * 64})
     # When cut 2 is delivered
@@ -392,17 +386,8 @@ def test_a_refresh_cut_short_is_finished_by_the_retry_without_waiting_the_margin
     clock = [NOW]
 
     def service():
-        return ReplicateService(
-            origin,
-            ledger,
-            FakeRegistry({"d1": DIFUSOR}),
-            sites,
-            window=WINDOW,
-            copy_concurrency=1,
-            lease_seconds=900,
-            retire_wait_seconds=60,
-            clock=lambda: clock[0],
-            sleep=slept.append,
+        return _service(
+            origin, ledger, sites, clock=lambda: clock[0], slept=slept, copy_concurrency=1
         )
 
     service().deliver(first, 1)
@@ -471,18 +456,7 @@ def test_the_slot_a_repair_stopped_routing_is_rewritten_only_after_the_margin():
     origin, ledger, first = _world()
     sites = FakeSites()
     clock, slept = [NOW], []
-    service = ReplicateService(
-        origin,
-        ledger,
-        FakeRegistry({"d1": DIFUSOR}),
-        sites,
-        window=WINDOW,
-        copy_concurrency=2,
-        lease_seconds=900,
-        retire_wait_seconds=60,
-        clock=lambda: clock[0],
-        sleep=slept.append,
-    )
+    service = _service(origin, ledger, sites, clock=lambda: clock[0], slept=slept)
     service.deliver(first, 1)
     # Given a repair that moved the site off slot a (edges not yet told still route there)
     repair = replace(first, reason="repair:p1", scope=DeliveryScope.REPAIR, paths=("f0.json",))
