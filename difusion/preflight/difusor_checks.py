@@ -59,10 +59,7 @@ def check_distribution(response: Mapping[str, Any], bucket: str) -> list[CheckRe
             + ("" if status == "Deployed" else " (wait until it is Deployed)"),
         )
     ]
-    behaviors = [("default", config.get("DefaultCacheBehavior", {}))] + [
-        (str(b.get("PathPattern", "?")), b)
-        for b in config.get("CacheBehaviors", {}).get("Items", []) or []
-    ]
+    behaviors = _behaviors(config)
     plain = [
         f"{path}: {b.get('ViewerProtocolPolicy', 'unset')}"
         for path, b in behaviors
@@ -91,6 +88,14 @@ def check_distribution(response: Mapping[str, Any], bucket: str) -> list[CheckRe
     )
     results.extend(_origins(subject, config.get("Origins", {}).get("Items", []) or [], bucket))
     return results
+
+
+def _behaviors(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """A distribution config's cache behaviors: ``default`` and each by its path pattern."""
+    return [("default", config.get("DefaultCacheBehavior", {}))] + [
+        (str(b.get("PathPattern", "?")), b)
+        for b in config.get("CacheBehaviors", {}).get("Items", []) or []
+    ]
 
 
 def _web_acl_name(web_acl: str) -> str:
@@ -441,10 +446,7 @@ def viewer_request_functions(response: Mapping[str, Any]) -> dict[str, str | Non
     """Each cache behavior of a GetDistribution answer (``default`` or its path pattern)
     and the ARN of its viewer-request CloudFront Function (``None``: it has none)."""
     config = response.get("Distribution", {}).get("DistributionConfig", {})
-    behaviors = [("default", config.get("DefaultCacheBehavior", {}))] + [
-        (str(b.get("PathPattern", "?")), b)
-        for b in config.get("CacheBehaviors", {}).get("Items", []) or []
-    ]
+    behaviors = _behaviors(config)
     found: dict[str, str | None] = {}
     for path, behavior in behaviors:
         items = behavior.get("FunctionAssociations", {}).get("Items", []) or []
