@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from difusion.adapters.pointer_store import KeyValueStorePointer
+from difusion.adapters.sessions import new_session
 from difusion.models import Difusor
 from difusion.times import parse_iso
 from difusion.topology import DIFUSOR_REGION
@@ -158,9 +158,7 @@ class DifusorSites:
         self._config = Config(
             max_pool_connections=max_pool, retries={"mode": "standard", "max_attempts": 5}
         )
-        self._s3 = s3 or boto3.session.Session().client(
-            "s3", region_name=DIFUSOR_REGION, config=self._config
-        )
+        self._s3 = s3 or new_session().client("s3", region_name=DIFUSOR_REGION, config=self._config)
         self._clock = clock
         # per role: when its credentials expire, and its session ("") and clients
         self._roles: dict[str, tuple[datetime, dict[str, Any]]] = {}
@@ -196,7 +194,7 @@ class DifusorSites:
             ExternalId=difusor.external_id,
             DurationSeconds=3600,
         )["Credentials"]
-        session = boto3.session.Session(
+        session = new_session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],

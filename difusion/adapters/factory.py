@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
 from difusion.adapters.difusor_site import DifusorSites
@@ -22,6 +21,7 @@ from difusion.adapters.origin import OriginStore
 from difusion.adapters.public_site import HttpSiteReader
 from difusion.adapters.queues import DeliveryQueue, FailedMessages, SignQueue, StepInvocation
 from difusion.adapters.registry import DifusorRegistry
+from difusion.adapters.sessions import new_session
 from difusion.services.continuity import ContinuityService, MonitorPolicy
 from difusion.services.ingest import IngestService
 from difusion.services.replicate import ReplicateService
@@ -58,11 +58,11 @@ def use_clock(clock: Callable[[], datetime]) -> None:
 
 def client(service: str, max_pool: int = 10) -> Any:
     config = Config(max_pool_connections=max_pool, retries={"mode": "standard"})
-    return boto3.session.Session().client(service, config=config)
+    return new_session().client(service, config=config)
 
 
 def dynamodb() -> Any:
-    return boto3.session.Session().resource("dynamodb")
+    return new_session().resource("dynamodb")
 
 
 @lru_cache(maxsize=8)

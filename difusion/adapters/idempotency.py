@@ -15,6 +15,8 @@ before.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyItemAlreadyExistsError,
@@ -23,6 +25,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import (
     STATUS_CONSTANTS,
     DataRecord,
 )
+
+from difusion.adapters.sessions import new_session
 
 
 def is_own_write(mine: DataRecord, found: DataRecord | None) -> bool:
@@ -38,7 +42,13 @@ def is_own_write(mine: DataRecord, found: DataRecord | None) -> bool:
 
 
 class StepIdempotencyStore(DynamoDBPersistenceLayer):
-    """``DynamoDBPersistenceLayer`` that takes a lost-answer retry of its own write as done."""
+    """``DynamoDBPersistenceLayer`` that takes a lost-answer retry of its own write as done.
+    Its client reads service models through the shared loader (:mod:`.sessions`)."""
+
+    def __init__(self, table_name: str, **kwargs: Any) -> None:
+        if "boto3_client" not in kwargs:
+            kwargs.setdefault("boto3_session", new_session())
+        super().__init__(table_name, **kwargs)
 
     def _put_record(self, data_record: DataRecord) -> None:
         try:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from difusion.adapters.public_site import HttpSiteReader, site_url
+from difusion.adapters.sessions import new_session
 from difusion.continuity import NotServed, SiteUnreachable
 
 
@@ -113,8 +114,6 @@ def open_source(target: str, s3: Any = None) -> SiteSource:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         if s3 is None:
-            import boto3
-
-            s3 = boto3.session.Session().client("s3")
+            s3 = new_session().client("s3")
         return BucketSource(s3, parsed.netloc, prefix)
     return DirectorySource(Path(target))

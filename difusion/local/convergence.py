@@ -36,6 +36,7 @@ import boto3
 from boto3.dynamodb.conditions import Key
 
 from difusion.adapters.pointer_store import KeyValueStorePointer
+from difusion.adapters.sessions import new_session
 from difusion.adapters.site_sources import BucketSource
 from difusion.local.kvs import store_writes
 from difusion.local.provision import LocalDeployment, account_session
@@ -68,7 +69,7 @@ def inspect(
 ) -> Findings:
     """Check a settled deployment that was sent ``snapshot_ids`` (in cut order)."""
     expected = list(snapshot_ids)
-    session = boto3.session.Session()
+    session = new_session()
     items = _ledger(session, deployment)
     findings = Findings()
     dead = _dead_letters(session, deployment)

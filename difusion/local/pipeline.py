@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
 from boto3.s3.transfer import TransferConfig
 
 from difusion import topology
@@ -32,6 +31,7 @@ from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import INCOMING_PREFIX
 from difusion.adapters.pointer_store import KeyValueStorePointer
 from difusion.adapters.registry import DifusorRegistry
+from difusion.adapters.sessions import new_session
 from difusion.local.clock import ControlledClock, PipelineClock, WallClock
 from difusion.local.clocked_timer import ClockedExecution
 from difusion.local.dispatcher import LambdaContext, LocalDispatcher, Route, invoking
@@ -156,7 +156,7 @@ class LocalPipeline:
         }
         self._route_logs(modules["ingest"].logger)
         self._monitor = modules["monitor"].handler
-        sqs = boto3.session.Session().client("sqs")
+        sqs = new_session().client("sqs")
         self.dispatcher = LocalDispatcher(
             sqs,
             [
@@ -197,7 +197,7 @@ class LocalPipeline:
         """The deployed timer's definition, executed with its waits on ``clock``: at once up
         to the first instant the clock has not reached (an opening already passed opens
         the window now, as the emulator's execution would)."""
-        session = boto3.session.Session()
+        session = new_session()
         definition = session.client("stepfunctions").describe_state_machine(
             stateMachineArn=deployment.timer_arn
         )["definition"]
@@ -225,12 +225,8 @@ class LocalPipeline:
         """Serve each difusor's bucket (and the institute's portal) on loopback, and register
         those addresses as the difusores' public URLs."""
         self.sites.close()
-        self.sites.serve(
-            PORTAL, boto3.session.Session().client("s3"), deployment.origin_bucket, "public/"
-        )
-        registry = DifusorRegistry(
-            boto3.session.Session().resource("dynamodb"), deployment.registry_table
-        )
+        self.sites.serve(PORTAL, new_session().client("s3"), deployment.origin_bucket, "public/")
+        registry = DifusorRegistry(new_session().resource("dynamodb"), deployment.registry_table)
         served = []
         for difusor in deployment.difusores:
             site = self.serve_difusor(difusor)
@@ -324,21 +320,19 @@ class LocalPipeline:
 
     @property
     def s3(self) -> Any:
-        return boto3.session.Session().client("s3")
+        return new_session().client("s3")
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(
-            boto3.session.Session().resource("dynamodb"),
+            new_session().resource("dynamodb"),
             self.deployment.ledger_table,
             self.deployment.election,
         )
 
     @property
     def registry(self) -> DifusorRegistry:
-        return DifusorRegistry(
-            boto3.session.Session().resource("dynamodb"), self.deployment.registry_table
-        )
+        return DifusorRegistry(new_session().resource("dynamodb"), self.deployment.registry_table)
 
     def difusor(self, difusor_id: str) -> Difusor:
         return self.registry.get(difusor_id)
@@ -425,7 +419,7 @@ class LocalPipeline:
         return len(objects)
 
     def dead_letters(self, queue: str) -> list[dict[str, Any]]:
-        sqs = boto3.session.Session().client("sqs")
+        sqs = new_session().client("sqs")
         url = self.deployment.dead_letter_queue_urls[queue]
         return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
 

@@ -27,6 +27,7 @@ import boto3
 from difusion import topology
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.registry import DifusorRegistry
+from difusion.adapters.sessions import new_session
 from difusion.local import idempotent
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.models import Difusor
@@ -150,7 +151,7 @@ def provision(
     Every name carries a fresh suffix, so nothing left running by an earlier deployment on
     the same emulator (a timer still waiting, say) can touch this one.
     """
-    session = boto3.session.Session()
+    session = new_session()
     suffix = secrets.token_hex(3)
     slug = election.lower().replace("_", "-")
     origin_bucket = f"difusion-origin-{slug}-{suffix}"
@@ -334,12 +335,12 @@ def _wait_for_state(
 
 def account_session(account_id: str) -> boto3.session.Session:
     """A session in another account, as its administrators would have."""
-    sts = boto3.session.Session().client("sts")
+    sts = new_session().client("sts")
     credentials = sts.assume_role(
         RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole",
         RoleSessionName="difusion-local-admin",
     )["Credentials"]
-    return boto3.session.Session(
+    return new_session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],

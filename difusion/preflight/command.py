@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from difusion.adapters.sessions import new_session
+
 DESCRIPTION = """\
 Read-only checks of a real deployment, for drills and election night.
 
@@ -61,9 +63,8 @@ def add_preflight_parser(commands: Any) -> None:
 
 def default_session() -> Any:
     """The standard AWS configuration (profile, region, credentials, AWS_ENDPOINT_URL)."""
-    import boto3
 
-    return boto3.session.Session()
+    return new_session()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from difusion.adapters.pointer_store import KeyValueStorePointer
+from difusion.adapters.sessions import new_session
 from difusion.local.chaos import ChaosHarness, RunResult
 from difusion.local.provision import account_session
 from difusion.manifest import sha256_hex
@@ -31,7 +31,7 @@ def test_each_broken_rule_is_named(crash_harness: ChaosHarness, clean_night: tup
     _, result = clean_night
     assert result.state is not None
     deployment = crash_harness.deployment(result.state)
-    session = boto3.session.Session()
+    session = new_session()
     s3 = session.client("s3")
     first, second = deployment.difusores[0], deployment.difusores[1]
     ledger = session.resource("dynamodb").Table(deployment.ledger_table)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import (
@@ -15,6 +14,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from difusion.adapters.sessions import new_session
 from difusion.local.dispatcher import invoking
 from difusion.local.faults import FaultInjector, FaultKind, FaultPlan, KillPoint
 
@@ -35,13 +35,13 @@ def _kill(message: str) -> None:
 @pytest.fixture
 def bucket() -> str:
     name = f"chaos-{uuid.uuid4().hex[:12]}"
-    boto3.session.Session().client("s3").create_bucket(Bucket=name)
+    new_session().client("s3").create_bucket(Bucket=name)
     return name
 
 
 def _exists(bucket: str, key: str) -> bool:
     try:
-        boto3.session.Session().client("s3").head_object(Bucket=bucket, Key=key)
+        new_session().client("s3").head_object(Bucket=bucket, Key=key)
     except ClientError:
         return False
     return True
@@ -52,7 +52,7 @@ def always(kind: FaultKind) -> FaultPlan:
 
 
 def test_a_throttled_call_is_retried_by_botocore_and_then_fails_with_slow_down(bucket):
-    s3 = boto3.session.Session().client("s3", config=STANDARD)
+    s3 = new_session().client("s3", config=STANDARD)
     with (
         FaultInjector(always(FaultKind.THROTTLED)) as injector,
         invoking("difusion-ingest"),
@@ -68,7 +68,7 @@ def test_a_throttled_call_is_retried_by_botocore_and_then_fails_with_slow_down(b
 
 
 def _codes(kind: FaultKind, calls: int) -> set[str]:
-    dynamodb = boto3.session.Session().client("dynamodb", config=NO_RETRIES)
+    dynamodb = new_session().client("dynamodb", config=NO_RETRIES)
     codes = set()
     with FaultInjector(always(kind)), invoking("difusion-sign"):
         for _ in range(calls):
@@ -97,7 +97,7 @@ def test_dynamodb_throttling_and_internal_errors_carry_the_services_codes():
 def test_a_lost_connection_fails_the_call_before_or_after_the_service_executed_it(
     bucket, kind, error, executed
 ):
-    s3 = boto3.session.Session().client("s3", config=NO_RETRIES)
+    s3 = new_session().client("s3", config=NO_RETRIES)
     with FaultInjector(always(kind)), invoking("difusion-ingest"), pytest.raises(error):
         s3.put_object(Bucket=bucket, Key="a", Body=b"x")
     # The caller saw an error either way; after a reset or a timeout the object is there
@@ -105,8 +105,8 @@ def test_a_lost_connection_fails_the_call_before_or_after_the_service_executed_i
 
 
 def test_only_the_functions_calls_are_faulted(bucket):
-    test_client = boto3.session.Session().client("s3", config=NO_RETRIES)
-    sqs = boto3.session.Session().client("sqs", config=NO_RETRIES)
+    test_client = new_session().client("s3", config=NO_RETRIES)
+    sqs = new_session().client("sqs", config=NO_RETRIES)
     queue = sqs.create_queue(QueueName=f"chaos-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     with FaultInjector(always(FaultKind.INTERNAL_ERROR)) as injector:
         # The test's own calls, outside any function
@@ -114,7 +114,7 @@ def test_only_the_functions_calls_are_faulted(bucket):
         with invoking("difusion-replicate"):
             # Lambda's event source mapping polls with a client no function built
             sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
-            function_client = boto3.session.Session().client("s3", config=NO_RETRIES)
+            function_client = new_session().client("s3", config=NO_RETRIES)
         # A client a function built, used from one of its worker threads (no context there)
         errors: list[BaseException] = []
 
@@ -149,7 +149,7 @@ def test_a_seed_decides_the_same_faults_and_the_rate_holds():
 
 @pytest.mark.parametrize("after", [False, True])
 def test_a_kill_point_stops_at_the_nth_function_call_before_or_after_it_executed(bucket, after):
-    s3 = boto3.session.Session().client("s3", config=NO_RETRIES)
+    s3 = new_session().client("s3", config=NO_RETRIES)
     with FaultInjector(kill=KillPoint(2, after), on_kill=_kill), invoking("difusion-sign"):
         s3.put_object(Bucket=bucket, Key="first", Body=b"x")
         with pytest.raises(Killed, match="call 2"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
+from difusion.adapters.sessions import new_session
 from difusion.cli import main
 from difusion.signing import SecretKey
 
@@ -96,7 +96,7 @@ def test_keys_store_puts_the_secret_key_where_the_sign_function_reads_it(pipelin
     (tmp_path / "prep.key").write_text(key.to_file())
     assert main(["keys", "store", str(tmp_path / "prep.key"), "--secret-id", "otra/llave"]) == 0
     stored = (
-        boto3.session.Session()
+        new_session()
         .client("secretsmanager")
         .get_secret_value(SecretId="otra/llave")["SecretString"]
     )

@@ -8,7 +8,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -24,6 +23,7 @@ from difusion.adapters.idempotency import StepIdempotencyStore
 from difusion.adapters.keystore import SecretsManagerKeyStore
 from difusion.adapters.ledger import AlreadyPublished, DifusorBusy, Ledger
 from difusion.adapters.queues import SignQueue
+from difusion.adapters.sessions import new_session
 from difusion.adapters.site_sources import BucketSource
 from difusion.local.dispatcher import InvocationDied, LambdaContext
 from difusion.local.kvs import store_writes
@@ -70,7 +70,7 @@ def _losing_the_first_put_answer(client: Any) -> list[str]:
 
 @pytest.mark.parametrize("store", [StepIdempotencyStore, DynamoDBPersistenceLayer])
 def test_a_lost_answer_to_the_idempotency_record_does_not_block_the_step(pipeline, store):
-    client = boto3.session.Session().client("dynamodb")
+    client = new_session().client("dynamodb")
     lost = _losing_the_first_put_answer(client)
     persistence = store(table_name=pipeline.deployment.idempotency_table, boto3_client=client)
     config = IdempotencyConfig(event_key_jmespath="id")

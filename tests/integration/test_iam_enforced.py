@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from difusion.adapters.sessions import new_session
 from difusion.cli import main
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.local.iam.embedded import deployment_literals, difusor_binding, institute_binding
@@ -145,7 +145,7 @@ def _policies(
     difusores: dict[str, dict[str, Any]],
 ) -> list[StackPolicies]:
     """The templates (or the changed ones given) bound to ``deployment``."""
-    secrets = boto3.session.Session().client("secretsmanager")
+    secrets = new_session().client("secretsmanager")
     secret_arn = secrets.describe_secret(SecretId=deployment.signing_secret_id)["ARN"]
     literals = deployment_literals(
         deployment, {d.difusor_id: template_external_id(d.difusor_id) for d in deployment.difusores}

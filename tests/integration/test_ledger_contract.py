@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
 from difusion.adapters.ledger import Ledger
+from difusion.adapters.sessions import new_session
 from difusion.closing import build_closing_record, closing_record_json, render_closing_record_html
 from difusion.models import DeliveryRequest
 from tests import closing_night as night
@@ -35,7 +35,7 @@ def test_the_real_delivery_ledger_keeps_the_contract(pipeline):
 def test_the_closing_record_from_the_real_ledgers_readers_is_byte_for_byte_what_it_was(pipeline):
     # Given a night's items in the ledger's table, under an election of their own
     election = "NIGHT_OF_RECORDS"
-    table = boto3.session.Session().resource("dynamodb").Table(pipeline.deployment.ledger_table)
+    table = new_session().resource("dynamodb").Table(pipeline.deployment.ledger_table)
     with table.batch_writer() as batch:
         for item in [
             night.WINDOW_ITEM,
@@ -47,7 +47,7 @@ def test_the_closing_record_from_the_real_ledgers_readers_is_byte_for_byte_what_
             *night.UPSTREAM_INCIDENTS,
         ]:
             batch.put_item(Item={**item, "pk": f"ELECTION#{election}"})
-    ledger = Ledger(boto3.session.Session().resource("dynamodb"), table.name, election)
+    ledger = Ledger(new_session().resource("dynamodb"), table.name, election)
     # When the closing record is built from what its typed readers return, as finalize does
     record = ledger.window()
     assert record == night.RECORD

@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 import pytest
 
+from difusion.adapters.sessions import new_session
 from difusion.cli import main
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
 from difusion.local.provision import account_session
@@ -94,7 +95,7 @@ def institute_outputs(pipeline, *, as_deployed: bool = True) -> dict:
     and sign roles and the alarm topic. ``as_deployed`` also subscribes to the topic (moto
     confirms at once) and gives the signing secret the resource policy the stack writes."""
     deployment = pipeline.deployment
-    session = boto3.session.Session()
+    session = new_session()
     iam = session.client("iam")
     trust = json.dumps(
         {
@@ -132,7 +133,7 @@ def institute_outputs(pipeline, *, as_deployed: bool = True) -> dict:
 
 def complete_as_the_stack_deploys(pipeline, stack: dict[str, str]) -> None:
     """A confirmed subscription on the alarm topic; the signing secret's resource policy."""
-    session = boto3.session.Session()
+    session = new_session()
     session.client("sns").subscribe(
         TopicArn=stack["AlarmTopicArn"], Protocol="email", Endpoint="ucsi@example.org"
     )
@@ -202,7 +203,7 @@ def test_institute_mode_reads_the_emulators_deployment_and_asks_iam_about_every_
     raw = institute_outputs(pipeline, as_deployed=False)
     outputs = InstituteOutputs.from_file(write(tmp_path / "outputs.json", raw))
     # When preflight runs in the institute's account
-    session = RecordedSimulator(boto3.session.Session(), outputs.sign_role_arn)
+    session = RecordedSimulator(new_session(), outputs.sign_role_arn)
     lines = {r.check: r for r in institute_preflight(outputs, session)}
     # Then both fail, saying why
     assert "no resource policy" in lines["signing secret"].reason
@@ -213,7 +214,7 @@ def test_institute_mode_reads_the_emulators_deployment_and_asks_iam_about_every_
     (stack,) = raw.values()
     complete_as_the_stack_deploys(pipeline, stack)
     # When preflight runs again
-    session = RecordedSimulator(boto3.session.Session(), outputs.sign_role_arn)
+    session = RecordedSimulator(new_session(), outputs.sign_role_arn)
     results = institute_preflight(outputs, session)
     # Then every line read from the emulator passes; only the difusores' trust waits
     failed = {r.check for r in results if not r.ok}
@@ -303,7 +304,7 @@ def test_the_difusores_reports_settle_their_trust_in_institute_mode(pipeline, tm
     )
     # When the institute runs with them
     results = institute_preflight(
-        outputs, RecordedSimulator(boto3.session.Session(), outputs.sign_role_arn), reports=reports
+        outputs, RecordedSimulator(new_session(), outputs.sign_role_arn), reports=reports
     )
     # Then every delivery role's trust passes, and each report's own ✗ are summarized
     trust = [r for r in results if r.check == "delivery role trust"]
@@ -323,7 +324,7 @@ def test_the_command_prints_json_and_exits_1_on_the_emulator(
     raw = institute_outputs(pipeline)
     path = write(tmp_path / "institute-outputs.json", raw)
     (stack,) = raw.values()
-    session = RecordedSimulator(boto3.session.Session(), stack["SignRoleArn"])
+    session = RecordedSimulator(new_session(), stack["SignRoleArn"])
     monkeypatch.setattr(command, "default_session", lambda: session)
     # When run for one difusor
     code = main(["preflight", "--outputs", str(path), "--difusor", "uabcs", "--json"])

@@ -17,6 +17,7 @@ import pytest
 from botocore.endpoint import Endpoint
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from difusion.adapters.sessions import new_session
 from difusion.local import idempotent
 from difusion.local.bench import distribution_config
 from difusion.local.provision import (
@@ -122,9 +123,9 @@ def _inventory(deployment: LocalDeployment) -> dict[str, Any]:
             ),
         }
 
-    registry = boto3.session.Session().resource("dynamodb").Table(deployment.registry_table)
+    registry = new_session().resource("dynamodb").Table(deployment.registry_table)
     return {
-        "institute": account(boto3.session.Session()),
+        "institute": account(new_session()),
         "registered": sorted(item["difusor_id"] for item in registry.scan()["Items"]),
         **{d.difusor_id: account(account_session(d.account_id)) for d in deployment.difusores},
     }
@@ -157,12 +158,12 @@ def _role(name: str, service: str) -> str:
             {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
         ],
     }
-    return idempotent.create_role(boto3.session.Session().client("iam"), name, trust)
+    return idempotent.create_role(new_session().client("iam"), name, trust)
 
 
 def _table(name: str, key: str) -> None:
     idempotent.create_table(
-        boto3.session.Session().client("dynamodb"),
+        new_session().client("dynamodb"),
         TableName=name,
         KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
@@ -176,7 +177,7 @@ def _bucket(name: str, account_id: str) -> None:
 
 def _distribution(name: str, origin: str) -> str:
     config = {**distribution_config(origin), "CallerReference": name, "Comment": name}
-    cloudfront = boto3.session.Session().client("cloudfront")
+    cloudfront = new_session().client("cloudfront")
     return str(idempotent.create_distribution(cloudfront, config)["Id"])
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from difusion.adapters.ledger import AlreadyPublished
+from difusion.adapters.sessions import new_session
 from difusion.models import DeliveryOutcome, DeliveryRequest, DeliveryStatus, Difusor
 
 pytestmark = pytest.mark.integration
@@ -166,7 +166,7 @@ def test_a_difusors_published_sequence_only_moves_forward(pipeline, arrivals):
 
 
 def _send_delivery(pipeline, request: DeliveryRequest, dedup: str) -> None:
-    boto3.session.Session().client("sqs").send_message(
+    new_session().client("sqs").send_message(
         QueueUrl=pipeline.deployment.delivery_queue_url,
         MessageBody=json.dumps(request.to_json()),
         MessageGroupId=request.difusor_id,
@@ -175,9 +175,7 @@ def _send_delivery(pipeline, request: DeliveryRequest, dedup: str) -> None:
 
 
 def _clear_idempotency(pipeline) -> None:
-    table = (
-        boto3.session.Session().resource("dynamodb").Table(pipeline.deployment.idempotency_table)
-    )
+    table = new_session().resource("dynamodb").Table(pipeline.deployment.idempotency_table)
     for item in table.scan()["Items"]:
         table.delete_item(Key={"id": item["id"]})
 

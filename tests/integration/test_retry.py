@@ -8,10 +8,10 @@ import json
 import time
 from datetime import datetime
 
-import boto3
 import pytest
 
 from difusion import topology
+from difusion.adapters.sessions import new_session
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.provision import account_session
 from tests.integration.conftest import OPTIONS
@@ -38,7 +38,7 @@ def test_a_failed_delivery_is_retried_within_a_minute_with_production_settings(
     election_night: LocalPipeline, packages
 ):
     pipeline = election_night
-    sqs = boto3.session.Session().client("sqs")
+    sqs = new_session().client("sqs")
     attributes = sqs.get_queue_attributes(
         QueueUrl=pipeline.deployment.delivery_queue_url,
         AttributeNames=["VisibilityTimeout", "RedrivePolicy"],
@@ -96,7 +96,7 @@ def test_the_emulator_provisions_the_stacks_settings(election_night: LocalPipeli
     (tests/infrastructure/test_topology.py holds the templates to them)."""
     pipeline = election_night
     deployment = pipeline.deployment
-    sqs = boto3.session.Session().client("sqs")
+    sqs = new_session().client("sqs")
     urls = {
         "ingest": deployment.ingest_queue_url,
         "sign": deployment.sign_queue_url,
@@ -111,7 +111,7 @@ def test_the_emulator_provisions_the_stacks_settings(election_night: LocalPipeli
         assert (attributes.get("FifoQueue") == "true") is shape.fifo
         redrive = json.loads(attributes["RedrivePolicy"])
         assert int(redrive["maxReceiveCount"]) == topology.DEFAULT_MAX_ATTEMPTS
-    dynamodb = boto3.session.Session().client("dynamodb")
+    dynamodb = new_session().client("dynamodb")
     for name, keys in topology.TABLES.items():
         table = getattr(deployment, f"{name}_table")
         schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 from botocore.endpoint import Endpoint
 from botocore.exceptions import ClientError
 
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.queues import DeliveryQueue
+from difusion.adapters.sessions import new_session
 from difusion.generator import SeriesSpec, generate_series
 from difusion.local.clock import ControlledClock
 from difusion.local.clocked_timer import ClockedExecution
@@ -86,9 +86,7 @@ def _redeliver_by_hand(pipeline, difusor_id: str) -> list[str]:
         reason="stray-by-hand",
         scope=DeliveryScope.FULL,
     )
-    DeliveryQueue(
-        boto3.session.Session().client("sqs"), pipeline.deployment.delivery_queue_url
-    ).send([stray])
+    DeliveryQueue(new_session().client("sqs"), pipeline.deployment.delivery_queue_url).send([stray])
     pipeline.settle()
     deliveries = pipeline.ledger.items(f"DELIVERY#{stray.snapshot_id}#{difusor_id}#stray")
     return [d["status"] for d in deliveries]
@@ -146,7 +144,7 @@ def test_a_delivery_that_reaches_replicate_early_is_held_not_published(windowed,
     request = DeliveryRequest.for_head(
         pipeline.deployment.election, difusor.difusor_id, head, reason="stray"
     )
-    boto3.session.Session().client("sqs").send_message(
+    new_session().client("sqs").send_message(
         QueueUrl=pipeline.deployment.delivery_queue_url,
         MessageBody=json.dumps(request.to_json()),
         MessageGroupId=difusor.difusor_id,
@@ -371,7 +369,7 @@ def test_a_drill_runs_in_its_own_partition_of_the_ledger(windowed, tmp_path):
     # Then it is published, and nothing of it is in the official election's records
     assert record["status"] == "accepted", record.get("rejection_reason")
     assert {d["status"] for d in pipeline.ledger.items("DELIVERY#")} == {"delivered"}
-    dynamodb = boto3.session.Session().resource("dynamodb")
+    dynamodb = new_session().resource("dynamodb")
     table = dynamodb.Table(pipeline.deployment.ledger_table)
     partitions = {item["pk"] for item in table.scan()["Items"]}
     assert partitions == {f"ELECTION#{drill}"}
@@ -386,7 +384,7 @@ def test_a_drill_runs_in_its_own_partition_of_the_ledger(windowed, tmp_path):
 def _run_on_the_emulator(pipeline, definition: str, name: str, opening, closing) -> list[str]:
     """The definition executed by the emulator's Step Functions (its waits on the wall
     clock: instants already past, so it runs through). Returns the states it entered."""
-    stepfunctions = boto3.session.Session().client("stepfunctions")
+    stepfunctions = new_session().client("stepfunctions")
     role = stepfunctions.describe_state_machine(stateMachineArn=pipeline.deployment.timer_arn)
     machine = stepfunctions.create_state_machine(
         name=f"timer-{name}", definition=definition, roleArn=role["roleArn"]
@@ -406,7 +404,7 @@ def _run_on_the_emulator(pipeline, definition: str, name: str, opening, closing)
 
 
 def _run_on_the_clock(pipeline, definition: str, name: str, opening, closing) -> list[str]:
-    session = boto3.session.Session()
+    session = new_session()
     execution = ClockedExecution(
         json.loads(definition),
         name,
@@ -427,7 +425,7 @@ def test_the_timer_on_a_controlled_clock_does_what_the_emulator_does(
     # the opening and the close already past on their clock
     pipeline = windowed(opening_in=timedelta(0), open_for=timedelta(hours=1))
     deployment = pipeline.deployment
-    ledger_table = boto3.session.Session().resource("dynamodb").Table(deployment.ledger_table)
+    ledger_table = new_session().resource("dynamodb").Table(deployment.ledger_table)
     past = datetime.now().astimezone() - timedelta(hours=2)
     runs = {}
     for election, run, opening in (
@@ -466,7 +464,7 @@ def test_the_timer_on_a_controlled_clock_does_what_the_emulator_does(
     else:
         assert on_clock[-1] == "AlreadyClosed"
     # And sent the same release to the sign queue (or none)
-    sqs = boto3.session.Session().client("sqs")
+    sqs = new_session().client("sqs")
     bodies = []
     while messages := sqs.receive_message(
         QueueUrl=deployment.sign_queue_url, MaxNumberOfMessages=10

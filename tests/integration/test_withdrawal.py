@@ -4,6 +4,7 @@ says so, every difusor moves forward to the newest valid snapshot, and a verifie
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -138,21 +139,14 @@ def test_withdrawing_the_only_snapshot_leaves_just_the_institutes_page(
 ):
     cli = _cli_files(pipeline, tmp_path)
     only = pipeline.process(packages[0])
-    assert (
-        main(
-            [
-                "snapshot",
-                "withdraw",
-                only["snapshot_id"],
-                "--reason",
-                "no debió publicarse",
-                "--wait",
-                "60",
-                *cli,
-            ]
-        )
-        == 0
-    )
+    withdraw = ["snapshot", "withdraw", only["snapshot_id"], "--reason", "no debió publicarse"]
+    # the command waits for the signed entry while the functions run
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(main, [*withdraw, "--wait", "60", *cli])
+        while not waiting.done():
+            pipeline.settle()
+        assert waiting.result() == 0
+    assert f"{only['snapshot_id']}: withdrawn by the signed entry #2" in capsys.readouterr().out
     pipeline.settle()
     objects = pipeline.site_objects("uabcs")
     manifest = Manifest.from_bytes(objects[MANIFEST_PATH])

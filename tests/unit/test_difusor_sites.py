@@ -7,10 +7,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from difusion.adapters.difusor_site import DifusorSites
+from difusion.adapters.sessions import new_session
 from difusion.models import Difusor
 
 DIFUSOR = Difusor(
@@ -87,5 +87,5 @@ def test_role_credentials_come_from_a_regional_sts_endpoint(monkeypatch):
     # (developer guide, restrictions on CloudFront Functions): botocore's default is regional.
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_STS_REGIONAL_ENDPOINTS"):
         monkeypatch.delenv(name, raising=False)
-    sts = boto3.session.Session().client("sts", region_name="us-east-1")
+    sts = new_session().client("sts", region_name="us-east-1")
     assert sts.meta.endpoint_url == "https://sts.us-east-1.amazonaws.com"
