@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=_difusor_list)
 
     ledger = commands.add_parser("ledger", help="show snapshots and deliveries")
-    ledger.add_argument("--table", required=True)
-    ledger.add_argument("--election", required=True)
+    ledger.add_argument("--table", help="the ledger table (required)")
+    ledger.add_argument("--election", help="the election's id (required)")
     ledger.add_argument("--json", action="store_true")
     ledger.set_defaults(run=_ledger)
+    export = ledger.add_subparsers(title="ledger").add_parser(
+        "export", help="a difusor's part of the ledger, for its memoria técnica"
+    )
+    export.add_argument("--difusor", required=True)
+    export.add_argument("--table", required=True)
+    export.add_argument("--election", required=True)
+    export.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    export.set_defaults(run=_ledger_export)
 
     window = commands.add_parser("window", help="the publication window").add_subparsers()
     start = window.add_parser("start", help="start the timer that opens and closes the window")
@@ -185,6 +194,19 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--cuts", type=int)
     generate.add_argument("--format", choices=["zip", "tar.gz"], default="zip")
     generate.set_defaults(run=_generate)
+
+    logs = commands.add_parser(
+        "generate-logs", help="write synthetic CloudFront logs of a difusor's site"
+    )
+    logs.add_argument("--out", type=Path, required=True, help="folder for cloudfront/*.gz")
+    logs.add_argument("--requests", type=int, default=20_000, help="lines in all (20000)")
+    logs.add_argument("--desde", type=date.fromisoformat, default=date(2024, 6, 1))
+    logs.add_argument("--hasta", type=date.fromisoformat, default=date(2024, 6, 10))
+    logs.add_argument("--jornada", type=date.fromisoformat, default=date(2024, 6, 2))
+    logs.add_argument("--zona", default="America/Mazatlan", help="the election's time zone")
+    logs.add_argument("--distribution", default="E2DIFUSOREXAMPLE")
+    logs.add_argument("--seed", type=int, default=2024)
+    logs.set_defaults(run=_generate_logs)
 
     local = commands.add_parser("local", help="the embedded default").add_subparsers()
     run = local.add_parser("run", help="run packages through the embedded default")
@@ -488,11 +510,49 @@ def _difusor_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ledger_export(args: argparse.Namespace) -> int:
+    from difusion.adapters.factory import dynamodb, utc_now
+    from difusion.adapters.ledger import Ledger
+    from difusion.memoria.ledger_export import history_of
+
+    ledger = Ledger(dynamodb(), args.table, args.election)
+    history = history_of(
+        args.difusor,
+        args.election,
+        utc_now(),
+        ledger.delivery_records(),
+        ledger.check_records(),
+        ledger.incident_records(),
+        ledger.upstream_incident_records(),
+    )
+    if not (history.deliveries or history.checks or history.incidents):
+        print(
+            f"error: the ledger of {args.election} has nothing of {args.difusor!r} "
+            "(no delivery, check or incident)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(history.to_json(), indent=2, ensure_ascii=False, default=str) + "\n",
+        encoding="utf-8",
+    )
+    print(
+        f"{args.out}: {len(history.deliveries)} deliveries, {len(history.checks)} checks, "
+        f"{len(history.incidents)} incidents of {args.difusor}, "
+        f"{len(history.upstream_incidents)} upstream"
+    )
+    return EXIT_OK
+
+
 def _ledger(args: argparse.Namespace) -> int:
     from difusion.adapters.factory import dynamodb
     from difusion.adapters.ledger import Ledger
     from difusion.records import RejectionRecord, SnapshotRecord, as_item
 
+    if not (args.table and args.election):
+        print("error: difusion ledger needs --table and --election", file=sys.stderr)
+        return EXIT_USAGE
     ledger = Ledger(dynamodb(), args.table, args.election)
     # refused re-uploads are listed with the snapshots, as their own rows
     snapshots: list[SnapshotRecord | RejectionRecord] = [
@@ -657,6 +717,39 @@ def _generate(args: argparse.Namespace) -> int:
         spec = SeriesSpec(**{**spec.__dict__, **overrides})
     for snapshot in generate_series(spec):
         print(snapshot.write_package(args.out, args.format))
+    return EXIT_OK
+
+
+def _generate_logs(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from difusion.memoria.synthetic import TrafficSpec, generate_logs
+
+    if args.requests < 1 or args.hasta < args.desde:
+        print("error: --requests must be positive and --hasta not before --desde", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.desde <= args.jornada <= args.hasta:
+        print("error: --jornada must fall within --desde..--hasta", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ZoneInfo(args.zona)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"error: no such time zone: {args.zona}", file=sys.stderr)
+        return EXIT_USAGE
+    spec = TrafficSpec(
+        requests=args.requests,
+        first_day=args.desde,
+        last_day=args.hasta,
+        election_day=args.jornada,
+        time_zone=args.zona,
+        distribution=args.distribution,
+        seed=args.seed,
+    )
+    logs = generate_logs(spec, args.out)
+    print(
+        f"{args.out / 'cloudfront'}: {len(logs.files)} files, {logs.lines} requests "
+        f"({logs.late_lines} delivered late)"
+    )
     return EXIT_OK
 
 
