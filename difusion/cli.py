@@ -208,6 +208,26 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--seed", type=int, default=2024)
     logs.set_defaults(run=_generate_logs)
 
+    memoria = commands.add_parser(
+        "memoria", help="a difusor's memoria técnica from its CloudFront logs and the ledger"
+    )
+    memoria.add_argument("--difusor", required=True)
+    memoria.add_argument(
+        "--logs", required=True, help="a folder of CloudFront log files, or s3://bucket/prefix/"
+    )
+    memoria.add_argument("--desde", type=date.fromisoformat, required=True, help="AAAA-MM-DD")
+    memoria.add_argument("--hasta", type=date.fromisoformat, required=True, help="AAAA-MM-DD")
+    memoria.add_argument("--zona", default="America/Mazatlan", help="the election's time zone")
+    memoria.add_argument("--ledger", type=Path, help="the file `difusion ledger export` wrote")
+    memoria.add_argument("--jornada", type=date.fromisoformat, help="election day (AAAA-MM-DD)")
+    memoria.add_argument("--comentarios", type=Path, help="the difusor's own words (text)")
+    memoria.add_argument("--out", type=Path, required=True)
+    memoria.add_argument("--sin-pdf", action="store_true", help="HTML, JSON and figures only")
+    memoria.add_argument(
+        "--database", type=Path, help="a DuckDB file to work in (logs larger than memory)"
+    )
+    memoria.set_defaults(run=_memoria)
+
     local = commands.add_parser("local", help="the embedded default").add_subparsers()
     run = local.add_parser("run", help="run packages through the embedded default")
     run.add_argument("packages", nargs="+", type=Path)
@@ -750,6 +770,51 @@ def _generate_logs(args: argparse.Namespace) -> int:
         f"{args.out / 'cloudfront'}: {len(logs.files)} files, {logs.lines} requests "
         f"({logs.late_lines} delivered late)"
     )
+    return EXIT_OK
+
+
+def _memoria(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from difusion.adapters.factory import utc_now
+    from difusion.memoria.build import MemoriaInput
+    from difusion.memoria.command import LogSourceError, write_memoria
+    from difusion.memoria.ledger_export import LedgerExportError, read_history
+    from difusion.memoria.traffic import Period
+
+    try:
+        ZoneInfo(args.zona)
+        period = Period(args.desde, args.hasta, args.zona)
+        history = read_history(args.ledger, args.difusor) if args.ledger else None
+        comments = args.comentarios.read_text(encoding="utf-8") if args.comentarios else None
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        reason = f"no such time zone: {args.zona}" if isinstance(exc, KeyError) else exc
+        print(f"error: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    request = MemoriaInput(
+        difusor_id=args.difusor,
+        election=history.election if history else None,
+        election_day=args.jornada,
+        sources=(args.logs,),
+        generated_at=utc_now().astimezone(ZoneInfo(args.zona)).replace(tzinfo=None),
+        comments=comments,
+    )
+    try:
+        files, data = write_memoria(
+            args.logs, period, request, history, args.out, not args.sin_pdf, args.database
+        )
+    except (LogSourceError, LedgerExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    key = data["key"]
+    print(
+        f"{files.html}: {key['hits']} solicitudes, {key['pages']} páginas, "
+        f"{key['visits']} visitas, {key['unique_visitors']} visitantes únicos "
+        f"({data['log_files']} archivos, {key['malformed_lines']} líneas mal formadas)"
+    )
+    for path in (files.pdf, files.json):
+        if path is not None:
+            print(path)
     return EXIT_OK
 
 

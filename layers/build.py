@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = "manylinux2014_aarch64"  # the functions run on arm64 (Graviton)
 PYTHON_VERSION = "3.14"  # matches the functions' runtime (stacks/institute)
 # Parts of the package that only the operators' machines use.
-EXCLUDED = {"local", "preflight", "cli.py", "generator.py", "window_timer.py"}
+EXCLUDED = {"local", "preflight", "memoria", "cli.py", "generator.py", "window_timer.py"}
 
 
 def source_files() -> list[Path]:

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import crawleruseragents
 import duckdb
+import ua_parser
 
 from difusion.memoria.log_format import COLUMNS, hour_of
 
@@ -104,6 +105,22 @@ class DayFigures:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_agent(agent: str) -> tuple[str, str, str]:
+    """A user agent's browser, operating system and kind of device (``computadora``,
+    ``teléfono``, ``tableta``)."""
+    parsed = ua_parser.parse(agent)
+    browser = parsed.user_agent.family if parsed.user_agent else "Otro"
+    system = parsed.os.family if parsed.os else "Otro"
+    device = parsed.device.family if parsed.device else ""
+    if "iPad" in device or "Tablet" in device or ("Tab" in agent and system == "Android"):
+        kind = "tableta"
+    elif system in ("iOS", "Android") or "Mobile" in agent:
+        kind = "teléfono"
+    else:
+        kind = "computadora"
+    return browser, system, kind
 
 
 def _is_robot(encoded_agent: str) -> bool:
@@ -384,6 +401,49 @@ class TrafficLog:
                 FROM requests WHERE NOT robot AND referer IS NOT NULL AND referer <> '-')
             WHERE host <> '' GROUP BY host ORDER BY hits DESC, host LIMIT {int(limit)}"""
         )
+
+    def latency(self) -> dict[str, float | None]:
+        """p50 and p95 of ``time-taken`` and ``time-to-first-byte`` over every request
+        (seconds)."""
+        [row] = self._rows(
+            """SELECT quantile_cont(time_taken, 0.5) AS time_taken_p50,
+                quantile_cont(time_taken, 0.95) AS time_taken_p95,
+                quantile_cont(time_to_first_byte, 0.5) AS ttfb_p50,
+                quantile_cont(time_to_first_byte, 0.95) AS ttfb_p95
+            FROM requests"""
+        )
+        return row
+
+    def window(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Hits, errors (4xx, 5xx) and aborted requests from ``start`` to ``end`` (local
+        wall times, naive)."""
+        [row] = self._rows(
+            """SELECT count(*) AS hits,
+                count(*) FILTER (WHERE status >= 400) AS errors,
+                count(*) FILTER (WHERE status = 0) AS aborted
+            FROM requests WHERE at_local >= $start AND at_local < $end""",
+            {"start": start, "end": end},
+        )
+        return {k: int(v) for k, v in row.items()}
+
+    def agents(self, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+        """Hits by browser, operating system and kind of device (robots left out); each
+        distinct user agent is parsed once."""
+        totals: dict[str, dict[str, int]] = {"browsers": {}, "systems": {}, "devices": {}}
+        rows = self.db.execute(
+            "SELECT agent, count(*) FROM requests WHERE NOT robot GROUP BY agent"
+        ).fetchall()
+        for agent, hits in rows:
+            browser, system, device = describe_agent(urllib.parse.unquote(agent or ""))
+            for panel, name in (("browsers", browser), ("systems", system), ("devices", device)):
+                totals[panel][name] = totals[panel].get(name, 0) + int(hits)
+        return {
+            panel: [
+                {"name": name, "hits": hits}
+                for name, hits in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+            ]
+            for panel, counts in totals.items()
+        }
 
     def close(self) -> None:
         self.db.close()

@@ -57,6 +57,8 @@ class DifusorStack(Stack):
             "DifusorName": config.name,
             "AccountId": self.account,
             "SiteBucketName": self.site.bucket.bucket_name,
+            # CloudFront's standard logs, under cloudfront/: what `difusion memoria` reads
+            "LogBucketName": self.site.logs.bucket_name,
             "DistributionId": self.distribution.distribution.distribution_id,
             "KeyValueStoreArn": self.distribution.versions.store.key_value_store_arn,
             "CacheMode": config.cache_mode,

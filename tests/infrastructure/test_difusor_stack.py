@@ -245,6 +245,16 @@ def test_outputs_are_what_the_institute_needs_to_register_the_difusor(difusor):
     assert set(_OUTPUT_FIELDS) <= set(outputs)
 
 
+def test_the_log_bucket_is_an_output_for_the_memoria(difusor):
+    # `difusion memoria --logs s3://<LogBucketName>/cloudfront/` reads what the
+    # distribution logs there
+    outputs = difusor.find_outputs("LogBucketName")
+    [distribution] = difusor.find_resources("AWS::CloudFront::Distribution").values()
+    logging = distribution["Properties"]["DistributionConfig"]["Logging"]
+    assert logging["Prefix"] == "cloudfront/"
+    assert outputs["LogBucketName"]["Value"] == {"Ref": logging["Bucket"]["Fn::GetAtt"][0]}
+
+
 def test_shield_advanced_and_a_custom_domain_are_switches(tmp_path, difusor_config):
     from dataclasses import asdict
 

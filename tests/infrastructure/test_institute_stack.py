@@ -189,6 +189,7 @@ def test_the_layer_ships_the_domain_package_without_the_local_tooling(institute,
     assert page.read_bytes() == (ROOT / "difusion" / "web" / "verificar.html").read_bytes()
     assert not (package / "local").exists()
     assert not (package / "preflight").exists()  # operators' tooling, not the functions'
+    assert not (package / "memoria").exists()  # the difusores' report, not the functions'
     assert not (asset / "python" / "bin").exists()
     assert not list(asset.rglob("*.pyc"))
 

@@ -1,0 +1,153 @@
+"""Criteria for improvement (section V, point 3 of the call), from measured thresholds.
+
+Each criterion names the figure behind it and the threshold it crossed, in Spanish, so the
+difusor can check it and argue with it. Pure: the figures come in, the criteria go out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    hourly_error_rate: float = 0.02  # errors (4xx, 5xx) over hits in one hour
+    min_hits_for_an_hour: int = 100  # quieter hours are not judged
+    time_taken_p95_seconds: float = 1.0
+    cache_hit_ratio: float = 0.80
+    aborted_share: float = 0.01
+    not_found_share: float = 0.01  # one missing path's share of every hit
+    incident_minutes: int = 15  # one update period of the monitor
+
+
+@dataclass(frozen=True)
+class Criterion:
+    code: str
+    title: str
+    figure: str  # the measured figure, formatted
+    threshold: str
+    text: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "code": self.code,
+            "title": self.title,
+            "figure": self.figure,
+            "threshold": self.threshold,
+            "text": self.text,
+        }
+
+
+Percent = Callable[[float], str]
+
+
+def criteria(
+    figures: dict[str, Any],
+    incidents: Sequence[dict[str, Any]],
+    percent: Percent,
+    thresholds: Thresholds = Thresholds(),
+) -> list[Criterion]:
+    """The criteria the period's ``figures`` (the memoria's JSON: ``key``, ``status_by_hour``,
+    ``latency``, ``not_found``) and the difusor's ``incidents`` call for; ``percent``
+    formats a ratio the report's way."""
+    found: list[Criterion] = []
+    key = figures["key"]
+    hits = key["hits"]
+    bad_hours = [
+        (row["hour"], (row["s4xx"] + row["s5xx"]) / total)
+        for row in figures["status_by_hour"]
+        if (total := sum(row[c] for c in ("s2xx", "s3xx", "s4xx", "s5xx", "s000")))
+        >= thresholds.min_hits_for_an_hour
+        and (row["s4xx"] + row["s5xx"]) / total > thresholds.hourly_error_rate
+    ]
+    if bad_hours:
+        worst_hour, worst = max(bad_hours, key=lambda h: h[1])
+        found.append(
+            Criterion(
+                "errores-por-hora",
+                "Horas con una tasa de errores alta",
+                f"{len(bad_hours)} horas; la peor, {percent(worst)} ({_local(worst_hour)})",
+                f"más de {percent(thresholds.hourly_error_rate)} de respuestas 4xx o 5xx en "
+                f"una hora con al menos {thresholds.min_hits_for_an_hour} solicitudes",
+                "Revisar en esas horas las respuestas de error del origen y de CloudFront, y "
+                "las rutas que las provocaron (panel de estados y de páginas no encontradas).",
+            )
+        )
+    p95 = figures["latency"].get("time_taken_p95")
+    if p95 is not None and p95 > thresholds.time_taken_p95_seconds:
+        found.append(
+            Criterion(
+                "tiempo-de-respuesta",
+                "Tiempo de respuesta lento para una parte de las visitas",
+                f"p95 de time-taken: {p95:.2f} s",
+                f"más de {thresholds.time_taken_p95_seconds:g} s",
+                "Revisar la proporción de respuestas servidas desde el origen (Miss) y la "
+                "política de caché; Origin Shield reduce las idas al origen.",
+            )
+        )
+    ratio = key.get("cache_hit_ratio")
+    if ratio is not None and ratio < thresholds.cache_hit_ratio:
+        found.append(
+            Criterion(
+                "caché",
+                "Proporción baja de respuestas desde la caché de CloudFront",
+                percent(ratio),
+                f"menos de {percent(thresholds.cache_hit_ratio)}",
+                "Confirmar que el sitio usa la política de caché por versiones que entrega "
+                "el Instituto (cache_mode versioned) y que no se agregan encabezados que la "
+                "fragmenten.",
+            )
+        )
+    if hits and key["aborted"] / hits > thresholds.aborted_share:
+        found.append(
+            Criterion(
+                "abandonos",
+                "Solicitudes abandonadas por el visitante (estado 000)",
+                f"{percent(key['aborted'] / hits)} de las solicitudes",
+                f"más de {percent(thresholds.aborted_share)}",
+                "Un visitante que cierra la conexión antes de la respuesta suele esperar "
+                "demasiado: revisar el tamaño de las páginas y de los archivos de datos.",
+            )
+        )
+    for row in figures["not_found"]:
+        if hits and row["hits"] / hits > thresholds.not_found_share:
+            found.append(
+                Criterion(
+                    "no-encontrado",
+                    f"Ruta solicitada con frecuencia que no existe: {row['path']}",
+                    f"{percent(row['hits'] / hits)} de las solicitudes",
+                    f"más de {percent(thresholds.not_found_share)}",
+                    "Publicar una redirección o un aviso en esa ruta, o corregir el enlace que "
+                    "la difunde.",
+                )
+            )
+    long_ones = [i for i in incidents if _minutes(i) > thresholds.incident_minutes]
+    if long_ones:
+        longest = max(long_ones, key=_minutes)
+        found.append(
+            Criterion(
+                "incidentes",
+                "Incidentes que duraron más de un periodo de actualización",
+                f"{len(long_ones)}; el más largo, {_minutes(longest):.0f} min "
+                f"({longest.get('cause') or longest.get('incident_kind') or 'sin causa'})",
+                f"más de {thresholds.incident_minutes} min",
+                "Revisar con el Instituto la causa de cada incidente y el tiempo hasta su "
+                "reparación; considerar una alarma propia sobre el sitio.",
+            )
+        )
+    return found
+
+
+def _minutes(incident: dict[str, Any]) -> float:
+    start, end = incident.get("started_at"), incident.get("ended_at")
+    if not start or not end:
+        return 0.0
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+
+
+def _local(hour: str) -> str:
+    day, time = hour.split("T")
+    return f"{day} a las {time}"

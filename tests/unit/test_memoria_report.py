@@ -1,0 +1,186 @@
+"""The memoria's content and its page: criteria from thresholds, the ledger over the logs,
+Spanish and Mexican formats, every file written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from difusion.memoria import spanish
+from difusion.memoria.build import MemoriaInput, build_memoria
+from difusion.memoria.command import LogSourceError, log_files, write_memoria
+from difusion.memoria.criteria import Thresholds, criteria
+from difusion.memoria.ledger_export import history_of
+from difusion.memoria.render import figures_of, render_html
+from difusion.memoria.traffic import TrafficLog
+from difusion.records import DeliveryRecord, IncidentRecord
+from tests.unit.test_memoria_traffic import PERIOD, logs  # noqa: F401 (a fixture)
+
+GENERATED = datetime(2024, 6, 21, 10, 0)
+
+
+def _figures(**key: object) -> dict:
+    base = {"hits": 1000, "aborted": 0, "cache_hit_ratio": 0.9}
+    return {
+        "key": {**base, **key},
+        "status_by_hour": [],
+        "latency": {"time_taken_p95": 0.2},
+        "not_found": [],
+    }
+
+
+def test_no_criterion_when_every_figure_is_within_its_threshold():
+    assert criteria(_figures(), [], spanish.percent) == []
+
+
+def test_each_threshold_crossed_is_a_criterion_with_its_figure():
+    figures = _figures(aborted=30, cache_hit_ratio=0.5)
+    figures["status_by_hour"] = [
+        {"hour": "2024-06-02T21:00", "s2xx": 90, "s3xx": 0, "s4xx": 6, "s5xx": 4, "s000": 0},
+        {"hour": "2024-06-02T22:00", "s2xx": 9, "s3xx": 0, "s4xx": 5, "s5xx": 0, "s000": 0},
+    ]
+    figures["latency"] = {"time_taken_p95": 1.75}
+    figures["not_found"] = [{"path": "/resultados.html", "hits": 40}, {"path": "/x", "hits": 2}]
+    incidents = [
+        {
+            "started_at": "2024-06-03T03:00:00+00:00",
+            "ended_at": "2024-06-03T03:45:00+00:00",
+            "cause": "unreachable",
+        },
+        {"started_at": "2024-06-03T04:00:00+00:00", "ended_at": "2024-06-03T04:10:00+00:00"},
+    ]
+    found = {c.code: c for c in criteria(figures, incidents, spanish.percent)}
+    assert set(found) == {
+        "errores-por-hora",
+        "tiempo-de-respuesta",
+        "caché",
+        "abandonos",
+        "no-encontrado",
+        "incidentes",
+    }
+    # the quiet hour (14 requests) is not judged, the busy one is: 10 %
+    assert found["errores-por-hora"].figure == "1 horas; la peor, 10.0 % (2024-06-02 a las 21:00)"
+    assert found["tiempo-de-respuesta"].figure == "p95 de time-taken: 1.75 s"
+    assert found["caché"].figure == "50.0 %"
+    assert found["abandonos"].figure == "3.0 % de las solicitudes"
+    assert "/resultados.html" in found["no-encontrado"].title
+    assert found["incidentes"].figure == "1; el más largo, 45 min (unreachable)"
+    # thresholds are parameters
+    assert criteria(figures, incidents, spanish.percent, Thresholds(cache_hit_ratio=0.4)) != []
+    loose = Thresholds(1, 1, 10, 0, 1, 1, 600)
+    assert criteria(figures, incidents, spanish.percent, loose) == []
+
+
+def _history():
+    return history_of(
+        "uabcs",
+        "DIP_LOC_BCS",
+        datetime(2024, 6, 21, tzinfo=UTC),
+        [
+            DeliveryRecord(
+                "20240601_2005_PREP",
+                "uabcs",
+                sequence=1,
+                status="delivered",
+                started_at="2024-06-02T03:04:00+00:00",
+                finished_at="2024-06-02T03:05:00+00:00",
+            ),
+            DeliveryRecord(
+                "20240601_2020_PREP",
+                "uabcs",
+                sequence=2,
+                status="delivered",
+                started_at="2024-06-02T03:19:00+00:00",
+                finished_at="2024-06-02T03:20:00+00:00",
+            ),
+        ],
+        [],
+        # around the 404 at 03:00Z: the only request in its window is an error
+        [
+            IncidentRecord(
+                "i1",
+                "uabcs",
+                "unreachable",
+                cause="unreachable",
+                started_at="2024-06-02T02:55:00+00:00",
+                ended_at="2024-06-02T03:10:00+00:00",
+                actions=("suspended",),
+            )
+        ],
+        [],
+    )
+
+
+def test_the_ledger_is_laid_over_the_logs(logs):  # noqa: F811
+    data = build_memoria(
+        TrafficLog(logs, PERIOD),
+        _history(),
+        MemoriaInput("uabcs", None, None, ("logs/",), GENERATED),
+    )
+    # election night from the first delivery: local 2024-06-01 20:04
+    assert data["election_night"]["day"] == "2024-06-01"
+    assert data["election_night"]["start"] == "2024-06-01T20:00"
+    assert len(data["election_night"]["per_minute"]) == 360
+    assert data["election"] == "DIP_LOC_BCS"
+    assert data["deliveries"]["count"] == 2 and data["deliveries"]["longest_gap_minutes"] == 15
+    [incident] = data["incidents"]
+    assert incident["local_start"] == "2024-06-01T19:55" and incident["minutes"] == 15
+    assert (incident["log_hits"], incident["log_errors"]) == (1, 1)
+    assert incident["error_spike"]  # 100 % against the period's 30 %
+    figures = figures_of(data)
+    night = figures["noche-electoral.svg"]
+    assert night.count("Entrega ") == 2 and "Incidente: unreachable" not in night  # 19:55
+    assert set(figures) == {
+        "por-dia.svg",
+        "por-hora.svg",
+        "noche-electoral.svg",
+        "hora-del-dia.svg",
+        "estados.svg",
+    }
+
+
+def test_the_page_is_in_spanish_with_mexican_formats_and_needs_nothing_else(logs):  # noqa: F811
+    data = build_memoria(
+        TrafficLog(logs, PERIOD),
+        _history(),
+        MemoriaInput(
+            "uabcs", None, date(2024, 6, 1), ("logs/",), GENERATED, comments="Todo <bien>"
+        ),
+    )
+    html = render_html(data, figures_of(data))
+    assert html.startswith('<!DOCTYPE html><html lang="es-MX">')
+    assert "del 1 al 2 de junio de 2024" in html
+    assert "sábado 1 de junio de 2024" in html and "30.0 %" in html  # the error rate
+    assert "best-effort" in html and "America/Mazatlan" in html
+    assert "Glosario" in html and "Visitante único" in html
+    assert "Todo &lt;bien&gt;" in html  # the difusor's words, escaped
+    # nothing fetched: no script, no link, no image, no font
+    assert not any(tag in html for tag in ("<script", "<link", "<img", "src=", "url("))
+    assert html.count("<svg") == 5
+
+
+def test_every_file_is_written_and_the_json_holds_every_figure(logs, tmp_path: Path):  # noqa: F811
+    source = logs[0].parent
+    files, data = write_memoria(
+        str(source),
+        PERIOD,
+        MemoriaInput("uabcs", "DIP_LOC_BCS", None, (str(source),), GENERATED),
+        None,
+        tmp_path / "out",
+    )
+    assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
+    assert json.loads(files.json.read_text(encoding="utf-8"))["key"]["hits"] == 10
+    assert sorted(p.name for p in files.figures) == sorted(figures_of(data))
+    assert all(p.read_text(encoding="utf-8").startswith("<svg") for p in files.figures)
+    assert "No se proporcionó el extracto" in files.html.read_text(encoding="utf-8")
+
+
+def test_a_log_source_that_is_not_there_is_an_error(tmp_path: Path):
+    with (
+        pytest.raises(LogSourceError, match="no such folder"),
+        log_files(str(tmp_path / "nada"), PERIOD),
+    ):
+        pass
