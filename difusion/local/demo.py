@@ -23,6 +23,7 @@ from rich.table import Table
 from difusion.adapters.site_sources import DirectorySource
 from difusion.generator import SeriesSpec, generate_series
 from difusion.local.clock import ControlledClock
+from difusion.local.demo_memoria import write_demo_memorias
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.session import (
     PackageOutcome,
@@ -191,6 +192,10 @@ def run_demo(
         report["publication_times"] = _publication_times(
             report["deliveries"], len(closing["deliveries_outside_window"])
         )
+        # Each difusor's memoria técnica, from logs made for this night and this ledger
+        report["memorias"] = write_demo_memorias(
+            pipeline, out_dir / "memoria", window.opening, closed_at + window.grace
+        )
         (out_dir / "report.json").write_text(
             json.dumps(report, indent=2, ensure_ascii=False, default=str)
         )
@@ -223,9 +228,16 @@ def run_demo(
             f"  {difusor['difusor_id']}: {result.files} files, {result.actas_checked} actas, "
             f"history of {result.history_checked}, snapshot {result.snapshot_id} — {mark}"
         )
+    for memoria in report["memorias"]:
+        console.print(
+            f"  memoria técnica of {memoria['difusor_id']}: {memoria['hits']:,} hits, "
+            f"{memoria['incidents']} incidents, criteria {', '.join(memoria['criteria']) or '—'}"
+            f" — {memoria['html']}"
+        )
     console.print(
         f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ (report.json, "
-        "registro-de-cierre.html, difusores.html, sites/, keys/prep.pub). Check a site with "
+        "registro-de-cierre.html, difusores.html, sites/, memoria/, keys/prep.pub). "
+        "Check a site with "
         "difusion verify (files, every acta's CODIGO_INTEGRIDAD, the whole chain) or the "
         "stock minisign tool:\n"
         f"  difusion verify {out_dir}/sites/uabcs --public-key {out_dir}/keys/prep.pub --history\n"

@@ -29,6 +29,7 @@ class MemoriaInput:
     sources: tuple[str, ...]
     generated_at: datetime
     comments: str | None = None
+    night_start: time = NIGHT_START  # the minute chart's start, on election day (local)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -153,7 +154,7 @@ def build_memoria(
     key = log.key_figures().to_json()
     days = [d.to_json() for d in log.per_day()]
     election_day = _election_day(request.election_day, history, zone, days)
-    night_start = datetime.combine(election_day, NIGHT_START)
+    night_start = datetime.combine(election_day, request.night_start)
     night_end = night_start + timedelta(hours=NIGHT_HOURS)
     status_by_hour = log.status_classes_per_hour()
     incidents = _incidents(history, log, zone, key["error_rate"])

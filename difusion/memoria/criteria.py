@@ -124,14 +124,18 @@ def criteria(
                     "la difunde.",
                 )
             )
-    long_ones = [i for i in incidents if _minutes(i) > thresholds.incident_minutes]
+    # an incident never closed (a site suspended to the end) lasted longer than any other
+    long_ones = [
+        i for i in incidents if not i.get("ended_at") or _minutes(i) > thresholds.incident_minutes
+    ]
     if long_ones:
-        longest = max(long_ones, key=_minutes)
+        longest = max(long_ones, key=lambda i: (not i.get("ended_at"), _minutes(i)))
+        length = "sin cierre" if not longest.get("ended_at") else f"{_minutes(longest):.0f} min"
         found.append(
             Criterion(
                 "incidentes",
                 "Incidentes que duraron más de un periodo de actualización",
-                f"{len(long_ones)}; el más largo, {_minutes(longest):.0f} min "
+                f"{len(long_ones)}; el más largo, {length} "
                 f"({longest.get('cause') or longest.get('incident_kind') or 'sin causa'})",
                 f"más de {thresholds.incident_minutes} min",
                 "Revisar con el Instituto la causa de cada incidente y el tiempo hasta su "

@@ -147,6 +147,7 @@ def figures_of(data: dict[str, Any]) -> dict[str, str]:
     night = data["election_night"]
     minutes = night["per_minute"]
     start = datetime.fromisoformat(night["start"])
+    length = (datetime.fromisoformat(night["end"]) - start).total_seconds()
     marks = [
         Mark(
             (datetime.fromisoformat(d["local_finished"]) - start).total_seconds() / 60,
@@ -155,7 +156,7 @@ def figures_of(data: dict[str, Any]) -> dict[str, str]:
         )
         for d in data["deliveries"]["items"]
         if d["local_finished"]
-        and 0 <= (datetime.fromisoformat(d["local_finished"]) - start).total_seconds() < 6 * 3600
+        and 0 <= (datetime.fromisoformat(d["local_finished"]) - start).total_seconds() < length
     ] + [
         Mark(
             (datetime.fromisoformat(i["local_start"]) - start).total_seconds() / 60,
@@ -163,7 +164,7 @@ def figures_of(data: dict[str, Any]) -> dict[str, str]:
             f"Incidente: {i.get('cause') or i.get('incident_kind')}",
         )
         for i in data["incidents"]
-        if 0 <= (datetime.fromisoformat(i["local_start"]) - start).total_seconds() < 6 * 3600
+        if 0 <= (datetime.fromisoformat(i["local_start"]) - start).total_seconds() < length
     ]
     return {
         "por-dia.svg": bar_chart(
@@ -182,7 +183,7 @@ def figures_of(data: dict[str, Any]) -> dict[str, str]:
             spanish.number,
         ),
         "noche-electoral.svg": line_chart(
-            "Noche de la elección, por minuto (20:00 a 02:00)",
+            f"Noche de la elección, por minuto ({night['start'][11:16]} a {night['end'][11:16]})",
             [m["minute"][11:16] for m in minutes],
             [
                 Series("Solicitudes", [m["hits"] for m in minutes]),

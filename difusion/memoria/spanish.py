@@ -43,9 +43,12 @@ def moment(value: datetime) -> str:
 
 
 def span(first: date, last: date) -> str:
-    """``del 1 al 10 de junio de 2024``; months and years named only when they change."""
+    """``del 1 al 10 de junio de 2024``; months and years named only when they change; ``del 2
+    de junio de 2024`` for one day."""
     whole = "d 'de' MMMM 'de' y"
     end = format_date(last, whole, locale=LOCALE)
+    if first == last:
+        return f"del {end}"
     if (first.year, first.month) == (last.year, last.month):
         return f"del {first.day} al {end}"
     start_format = "d 'de' MMMM" if first.year == last.year else whole

@@ -89,13 +89,16 @@ class TrafficSpec:
     last_day: date = date(2024, 6, 10)
     election_day: date = date(2024, 6, 2)
     time_zone: str = "America/Mazatlan"
-    night_share: float = 0.8  # of the requests, between 20:00 and 02:00 of election night
+    night_share: float = 0.8  # of the requests, in the six hours from ``night_start``
+    night_start: time = time(20)  # local, on election day (the publication opens at 20:00)
     robot_share: float = 0.06
     late_share: float = 0.02  # delivered late, in a second file for their hour
     distribution: str = "E2DIFUSOREXAMPLE"
     seed: int = 2024
     visitors: int = 0  # 0: one for every ~15 requests
     edges: tuple[str, ...] = field(default=EDGES)
+    # (start, end) in UTC when the site failed: every request in them gets a 503
+    outages: tuple[tuple[datetime, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def _hour_weights(spec: TrafficSpec) -> list[tuple[datetime, float]]:
     zone = ZoneInfo(spec.time_zone)
     start = datetime.combine(spec.first_day, time(0), zone).astimezone(UTC)
     end = datetime.combine(spec.last_day + timedelta(days=1), time(0), zone).astimezone(UTC)
-    night_start = datetime.combine(spec.election_day, time(20), zone).astimezone(UTC)
+    night_start = datetime.combine(spec.election_day, spec.night_start, zone).astimezone(UTC)
     night_end = night_start + timedelta(hours=6)
     hours, night, day = [], [], []
     at = start
@@ -169,8 +172,11 @@ class _Traffic:
             path = r.choice(DATA)
         else:
             path = r.choice(ASSETS)
+        at = hour + timedelta(seconds=r.randrange(3600))
         outcome = r.random()
-        if path in MISSING:
+        if any(start <= at < end for start, end in self.spec.outages):
+            status, result = 503, "Error"
+        elif path in MISSING:
             status, result = 404, "Error"
         elif outcome < 0.003:
             status, result = 0, "Error"
@@ -189,7 +195,7 @@ class _Traffic:
         taken = r.uniform(0.08, 0.9) if slow else r.uniform(0.001, 0.06)
         self.sequence += 1
         return LogRecord(
-            at=hour + timedelta(seconds=r.randrange(3600)),
+            at=at,
             edge_location=r.choice(self.spec.edges),
             client_ip=ip,
             method="GET",

@@ -116,6 +116,25 @@ def test_the_demo_plays_a_whole_night_and_leaves_verifiable_sites_and_the_record
     assert {d["difusor"]: d["estado"] for d in listing["difusores"]}["canal-10-los-cabos"] == (
         "suspendido"
     )
+    # Each difusor has its memoria técnica; the one whose site went down shows the incident
+    # with the errors its logs had meanwhile, and the institute's deliveries to it
+    memorias = {m["difusor_id"]: m for m in report["memorias"]}
+    assert set(memorias) == set(difusores)
+    for difusor_id in difusores:
+        folder = out / "memoria" / difusor_id
+        assert (folder / "memoria-tecnica.pdf").read_bytes().startswith(b"%PDF")
+        assert "Memoria técnica" in (folder / "memoria-tecnica.html").read_text(encoding="utf-8")
+        memoria = json.loads((folder / "memoria-tecnica.json").read_text(encoding="utf-8"))
+        delivered = [d for d in report["deliveries"] if d["difusor_id"] == difusor_id]
+        assert memoria["deliveries"]["count"] == len(delivered)
+        assert memoria["key"]["hits"] > 0 and memoria["election_night"]["per_minute"]
+    down = json.loads(
+        (out / "memoria" / "canal-10-los-cabos" / "memoria-tecnica.json").read_text("utf-8")
+    )
+    [seen] = down["incidents"]
+    assert seen["cause"] == "unreachable" and seen["error_spike"]
+    assert "incidentes" in memorias["canal-10-los-cabos"]["criteria"]
+    assert memorias["uabcs"]["incidents"] == 0
     # The late cut was refused, and the closing record names the final snapshot
     assert report["packages"][-1]["code"] == "window_closed"
     record = json.loads((out / "registro-de-cierre.json").read_text())

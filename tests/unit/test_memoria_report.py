@@ -68,6 +68,10 @@ def test_each_threshold_crossed_is_a_criterion_with_its_figure():
     assert found["abandonos"].figure == "3.0 % de las solicitudes"
     assert "/resultados.html" in found["no-encontrado"].title
     assert found["incidentes"].figure == "1; el más largo, 45 min (unreachable)"
+    # one never closed is the longest
+    still_open = [*incidents, {"started_at": "2024-06-03T05:00:00+00:00", "cause": "stale"}]
+    found = {c.code: c for c in criteria(figures, still_open, spanish.percent)}
+    assert found["incidentes"].figure == "2; el más largo, sin cierre (stale)"
     # thresholds are parameters
     assert criteria(figures, incidents, spanish.percent, Thresholds(cache_hit_ratio=0.4)) != []
     loose = Thresholds(1, 1, 10, 0, 1, 1, 600)
@@ -184,3 +188,15 @@ def test_a_log_source_that_is_not_there_is_an_error(tmp_path: Path):
         log_files(str(tmp_path / "nada"), PERIOD),
     ):
         pass
+
+
+def test_mexican_formats():
+    assert spanish.number(1234567) == "1,234,567" and spanish.percent(0.8777) == "87.8 %"
+    assert spanish.size(7_891_922_812) == "7.9 GB" and spanish.size(512) == "512 B"
+    assert spanish.day(date(2024, 6, 2)) == "domingo 2 de junio de 2024"
+    assert spanish.moment(datetime(2024, 6, 2, 20, 5)) == "2 de junio de 2024, 20:05"
+    assert spanish.span(date(2024, 6, 1), date(2024, 6, 10)) == "del 1 al 10 de junio de 2024"
+    assert (
+        spanish.span(date(2024, 5, 28), date(2024, 6, 3)) == "del 28 de mayo al 3 de junio de 2024"
+    )
+    assert spanish.span(date(2024, 6, 2), date(2024, 6, 2)) == "del 2 de junio de 2024"
