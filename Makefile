@@ -19,12 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The stock minisign tool, to prove our signatures verify with it (Debian package).
-# Debian's minisign (interoperability tests) and Chromium (the verification page's tests).
+# Debian's minisign (interoperability tests), Chromium (the verification page's and the
+# memoria's tests) and GoAccess (the memoria's unique visitors, counted independently).
 tools:
 	@missing=""; \
 	command -v minisign >/dev/null 2>&1 || missing="$$missing minisign"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v goaccess >/dev/null 2>&1 || missing="$$missing goaccess"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

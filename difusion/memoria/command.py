@@ -40,19 +40,24 @@ def log_files(source: str, period: Period) -> Iterator[list[Path]]:
         bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
         if not bucket:
             raise LogSourceError(f"{source}: no bucket named")
+        from botocore.exceptions import BotoCoreError, ClientError
+
         from difusion.adapters.sessions import new_session
 
         s3 = new_session().client("s3")
         with tempfile.TemporaryDirectory(prefix="difusion-memoria-") as scratch:
             files = []
-            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    name = item["Key"].rsplit("/", 1)[-1]
-                    if period.may_hold(name):
-                        target = Path(scratch) / name
-                        s3.download_file(bucket, item["Key"], str(target))
-                        files.append(target)
+            try:
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        name = item["Key"].rsplit("/", 1)[-1]
+                        if period.may_hold(name):
+                            target = Path(scratch) / name
+                            s3.download_file(bucket, item["Key"], str(target))
+                            files.append(target)
+            except (ClientError, BotoCoreError) as exc:
+                raise LogSourceError(f"{source}: the logs cannot be read ({exc})") from exc
             yield sorted(files)
         return
     folder = Path(source)

@@ -43,7 +43,7 @@ GLOSSARY = (
     (
         "Visitante único",
         "Una misma dirección IP, fecha local y agente de usuario, sin contar respuestas 4xx "
-        "(la definición de GoAccess); los robots se cuentan aparte.",
+        "ni solicitudes abandonadas (000), como cuenta GoAccess; los robots se cuentan aparte.",
     ),
     (
         "Robot",

@@ -13,8 +13,9 @@ The definitions (the report's glossary says the same in Spanish):
 - *data request*: a GET answered 200 or 304 for a ``.json`` or ``.csv`` file, not by a robot.
 - *visit*: the requests of one IP address and user agent, not a robot's; a new visit starts
   after 30 minutes without a request.
-- *unique visitor*: one IP address, local date and user agent, 4xx answers left out
-  (GoAccess's definition); robots are left out here and counted apart.
+- *unique visitor*: one IP address, local date and user agent, 4xx answers and aborted
+  requests (000, no answer) left out, as GoAccess counts them (it refuses 000 lines);
+  robots are left out here and counted apart.
 - *error*: an answer 400 or over; *aborted*: the viewer closed the connection first (000).
 - *cache hit ratio*: Hit and RefreshHit over Hit, RefreshHit and Miss (x-edge-result-type).
 """
@@ -285,7 +286,7 @@ class TrafficLog:
             v AS (SELECT local_day, count(*) AS visits FROM visits GROUP BY local_day),
             u AS (SELECT local_day, count(*) AS visitors FROM (
                     SELECT DISTINCT ip, local_day, agent FROM requests
-                    WHERE NOT robot AND NOT (status BETWEEN 400 AND 499))
+                    WHERE NOT robot AND status <> 0 AND NOT (status BETWEEN 400 AND 499))
                 GROUP BY local_day)
             SELECT days.day, coalesce(r.hits, 0), coalesce(r.pages, 0), coalesce(r.data, 0),
                 coalesce(v.visits, 0), coalesce(u.visitors, 0), coalesce(r.bytes, 0)
@@ -450,7 +451,7 @@ class TrafficLog:
 
 
 _UNIQUE_VISITORS = """SELECT count(*) FROM (SELECT DISTINCT ip, local_day, agent FROM requests
-    WHERE NOT robot AND NOT (status BETWEEN 400 AND 499))"""
+    WHERE NOT robot AND status <> 0 AND NOT (status BETWEEN 400 AND 499))"""
 
 
 def _sql_string(text: str) -> str:

@@ -61,7 +61,7 @@ REQUESTS = [
     _request("2024-06-02 08:00:00", "66.249.66.1", GOOGLEBOT, "/index.html", 200, "Hit", 800),
     # local 06-02 05:00: an origin error, A's visit 5 (its day-2 visitor)
     _request("2024-06-02 12:00:00", *A, "/datos/resultados.json", 502, "Error", 900),
-    # local 06-02 23:59:59, the last second: aborted (000), visit 6
+    # local 06-02 23:59:59, the last second: aborted (000), visit 6, no unique visitor
     _request("2024-06-03 06:59:59", *C, "/datos/avance.csv", 0, "Error", 0),
     # local 06-03 00:00:00: after the period
     _request("2024-06-03 07:00:00", *C, "/index.html", 200, "Hit"),
@@ -110,7 +110,8 @@ def test_key_figures_are_the_hand_computed_ones(logs: list[Path]):
     assert figures.data_requests == 2
     assert figures.robot_hits == 1
     assert figures.visits == 6
-    assert figures.unique_visitors == 4  # A day 1, A, B and C day 2 (B's day-1 404 left out)
+    # A day 1, A and B day 2 (B's day-1 404 and C's only request, aborted, left out)
+    assert figures.unique_visitors == 3
     assert figures.bytes == sum(range(100, 1000, 100)) + 0
     assert (figures.errors, figures.aborted) == (3, 1)
     assert figures.error_rate == pytest.approx(0.3)
@@ -127,7 +128,7 @@ def test_each_local_day_has_its_own_figures(logs: list[Path]):
     assert (first.hits, first.pages, first.data_requests, first.visits) == (5, 2, 1, 3)
     assert first.unique_visitors == 1
     assert (second.hits, second.pages, second.data_requests, second.visits) == (5, 1, 1, 3)
-    assert second.unique_visitors == 3
+    assert second.unique_visitors == 2
     assert first.bytes + second.bytes == 4500
 
 
