@@ -39,6 +39,7 @@ from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.local.probe import Probe
 from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, account_session
 from difusion.manifest import Manifest
+from difusion.memoria.synthetic import TrafficSpec, generate_logs
 from difusion.publication import MANIFEST_PATH
 from difusion.signing import SecretKey
 from difusion.times import parse_iso
@@ -407,7 +408,10 @@ def distribution_config(bucket: str) -> dict[str, Any]:
 # --- the run -------------------------------------------------------------------------------
 
 
-SECTIONS = ("ingest", "replication", "serving")
+SECTIONS = ("ingest", "replication", "serving", "memoria")
+MEMORIA_LINES = 10_000_000
+# DuckDB's own limit (difusion.memoria.traffic.MEMORY_LIMIT) and Python's share beside it
+MEMORIA_MEMORY_BOUND_MB = 3 * 1024 + 512
 
 
 def main(
@@ -423,6 +427,11 @@ def main(
         "acta_image_bytes": spec().image_bytes,
     }
     lines: list[str] = []
+    if "memoria" in sections:
+        results["memoria"] = memoria_scale(out_dir / "memoria", MEMORIA_LINES)
+        lines.append(results["memoria"].pop("line"))
+    if not set(sections) - {"memoria"}:
+        return _finish(results, lines, out_dir)
 
     print("generating packages (BCS size and 4×)…", flush=True)
     bcs = generate_series(spec(cuts=TYPICAL_CUT + 1))
@@ -560,12 +569,89 @@ def main(
                 quiet.close()
     if "replication" in sections:
         results["replication"] = replication
+    shutil.rmtree(packages_dir, ignore_errors=True)
+    return _finish(results, lines, out_dir)
+
+
+def _finish(results: dict[str, Any], lines: list[str], out_dir: Path) -> dict[str, Any]:
     results["lines"] = lines
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     _plot(results, out_dir)
-    shutil.rmtree(packages_dir, ignore_errors=True)
     print("\n".join(lines))
     return results
+
+
+def memoria_child(logs: Path, database: Path) -> None:
+    """In its own process (its peak memory is its own): read every log file under
+    ``logs`` and build the memoria's figures, working in ``database``."""
+    from difusion.memoria.build import MemoriaInput, build_memoria
+    from difusion.memoria.traffic import Period, TrafficLog
+
+    spec = TrafficSpec()
+    started = time.perf_counter()
+    period = Period(spec.first_day, spec.last_day, spec.time_zone)
+    log = TrafficLog(sorted(logs.rglob("*.gz")), period, database=database)
+    loaded = time.perf_counter()
+    data = build_memoria(
+        log,
+        None,
+        MemoriaInput("bench", None, spec.election_day, (str(logs),), datetime(2024, 6, 21)),
+    )
+    print(
+        json.dumps(
+            {
+                "lines": log.lines_read,
+                "hits": data["key"]["hits"],
+                "load_seconds": loaded - started,
+                "seconds": time.perf_counter() - started,
+                "peak_rss_mb": _peak_rss_mb(),
+            }
+        )
+    )
+
+
+def memoria_scale(work: Path, lines: int) -> dict[str, Any]:
+    """``lines`` of synthetic CloudFront logs summarized by the memoria: lines per second
+    and peak memory against the bound."""
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"memoria: generating {lines:,} log lines…", flush=True)
+    started = time.perf_counter()
+    generated = generate_logs(TrafficSpec(requests=lines), work / "logs")
+    generation = time.perf_counter() - started
+    gzip_mb = sum(p.stat().st_size for p in generated.files) / 1e6
+    print(f"memoria: summarizing {gzip_mb:.0f} MB of gzip…", flush=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "difusion.local.bench",
+            "memoria-child",
+            str(work / "logs"),
+            str(work / "memoria.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    measured = json.loads(out.strip().splitlines()[-1])
+    shutil.rmtree(work, ignore_errors=True)
+    rate = measured["lines"] / measured["seconds"]
+    return {
+        "lines": measured["lines"],
+        "gzip_mb": round(gzip_mb, 1),
+        "generation_seconds": round(generation, 1),
+        "load_seconds": round(measured["load_seconds"], 1),
+        "seconds": round(measured["seconds"], 1),
+        "lines_per_second": round(rate),
+        "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+        "memory_bound_mb": MEMORIA_MEMORY_BOUND_MB,
+        "line": (
+            f"memoria: {measured['lines']:,} log lines ({gzip_mb:.0f} MB gzip) summarized in "
+            f"{measured['seconds']:.1f} s ({rate:,.0f} lines/s; DuckDB's load "
+            f"{measured['load_seconds']:.1f} s), peak memory {measured['peak_rss_mb']:.0f} MB "
+            f"(bound {MEMORIA_MEMORY_BOUND_MB} MB)"
+        ),
+    }
 
 
 def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[str, Any]:
@@ -707,6 +793,8 @@ def _plot_ingest(ingest: dict[str, Any], out_dir: Path, plt: Any) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "ingest-child":
         ingest_compute_child(Path(sys.argv[2]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "memoria-child":
+        memoria_child(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
         # [AWS_CLI] [--small] [--only SECTION,...]
         arguments = sys.argv[1:]

@@ -68,7 +68,7 @@ class Period:
         """Whether a log file's name says it may hold requests of the period (a file is
         named for the hour its requests occurred in, however late it arrived)."""
         hour = hour_of(log_file)
-        return hour is not None and self.start - timedelta(hours=1) < hour < self.end
+        return hour is not None and self.start - timedelta(hours=1) <= hour < self.end
 
 
 @dataclass(frozen=True)
@@ -152,47 +152,47 @@ class TrafficLog:
             "SET enable_progress_bar = false",
         ):
             self.db.execute(setting)
-        self.malformed_lines = 0
+        self.malformed_lines = self.lines_read = 0
         self._load()
 
     def _load(self) -> None:
+        """Only the columns the figures use are kept: DuckDB parses every line but stores
+        a dozen columns, not 33."""
         columns = ", ".join(f"'{c}': 'VARCHAR'" for c in COLUMNS)
-        raw_rows = 0
         if self.files:
             file_list = "[" + ", ".join(f"'{_sql_string(str(f))}'" for f in self.files) + "]"
-            self.db.execute(
-                f"""CREATE TABLE raw AS SELECT * FROM read_csv({file_list},
-                    delim = '\t', header = false, comment = '#', quote = '', escape = '',
-                    auto_detect = false, columns = {{{columns}}}, compression = 'gzip',
-                    ignore_errors = true, store_rejects = true, null_padding = false)"""
-            )
-            rejected = self.db.execute(
-                "SELECT count(DISTINCT (file_id, line)) FROM reject_errors"
-            ).fetchone()
-            self.malformed_lines += int(rejected[0]) if rejected else 0
+            source = f"""read_csv({file_list},
+                delim = '	', header = false, comment = '#', quote = '', escape = '',
+                auto_detect = false, columns = {{{columns}}}, compression = 'gzip',
+                ignore_errors = true, store_rejects = true, null_padding = false)"""
         else:
-            self.db.execute(f"CREATE TABLE raw AS SELECT * FROM ({_empty_row(columns)}) LIMIT 0")
+            source = f"(SELECT * FROM ({_empty_row(columns)}) LIMIT 0)"
         self.db.execute(
-            """CREATE TABLE parsed AS SELECT
+            f"""CREATE TABLE parsed AS SELECT
                 TRY_CAST(date || ' ' || time AS TIMESTAMP) AS at_utc,
                 TRY_CAST(sc_status AS INTEGER) AS status,
                 c_ip AS ip, cs_method AS method, cs_uri_stem AS path,
                 cs_user_agent AS agent, cs_referer AS referer,
                 x_edge_result_type AS result, x_edge_location AS edge,
-                x_edge_detailed_result_type AS detailed_result,
                 sc_content_type AS content_type,
                 coalesce(TRY_CAST(sc_bytes AS BIGINT), 0) AS bytes,
                 TRY_CAST(time_taken AS DOUBLE) AS time_taken,
                 TRY_CAST(time_to_first_byte AS DOUBLE) AS time_to_first_byte
-            FROM raw"""
+            FROM {source}"""
         )
-        bad = self.db.execute(
-            "SELECT count(*) FROM parsed WHERE at_utc IS NULL OR status IS NULL"
+        rejected = 0
+        if self.files:  # lines without the 33 fields
+            row = self.db.execute(
+                "SELECT count(DISTINCT (file_id, line)) FROM reject_errors"
+            ).fetchone()
+            rejected = int(row[0]) if row else 0
+        counts = self.db.execute(
+            """SELECT count(*), count(*) FILTER (WHERE at_utc IS NULL OR status IS NULL)
+            FROM parsed"""
         ).fetchone()
-        self.malformed_lines += int(bad[0]) if bad else 0
-        raw = self.db.execute("SELECT count(*) FROM raw").fetchone()
-        raw_rows = int(raw[0]) if raw else 0
-        self.lines_read = raw_rows + self.malformed_lines
+        parsed, unparsable = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+        self.malformed_lines = rejected + unparsable
+        self.lines_read = parsed + rejected
         agents = [row[0] for row in self.db.execute("SELECT DISTINCT agent FROM parsed").fetchall()]
         robots = [a for a in agents if a is None or _is_robot(a)]
         self.db.execute("CREATE TABLE robots (agent VARCHAR)")
@@ -222,7 +222,6 @@ class TrafficLog:
             WHERE previous IS NULL
                OR at_local - previous > INTERVAL {VISIT_GAP_MINUTES} MINUTE"""
         )
-        self.db.execute("DROP TABLE raw")
         self.db.execute("DROP TABLE parsed")
 
     def _one(self, sql: str) -> Any:

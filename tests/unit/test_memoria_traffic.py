@@ -119,6 +119,9 @@ def test_key_figures_are_the_hand_computed_ones(logs: list[Path]):
     assert (figures.peak_minute, figures.peak_minute_hits) == ("2024-06-02T00:30", 2)
     assert (figures.peak_hour, figures.peak_hour_hits) == ("2024-06-01T00:00", 4)
     assert figures.malformed_lines == 2
+    # every line of the files that may hold the period: the hour before its first (a request
+    # that started then may have ended in it) up to its last; not the old file, nor 06-03 07h
+    assert log.lines_read == 11 + 2
 
 
 def test_each_local_day_has_its_own_figures(logs: list[Path]):
