@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from difusion.memoria import vocabulary
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -136,7 +138,7 @@ def criteria(
                 "incidentes",
                 "Incidentes que duraron más de un periodo de actualización",
                 f"{len(long_ones)}; el más largo, {length} "
-                f"({longest.get('cause') or longest.get('incident_kind') or 'sin causa'})",
+                f"({vocabulary.cause(longest.get('cause') or longest.get('incident_kind'))})",
                 f"más de {thresholds.incident_minutes} min",
                 "Revisar con el Instituto la causa de cada incidente y el tiempo hasta su "
                 "reparación; considerar una alarma propia sobre el sitio.",

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from html import escape
 from typing import Any
 
-from difusion.memoria import spanish
+from difusion.memoria import spanish, vocabulary
 from difusion.memoria.charts import Mark, Series, bar_chart, line_chart
 
 CAVEAT = (
@@ -161,7 +161,7 @@ def figures_of(data: dict[str, Any]) -> dict[str, str]:
         Mark(
             (datetime.fromisoformat(i["local_start"]) - start).total_seconds() / 60,
             "incidente",
-            f"Incidente: {i.get('cause') or i.get('incident_kind')}",
+            f"Incidente: {vocabulary.cause(i.get('cause'))}",
         )
         for i in data["incidents"]
         if 0 <= (datetime.fromisoformat(i["local_start"]) - start).total_seconds() < length
@@ -242,9 +242,10 @@ def _incidents(data: dict[str, Any]) -> str:
             _moment(i["local_start"]),
             _moment(i["local_end"]) if i["local_end"] else "sin cierre",
             "—" if i["minutes"] is None else spanish.number(i["minutes"]),
-            i.get("incident_kind") or "—",
-            i.get("cause") or "—",
-            "; ".join(i.get("actions") or []) or "—",
+            vocabulary.kind(i.get("incident_kind")),
+            vocabulary.cause(i.get("cause")),
+            "; ".join(vocabulary.note(a) for a in i.get("actions") or []) or "—",
+            vocabulary.note(i.get("resolution")),
             f"{spanish.percent(i['log_error_rate'])} de {spanish.number(i['log_hits'])}"
             + (" (pico)" if i["error_spike"] else ""),
         )
@@ -259,6 +260,7 @@ def _incidents(data: dict[str, Any]) -> str:
             "Tipo",
             "Causa",
             "Acciones",
+            "Resolución",
             "Errores en los registros",
         ),
         rows,

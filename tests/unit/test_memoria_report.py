@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from difusion.memoria import spanish
+from difusion.memoria import spanish, vocabulary
 from difusion.memoria.build import MemoriaInput, build_memoria
 from difusion.memoria.command import LogSourceError, log_files, write_memoria
 from difusion.memoria.criteria import Thresholds, criteria
@@ -67,11 +67,11 @@ def test_each_threshold_crossed_is_a_criterion_with_its_figure():
     assert found["caché"].figure == "50.0 %"
     assert found["abandonos"].figure == "3.0 % de las solicitudes"
     assert "/resultados.html" in found["no-encontrado"].title
-    assert found["incidentes"].figure == "1; el más largo, 45 min (unreachable)"
+    assert found["incidentes"].figure == "1; el más largo, 45 min (sitio inaccesible)"
     # one never closed is the longest
     still_open = [*incidents, {"started_at": "2024-06-03T05:00:00+00:00", "cause": "stale"}]
     found = {c.code: c for c in criteria(figures, still_open, spanish.percent)}
-    assert found["incidentes"].figure == "2; el más largo, sin cierre (stale)"
+    assert found["incidentes"].figure == "2; el más largo, sin cierre (copia desactualizada)"
     # thresholds are parameters
     assert criteria(figures, incidents, spanish.percent, Thresholds(cache_hit_ratio=0.4)) != []
     loose = Thresholds(1, 1, 10, 0, 1, 1, 600)
@@ -107,11 +107,12 @@ def _history():
             IncidentRecord(
                 "i1",
                 "uabcs",
-                "unreachable",
+                "continuity",
                 cause="unreachable",
                 started_at="2024-06-02T02:55:00+00:00",
                 ended_at="2024-06-02T03:10:00+00:00",
-                actions=("suspended",),
+                actions=("transmission interrupted",),
+                resolution="reinstated by UCSI: sitio restablecido",
             )
         ],
         [],
@@ -136,7 +137,7 @@ def test_the_ledger_is_laid_over_the_logs(logs):  # noqa: F811
     assert incident["error_spike"]  # 100 % against the period's 30 %
     figures = figures_of(data)
     night = figures["noche-electoral.svg"]
-    assert night.count("Entrega ") == 2 and "Incidente: unreachable" not in night  # 19:55
+    assert night.count("Entrega ") == 2 and "Incidente: sitio inaccesible" not in night  # 19:55
     assert set(figures) == {
         "por-dia.svg",
         "por-hora.svg",
@@ -161,6 +162,9 @@ def test_the_page_is_in_spanish_with_mexican_formats_and_needs_nothing_else(logs
     assert "best-effort" in html and "America/Mazatlan" in html
     assert "Glosario" in html and "Visitante único" in html
     assert "Todo &lt;bien&gt;" in html  # the difusor's words, escaped
+    # the ledger's codes and notes in Spanish
+    assert "sitio inaccesible" in html and "transmisión interrumpida" in html
+    assert "reincorporado por la UCSI: sitio restablecido" in html
     # nothing fetched: no script, no link, no image, no font
     assert not any(tag in html for tag in ("<script", "<link", "<img", "src=", "url("))
     assert html.count("<svg") == 5
@@ -200,3 +204,16 @@ def test_mexican_formats():
         spanish.span(date(2024, 5, 28), date(2024, 6, 3)) == "del 28 de mayo al 3 de junio de 2024"
     )
     assert spanish.span(date(2024, 6, 2), date(2024, 6, 2)) == "del 2 de junio de 2024"
+
+
+def test_the_ledgers_words_are_read_in_spanish_and_unknown_ones_as_written():
+    assert vocabulary.kind("integrity") == "integridad"
+    assert vocabulary.cause("stale") == "copia desactualizada"
+    assert vocabulary.note("redelivery of 3 altered files requested") == (
+        "se pidió reenviar 3 archivos alterados"
+    )
+    assert vocabulary.note("recovered: served the delivered snapshot") == (
+        "recuperado: served the delivered snapshot"
+    )
+    assert vocabulary.note("something new") == "something new"
+    assert vocabulary.note(None) == vocabulary.cause(None) == "—"
