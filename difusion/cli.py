@@ -778,7 +778,7 @@ def _memoria(args: argparse.Namespace) -> int:
 
     from difusion.adapters.factory import utc_now
     from difusion.memoria.build import MemoriaInput
-    from difusion.memoria.command import LogSourceError, write_memoria
+    from difusion.memoria.command import LogSourceError, PdfUnavailable, write_memoria
     from difusion.memoria.ledger_export import LedgerExportError, read_history
     from difusion.memoria.traffic import Period
 
@@ -806,6 +806,9 @@ def _memoria(args: argparse.Namespace) -> int:
     except (LogSourceError, LedgerExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except PdfUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     key = data["key"]
     print(
         f"{files.html}: {key['hits']} solicitudes, {key['pages']} páginas, "

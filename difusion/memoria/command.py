@@ -18,8 +18,16 @@ from difusion.memoria.render import figures_of, render_html
 from difusion.memoria.traffic import Period, TrafficLog
 
 
-class LogSourceError(ValueError):
+class MemoriaError(Exception):
+    """The memoria cannot be written; the message says why and what to do."""
+
+
+class LogSourceError(MemoriaError, ValueError):
     """The logs cannot be read from where they were said to be."""
+
+
+class PdfUnavailable(MemoriaError):
+    """WeasyPrint's system libraries are missing: the HTML, JSON and figures are written."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,13 @@ class MemoriaFiles:
     pdf: Path | None
     json: Path
     figures: tuple[Path, ...]
+
+
+def _load_weasyprint() -> Any:
+    """WeasyPrint, loaded when a PDF is asked for (it loads Pango through ctypes)."""
+    import weasyprint
+
+    return weasyprint
 
 
 @contextmanager
@@ -100,8 +115,14 @@ def write_memoria(
     )
     pdf_path = None
     if pdf:
-        import weasyprint
-
+        try:
+            weasyprint = _load_weasyprint()
+        except OSError as exc:  # Pango or HarfBuzz not installed
+            raise PdfUnavailable(
+                f"{html_path} is written, but not the PDF: WeasyPrint needs Pango "
+                "(apt install libpango-1.0-0 libpangoft2-1.0-0), or pass --sin-pdf"
+                f" ({exc})"
+            ) from exc
         pdf_path = out_dir / "memoria-tecnica.pdf"
         weasyprint.HTML(string=html, base_url=str(out_dir)).write_pdf(str(pdf_path))
     return MemoriaFiles(html_path, pdf_path, json_path, tuple(figure_paths)), data

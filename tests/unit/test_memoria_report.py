@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from difusion.memoria import spanish, vocabulary
+from difusion.cli import main
+from difusion.memoria import command, spanish, vocabulary
 from difusion.memoria.build import MemoriaInput, build_memoria
 from difusion.memoria.command import LogSourceError, log_files, write_memoria
 from difusion.memoria.criteria import Thresholds, criteria
@@ -217,3 +218,23 @@ def test_the_ledgers_words_are_read_in_spanish_and_unknown_ones_as_written():
     )
     assert vocabulary.note("something new") == "something new"
     assert vocabulary.note(None) == vocabulary.cause(None) == "—"
+
+
+def test_without_weasyprints_libraries_the_rest_is_written_and_the_error_says_what_to_do(
+    logs,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    def missing() -> None:
+        raise OSError("cannot load library 'libpango-1.0-0'")
+
+    monkeypatch.setattr(command, "_load_weasyprint", missing)
+    out = tmp_path / "out"
+    args = ["memoria", "--difusor", "uabcs", "--logs", str(logs[0].parent), "--out", str(out)]
+    assert main([*args, "--desde", "2024-06-01", "--hasta", "2024-06-02"]) == 1
+    assert "--sin-pdf" in capsys.readouterr().err
+    assert (out / "memoria-tecnica.html").exists() and (out / "memoria-tecnica.json").exists()
+    assert not (out / "memoria-tecnica.pdf").exists()
+    # and --sin-pdf does not need them
+    assert main([*args, "--desde", "2024-06-01", "--hasta", "2024-06-02", "--sin-pdf"]) == 0
