@@ -117,12 +117,11 @@ class LogRecord:
     detailed_result_type: str = ""
 
     def line(self) -> str:
-        at = self.at.astimezone(UTC)
         status = f"{self.status:03d}"
         detailed = self.detailed_result_type or self.result_type
+        length = str(self.response_bytes - 300) if self.response_bytes > 300 else "-"
         values = (
-            f"{at:%Y-%m-%d}",
-            f"{at:%H:%M:%S}",
+            self.at.astimezone(UTC).strftime("%Y-%m-%d\t%H:%M:%S"),
             self.edge_location,
             str(self.response_bytes),
             self.client_ip,
@@ -136,23 +135,21 @@ class LogRecord:
             "-",
             self.result_type,
             self.request_id,
-            "resultados.example.mx",
-            "https",
-            "420",
+            _HTTPS_GET,
             f"{self.time_taken:.3f}",
-            "-",
-            "TLSv1.3",
-            "TLS_AES_128_GCM_SHA256",
+            _TLS,
             self.result_type,
-            "HTTP/2.0",
-            "-",
-            "-",
-            "443",
+            _PROTOCOL,
             f"{self.time_to_first_byte:.3f}",
             detailed,
             self.content_type or "-",
-            str(self.response_bytes - 300) if self.response_bytes > 300 else "-",
-            "-",
-            "-",
+            length,
+            "-\t-",
         )
         return "\t".join(values)
+
+
+# The fields every synthetic request shares, between the ones that vary.
+_HTTPS_GET = "resultados.example.mx\thttps\t420"
+_TLS = "-\tTLSv1.3\tTLS_AES_128_GCM_SHA256"
+_PROTOCOL = "HTTP/2.0\t-\t-\t443"
