@@ -187,6 +187,7 @@ def build_memoria(
         "status_by_hour": status_by_hour,
         "not_found": log.top_not_found(),
         "result_types": log.result_types(),
+        "detailed_results": log.detailed_results(),
         "edge_locations": log.edge_locations(),
         "agents": log.agents(),
         "robots": log.robots(),

@@ -86,11 +86,12 @@ def hour_of(name: str) -> datetime | None:
 
 @lru_cache(maxsize=8192)  # a log repeats few paths, agents and referers
 def encode(value: str) -> str:
-    """A field as CloudFront writes it: URL-encoded (spaces as %20, tabs never raw), ``-``
-    when empty."""
+    """A field as CloudFront writes it: URL-encoded (spaces as %20, ``%`` as %25, ``~`` and
+    ``'`` too), ``-`` when empty. A path or referer the browser already encoded is thus
+    encoded twice (``%C3%BA`` becomes ``%25C3%25BA``)."""
     if value == "":
         return "-"
-    return urllib.parse.quote(value, safe="/:;,=@!$&'()*+?~-._")
+    return urllib.parse.quote(value, safe="/:;,=@!$&()*+?-._")
 
 
 @dataclass(frozen=True)

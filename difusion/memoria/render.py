@@ -53,12 +53,21 @@ GLOSSARY = (
     ("Abandonada (000)", "El visitante cerró la conexión antes de recibir la respuesta."),
     (
         "Proporción de aciertos de caché",
-        "Respuestas Hit y RefreshHit entre Hit, RefreshHit y Miss (x-edge-result-type).",
+        "Respuestas Hit entre Hit, RefreshHit y Miss (x-edge-response-result-type), como las "
+        "cuenta CloudFront en sus estadísticas de caché: un RefreshHit consultó al origen; "
+        "lo que respondió Origin Shield es un Miss en el borde y se cuenta aparte "
+        "(OriginShieldHit).",
     ),
     (
         "time-taken / time-to-first-byte",
-        "Segundos desde que CloudFront recibe la solicitud hasta que termina la respuesta / "
-        "hasta que envía su primer byte; p50 y p95 son los percentiles 50 y 95.",
+        "Segundos, medidos en el servidor de CloudFront, desde que recibe la solicitud hasta "
+        "que escribe el último byte de la respuesta / el primero; el visitante percibe algo "
+        "más. p50 y p95 son los percentiles 50 y 95.",
+    ),
+    (
+        "Dirección IP",
+        "La del campo c-ip: la del visitante o, si llega por un proxy, la del proxy; por eso "
+        "una visita o un visitante único puede reunir a varias personas.",
     ),
 )
 
@@ -123,6 +132,7 @@ def _cards(data: dict[str, Any]) -> str:
         ("Datos enviados", spanish.size(key["bytes"])),
         ("Tasa de errores", spanish.percent(key["error_rate"])),
         ("Aciertos de caché", "—" if ratio is None else spanish.percent(ratio)),
+        ("Respondidas por Origin Shield", spanish.number(key["origin_shield_hits"])),
         (
             "Minuto pico",
             f"{spanish.number(key['peak_minute_hits'])} — {_moment(key['peak_minute'])}",
@@ -374,6 +384,12 @@ def render_html(data: dict[str, Any], figures: dict[str, str]) -> str:
                 for r in data["result_types"]
             ],
             numeric=(1, 2, 3, 4, 5, 6),
+        )
+        + "<h3>Detalle del resultado (x-edge-detailed-result-type)</h3>"
+        + _table(
+            ("Detalle", "Solicitudes"),
+            [(r["detailed"], spanish.number(r["hits"])) for r in data["detailed_results"]],
+            numeric=(1,),
         )
         + "<h3>Ubicaciones de borde</h3>"
         + _table(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ PAGES: tuple[str, ...] = (
     "/diputaciones/distrito-02.html",
     "/ayuntamientos/index.html",
     "/ayuntamientos/la-paz.html",
+    "/ayuntamientos/comondú.html",
     "/verificar/index.html",
 )
 DATA: tuple[str, ...] = (
@@ -174,6 +176,7 @@ class _Traffic:
             path = r.choice(ASSETS)
         at = hour + timedelta(seconds=r.randrange(3600))
         outcome = r.random()
+        detailed = ""
         if any(start <= at < end for start, end in self.spec.outages):
             status, result = 503, "Error"
         elif path in MISSING:
@@ -182,10 +185,13 @@ class _Traffic:
             status, result = 0, "Error"
         elif outcome < 0.004:
             status, result = r.choice((502, 504)), "Error"
+            detailed = r.choice(("OriginConnectError", "OriginReadError"))
         elif outcome < 0.12:
             status, result = 304, r.choice(("Hit", "RefreshHit"))
         else:
             status, result = 200, "Hit" if outcome < 0.88 else "Miss"
+            if result == "Miss" and r.random() < 0.5:  # Origin Shield had it
+                detailed = "OriginShieldHit"
         suffix = "." + path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ".html"
         content_type = CONTENT_TYPES.get(suffix, "text/html") if status in (200, 304) else ""
         if status == 404:
@@ -199,7 +205,7 @@ class _Traffic:
             edge_location=r.choice(self.spec.edges),
             client_ip=ip,
             method="GET",
-            path=path,
+            path=urllib.parse.quote(path),  # as the browser sent it
             status=status,
             referer="" if robot else r.choice(REFERERS),
             user_agent=agent,
@@ -209,7 +215,7 @@ class _Traffic:
             time_to_first_byte=taken * r.uniform(0.5, 0.95),
             content_type=content_type,
             request_id=f"req{self.spec.seed:x}{self.sequence:010d}",
-            detailed_result_type="ClientCommError" if status == 0 else "",
+            detailed_result_type="ClientCommError" if status == 0 else detailed,
         )
 
 

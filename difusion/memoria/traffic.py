@@ -17,7 +17,10 @@ The definitions (the report's glossary says the same in Spanish):
   requests (000, no answer) left out, as GoAccess counts them (it refuses 000 lines);
   robots are left out here and counted apart.
 - *error*: an answer 400 or over; *aborted*: the viewer closed the connection first (000).
-- *cache hit ratio*: Hit and RefreshHit over Hit, RefreshHit and Miss (x-edge-result-type).
+- *cache hit ratio*: Hit over Hit, RefreshHit and Miss, by x-edge-response-result-type, as
+  CloudFront's own cache statistics count them (a RefreshHit asked the origin; a request that
+  Origin Shield answered is a Miss at the edge, ``OriginShieldHit`` in
+  x-edge-detailed-result-type, and is counted apart).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class KeyFigures:
     aborted: int
     error_rate: float
     cache_hit_ratio: float | None
+    origin_shield_hits: int
     peak_minute: str | None  # local, ISO
     peak_minute_hits: int
     peak_hour: str | None
@@ -173,7 +177,8 @@ class TrafficLog:
                 TRY_CAST(sc_status AS INTEGER) AS status,
                 c_ip AS ip, cs_method AS method, cs_uri_stem AS path,
                 cs_user_agent AS agent, cs_referer AS referer,
-                x_edge_result_type AS result, x_edge_location AS edge,
+                x_edge_response_result_type AS result, x_edge_location AS edge,
+                x_edge_detailed_result_type AS detailed,
                 sc_content_type AS content_type,
                 coalesce(TRY_CAST(sc_bytes AS BIGINT), 0) AS bytes,
                 TRY_CAST(time_taken AS DOUBLE) AS time_taken,
@@ -237,12 +242,13 @@ class TrafficLog:
                 coalesce(sum(bytes), 0),
                 count(*) FILTER (WHERE status >= 400),
                 count(*) FILTER (WHERE status = 0),
-                count(*) FILTER (WHERE result IN ('Hit', 'RefreshHit')),
-                count(*) FILTER (WHERE result IN ('Hit', 'RefreshHit', 'Miss'))
+                count(*) FILTER (WHERE result = 'Hit'),
+                count(*) FILTER (WHERE result IN ('Hit', 'RefreshHit', 'Miss')),
+                count(*) FILTER (WHERE detailed = 'OriginShieldHit')
             FROM requests"""
         ).fetchone()
         assert totals is not None
-        hits, pages, data, robot_hits, sent, errors, aborted, cached, cacheable = totals
+        hits, pages, data, robot_hits, sent, errors, aborted, cached, cacheable, shield = totals
         minute = self.db.execute(
             """SELECT date_trunc('minute', at_local) AS m, count(*) AS n FROM requests
             GROUP BY m ORDER BY n DESC, m LIMIT 1"""
@@ -263,6 +269,7 @@ class TrafficLog:
             aborted=int(aborted),
             error_rate=errors / hits if hits else 0.0,
             cache_hit_ratio=cached / cacheable if cacheable else None,
+            origin_shield_hits=int(shield),
             peak_minute=minute[0].isoformat(timespec="minutes") if minute else None,
             peak_minute_hits=int(minute[1]) if minute else 0,
             peak_hour=hour[0].isoformat(timespec="minutes") if hour else None,
@@ -341,7 +348,7 @@ class TrafficLog:
         if kind not in ("html", "data"):
             raise ValueError(f"no such kind of path: {kind}")
         return self._rows(
-            f"""SELECT url_decode(path) AS path, count(*) AS hits, sum(bytes) AS bytes
+            f"""SELECT url_decode(url_decode(path)) AS path, count(*) AS hits, sum(bytes) AS bytes
             FROM requests WHERE {kind} AND NOT robot
             GROUP BY ALL ORDER BY hits DESC, path LIMIT {int(limit)}"""
         )
@@ -359,7 +366,7 @@ class TrafficLog:
 
     def top_not_found(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._rows(
-            f"""SELECT url_decode(path) AS path, count(*) AS hits FROM requests
+            f"""SELECT url_decode(url_decode(path)) AS path, count(*) AS hits FROM requests
             WHERE status = 404 GROUP BY ALL ORDER BY hits DESC, path LIMIT {int(limit)}"""
         )
 
@@ -374,6 +381,15 @@ class TrafficLog:
                 quantile_cont(time_to_first_byte, 0.5) AS ttfb_p50,
                 quantile_cont(time_to_first_byte, 0.95) AS ttfb_p95
             FROM requests GROUP BY result ORDER BY hits DESC, result"""
+        )
+
+    def detailed_results(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The x-edge-detailed-result-type values that say more than the result type
+        (``OriginShieldHit``, ``ClientCommError``, ``OriginConnectError``…)."""
+        return self._rows(
+            f"""SELECT detailed, count(*) AS hits FROM requests
+            WHERE detailed IS NOT NULL AND detailed <> '-' AND detailed <> result
+            GROUP BY detailed ORDER BY hits DESC, detailed LIMIT {int(limit)}"""
         )
 
     def edge_locations(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -397,7 +413,8 @@ class TrafficLog:
         pages left out)."""
         return self._rows(
             f"""SELECT host, count(*) AS hits FROM (
-                SELECT regexp_extract(url_decode(referer), '^[a-z]+://([^/:]+)', 1) AS host
+                SELECT regexp_extract(
+                    url_decode(url_decode(referer)), '^[a-z]+://([^/:]+)', 1) AS host
                 FROM requests WHERE NOT robot AND referer IS NOT NULL AND referer <> '-')
             WHERE host <> '' GROUP BY host ORDER BY hits DESC, host LIMIT {int(limit)}"""
         )

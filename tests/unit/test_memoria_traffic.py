@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def test_key_figures_are_the_hand_computed_ones(logs: list[Path]):
     assert figures.bytes == sum(range(100, 1000, 100)) + 0
     assert (figures.errors, figures.aborted) == (3, 1)
     assert figures.error_rate == pytest.approx(0.3)
-    assert figures.cache_hit_ratio == pytest.approx(5 / 6)  # Hit+RefreshHit over those + Miss
+    # Hit over Hit, RefreshHit and Miss (x-edge-response-result-type), as CloudFront counts
+    assert figures.cache_hit_ratio == pytest.approx(4 / 6)
     assert (figures.peak_minute, figures.peak_minute_hits) == ("2024-06-02T00:30", 2)
     assert (figures.peak_hour, figures.peak_hour_hits) == ("2024-06-01T00:00", 4)
     assert figures.malformed_lines == 2
@@ -199,3 +201,18 @@ def test_the_panels_count_what_the_hand_log_holds(logs: list[Path]):
         {"minute": "2024-06-02T00:30", "hits": 2, "errors": 0},
         {"minute": "2024-06-02T00:31", "hits": 0, "errors": 0},
     ]
+
+
+def test_paths_encoded_by_the_browser_and_again_by_cloudfront_are_shown_as_typed(tmp_path):
+    # the browser sends /ayuntamientos/comond%C3%BA.html; CloudFront logs %25C3%25BA
+    record = _request("2024-06-01 08:00:00", *A, "/ayuntamientos/comond%C3%BA.html", 200, "Hit")
+    assert "/ayuntamientos/comond%25C3%25BA.html" in record.line()
+    shield = replace(record, result_type="Miss", detailed_result_type="OriginShieldHit")
+    _write(tmp_path, _at("2024-06-01 08:00:00"), "a", [record.line(), shield.line()])
+    log = TrafficLog(sorted(tmp_path.glob("*.gz")), PERIOD)
+    assert log.top_paths("html") == [
+        {"path": "/ayuntamientos/comondú.html", "hits": 2, "bytes": 2000}
+    ]
+    figures = log.key_figures()
+    assert (figures.cache_hit_ratio, figures.origin_shield_hits) == (0.5, 1)
+    assert log.detailed_results() == [{"detailed": "OriginShieldHit", "hits": 1}]
