@@ -40,6 +40,7 @@ import ua_parser
 from difusion.memoria.log_format import COLUMNS, hour_of
 
 VISIT_GAP_MINUTES = 30
+AGENTS_PARSED = 20_000  # distinct user agents parsed, the most frequent first
 MEMORY_LIMIT = "3GB"
 
 
@@ -443,16 +444,23 @@ class TrafficLog:
         )
         return {k: int(v) for k, v in row.items()}
 
-    def agents(self, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+    def agents(
+        self, limit: int = 10, parsed: int = AGENTS_PARSED
+    ) -> dict[str, list[dict[str, Any]]]:
         """Hits by browser, operating system and kind of device (robots left out); each
-        distinct user agent is parsed once."""
+        distinct user agent is parsed once, the ``parsed`` most frequent of them (a real
+        log's long tail of rare agents is counted as ``sin analizar``)."""
         totals: dict[str, dict[str, int]] = {"browsers": {}, "systems": {}, "devices": {}}
         rows = self.db.execute(
-            "SELECT agent, count(*) FROM requests WHERE NOT robot GROUP BY agent"
+            """SELECT agent, count(*) AS hits FROM requests WHERE NOT robot
+            GROUP BY agent ORDER BY hits DESC, agent"""
         ).fetchall()
-        for agent, hits in rows:
-            browser, system, device = describe_agent(urllib.parse.unquote(agent or ""))
-            for panel, name in (("browsers", browser), ("systems", system), ("devices", device)):
+        for rank, (agent, hits) in enumerate(rows):
+            if rank < parsed:
+                described = describe_agent(urllib.parse.unquote(agent or ""))
+            else:
+                described = ("sin analizar",) * 3
+            for panel, name in zip(("browsers", "systems", "devices"), described, strict=True):
                 totals[panel][name] = totals[panel].get(name, 0) + int(hits)
         return {
             panel: [

@@ -216,3 +216,18 @@ def test_paths_encoded_by_the_browser_and_again_by_cloudfront_are_shown_as_typed
     figures = log.key_figures()
     assert (figures.cache_hit_ratio, figures.origin_shield_hits) == (0.5, 1)
     assert log.detailed_results() == [{"detailed": "OriginShieldHit", "hits": 1}]
+
+
+def test_browsers_systems_and_devices_parse_the_most_frequent_agents(logs: list[Path]):
+    log = TrafficLog(logs, PERIOD)
+    agents = log.agents()
+    # A and C share Chrome on Windows (5 + 1 hits), B is Firefox on Linux (3); not the robot
+    assert {a["name"]: a["hits"] for a in agents["browsers"]} == {"Chrome": 6, "Firefox": 3}
+    assert {a["name"]: a["hits"] for a in agents["systems"]} == {"Windows": 6, "Linux": 3}
+    assert {a["name"]: a["hits"] for a in agents["devices"]} == {"computadora": 9}
+    # past the most frequent ones, agents are counted, not parsed
+    capped = log.agents(parsed=1)
+    assert {a["name"]: a["hits"] for a in capped["browsers"]} == {
+        "Chrome": 6,
+        "sin analizar": 3,
+    }
