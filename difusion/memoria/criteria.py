@@ -17,7 +17,7 @@ from difusion.memoria import vocabulary
 @dataclass(frozen=True)
 class Thresholds:
     hourly_error_rate: float = 0.02  # errors (4xx, 5xx) over hits in one hour
-    min_hits_for_an_hour: int = 100  # quieter hours are not judged
+    min_hits_for_an_hour: int = 500  # quieter hours are not judged (too few to tell)
     time_taken_p95_seconds: float = 1.0
     cache_hit_ratio: float = 0.80
     aborted_share: float = 0.01

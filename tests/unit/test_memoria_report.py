@@ -40,8 +40,8 @@ def test_no_criterion_when_every_figure_is_within_its_threshold():
 def test_each_threshold_crossed_is_a_criterion_with_its_figure():
     figures = _figures(aborted=30, cache_hit_ratio=0.5)
     figures["status_by_hour"] = [
-        {"hour": "2024-06-02T21:00", "s2xx": 90, "s3xx": 0, "s4xx": 6, "s5xx": 4, "s000": 0},
-        {"hour": "2024-06-02T22:00", "s2xx": 9, "s3xx": 0, "s4xx": 5, "s5xx": 0, "s000": 0},
+        {"hour": "2024-06-02T21:00", "s2xx": 900, "s3xx": 0, "s4xx": 60, "s5xx": 40, "s000": 0},
+        {"hour": "2024-06-02T22:00", "s2xx": 90, "s3xx": 0, "s4xx": 50, "s5xx": 0, "s000": 0},
     ]
     figures["latency"] = {"time_taken_p95": 1.75}
     figures["not_found"] = [{"path": "/resultados.html", "hits": 40}, {"path": "/x", "hits": 2}]
@@ -62,7 +62,7 @@ def test_each_threshold_crossed_is_a_criterion_with_its_figure():
         "no-encontrado",
         "incidentes",
     }
-    # the quiet hour (14 requests) is not judged, the busy one is: 10 %
+    # the quiet hour (140 requests) is not judged, the busy one is: 10 %
     assert found["errores-por-hora"].figure == "1 horas; la peor, 10.0 % (2024-06-02 a las 21:00)"
     assert found["tiempo-de-respuesta"].figure == "p95 de time-taken: 1.75 s"
     assert found["caché"].figure == "50.0 %"
