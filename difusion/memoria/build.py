@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from difusion.memoria import spanish
-from difusion.memoria.criteria import Thresholds, criteria
+from difusion.memoria.criteria import Thresholds, criteria, error_hours
 from difusion.memoria.ledger_export import DifusorHistory
 from difusion.memoria.traffic import TrafficLog
 from difusion.records import as_item
@@ -127,22 +127,15 @@ def _uncovered_error_hours(
 ) -> list[dict[str, Any]]:
     """Hours whose error rate crossed the threshold with no incident recorded in them."""
     out = []
-    for row in status_by_hour:
-        total = sum(row[c] for c in ("s2xx", "s3xx", "s4xx", "s5xx", "s000"))
-        errors = row["s4xx"] + row["s5xx"]
-        if (
-            total < thresholds.min_hits_for_an_hour
-            or errors / total <= thresholds.hourly_error_rate
-        ):
-            continue
-        hour = datetime.fromisoformat(row["hour"])
+    for bad in error_hours(status_by_hour, thresholds):
+        hour = datetime.fromisoformat(bad.hour)
         covered = any(
             datetime.fromisoformat(i["local_start"]) < hour + timedelta(hours=1)
             and (i["local_end"] is None or datetime.fromisoformat(i["local_end"]) >= hour)
             for i in incidents
         )
         if not covered:
-            out.append({"hour": row["hour"], "hits": total, "error_rate": errors / total})
+            out.append({"hour": bad.hour, "hits": bad.hits, "error_rate": bad.error_rate})
     return out
 
 

@@ -46,6 +46,28 @@ class Criterion:
 Percent = Callable[[float], str]
 
 
+@dataclass(frozen=True)
+class ErrorHour:
+    hour: str  # local, ISO
+    hits: int
+    error_rate: float
+
+
+def error_hours(
+    status_by_hour: Sequence[dict[str, Any]], thresholds: Thresholds
+) -> list[ErrorHour]:
+    """Hours busy enough to judge whose 4xx and 5xx share crossed the threshold."""
+    out = []
+    for row in status_by_hour:
+        total = sum(row[c] for c in ("s2xx", "s3xx", "s4xx", "s5xx", "s000"))
+        if total < thresholds.min_hits_for_an_hour:
+            continue
+        rate = (row["s4xx"] + row["s5xx"]) / total
+        if rate > thresholds.hourly_error_rate:
+            out.append(ErrorHour(row["hour"], total, rate))
+    return out
+
+
 def criteria(
     figures: dict[str, Any],
     incidents: Sequence[dict[str, Any]],
@@ -58,20 +80,15 @@ def criteria(
     found: list[Criterion] = []
     key = figures["key"]
     hits = key["hits"]
-    bad_hours = [
-        (row["hour"], (row["s4xx"] + row["s5xx"]) / total)
-        for row in figures["status_by_hour"]
-        if (total := sum(row[c] for c in ("s2xx", "s3xx", "s4xx", "s5xx", "s000")))
-        >= thresholds.min_hits_for_an_hour
-        and (row["s4xx"] + row["s5xx"]) / total > thresholds.hourly_error_rate
-    ]
+    bad_hours = error_hours(figures["status_by_hour"], thresholds)
     if bad_hours:
-        worst_hour, worst = max(bad_hours, key=lambda h: h[1])
+        worst = max(bad_hours, key=lambda h: h.error_rate)
         found.append(
             Criterion(
                 "errores-por-hora",
                 "Horas con una tasa de errores alta",
-                f"{len(bad_hours)} horas; la peor, {percent(worst)} ({_local(worst_hour)})",
+                f"{len(bad_hours)} horas; la peor, {percent(worst.error_rate)} "
+                f"({_local(worst.hour)})",
                 f"más de {percent(thresholds.hourly_error_rate)} de respuestas 4xx o 5xx en "
                 f"una hora con al menos {thresholds.min_hits_for_an_hour} solicitudes",
                 "Revisar en esas horas las respuestas de error del origen y de CloudFront, y "

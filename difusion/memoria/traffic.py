@@ -171,7 +171,8 @@ class TrafficLog:
                 auto_detect = false, columns = {{{columns}}}, compression = 'gzip',
                 ignore_errors = true, store_rejects = true, null_padding = false)"""
         else:
-            source = f"(SELECT * FROM ({_empty_row(columns)}) LIMIT 0)"
+            nothing = ", ".join(f"NULL::VARCHAR AS {c}" for c in COLUMNS)
+            source = f"(SELECT {nothing} LIMIT 0)"
         self.db.execute(
             f"""CREATE TABLE parsed AS SELECT
                 TRY_CAST(date || ' ' || time AS TIMESTAMP) AS at_utc,
@@ -480,8 +481,3 @@ _UNIQUE_VISITORS = """SELECT count(*) FROM (SELECT DISTINCT ip, local_day, agent
 
 def _sql_string(text: str) -> str:
     return text.replace("'", "''")
-
-
-def _empty_row(columns: str) -> str:
-    names = [c.split(":")[0].strip().strip("'") for c in columns.split(",")]
-    return "SELECT " + ", ".join(f"NULL::VARCHAR AS {n}" for n in names)
