@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from difusion import vocabulary
 from difusion.notice import local_time
 from difusion.records import (
     CheckRecord,
@@ -259,23 +260,26 @@ def render_closing_record_html(record: dict[str, Any]) -> str:
     sections = []
     for d in record["difusores"]:
         deliveries = "\n".join(
-            f"<tr><td>{e(x['snapshot_id'])}</td><td>{e(x['reason'])}</td>"
+            f"<tr><td>{e(x['snapshot_id'])}</td><td>{e(vocabulary.reason(x['reason']))}</td>"
             f"<td>{e(_STATUS_ES.get(str(x['status']), x['status']))}</td>"
             f"<td>{t(x['finished_at'])}</td></tr>"
             for x in d["deliveries"]
         )
         incidents = (
             "\n".join(
-                f"<li>{e(i['kind'])}: {e(i['cause'])} — inicio {t(i['started_at'])}, "
-                f"fin {t(i['ended_at'])}, periodos con falla {e(i['periods_failed'])}; "
-                f"acciones: {e('; '.join(i['actions']) or 'ninguna')}</li>"
+                f"<li>{e(vocabulary.kind(i['kind']))}: {e(vocabulary.cause(i['cause']))} — "
+                f"inicio {t(i['started_at'])}, fin {t(i['ended_at'])}, periodos con falla "
+                f"{e(i['periods_failed'])}; acciones: "
+                f"{e('; '.join(vocabulary.note(a) for a in i['actions']) or 'ninguna')}; "
+                f"resolución: {e(vocabulary.note(i['resolution']))}</li>"
                 for i in d["incidents"]
             )
             or "<li>Sin incidentes.</li>"
         )
         sections.append(
             f"<h3>{e(d['name'])} ({e(d['difusor_id'])})</h3>"
-            f"<p>Estado al cierre: {e(d['status_at_close'])}. Verificaciones de continuidad: "
+            f"<p>Estado al cierre: {e(vocabulary.status(d['status_at_close']))}. "
+            "Verificaciones de continuidad: "
             f"{d['checks']['periods']} ({d['checks']['ok']} correctas, "
             f"{d['checks']['failed']} con falla"
             + (
@@ -290,7 +294,7 @@ def render_closing_record_html(record: dict[str, Any]) -> str:
         )
     rejections = (
         "\n".join(
-            f"<li>{e(r['snapshot_id'])}: {e(r['code'])} — {e(r['reason'])}</li>"
+            f"<li>{e(r['snapshot_id'])}: {e(vocabulary.rejection(r['code']))}</li>"
             for r in record["rejections"]
         )
         or "<li>Ninguno.</li>"
@@ -313,7 +317,8 @@ padding:.3rem;text-align:left}}code{{font-size:.75rem;word-break:break-all}}</st
 <body><main>
 <h1>Registro de cierre del PREP — {e(record["election"])}</h1>
 <p>Hechos para el acta circunstanciada, tomados del registro de entregas del sistema de
-difusión. Horas en {e(tz)}.</p>
+difusión. Horas locales ({e(tz)}). El detalle técnico de cada hecho está en el registro en
+JSON que acompaña a esta página.</p>
 <h2>Periodo de publicación</h2>
 <ul><li>Apertura: {t(window["opened_at"])} (configurada: {t(window["configured_opening"])})</li>
 <li>Cierre: {t(window["closed_at"])}{early}</li>

@@ -172,8 +172,13 @@ function redirect(location, query) {
   return respond(302, 'Found', { location: { value: query ? location + '?' + query : location } });
 }
 
+// Every answer the function makes itself may be read cross-origin: the institute's verifier
+// (on its own portal) must follow the redirect to the live version. A redirect, a 400 or a 503
+// carries nothing but where the site's version is; the files it leads to are opened only to the
+// institute's portal, by the response headers policy (docs/serving.md 2.9).
 function respond(statusCode, statusDescription, headers) {
   const all = headers || {};
   all['cache-control'] = { value: 'no-store' };
+  all['access-control-allow-origin'] = { value: '*' };
   return { statusCode: statusCode, statusDescription: statusDescription, headers: all };
 }

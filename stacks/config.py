@@ -25,6 +25,7 @@ from difusion.topology import (
     publisher_role_name,
     role_arn,
 )
+from difusion.viewer_headers import OriginInvalid, ViewerHeaders, portal_origin
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -333,6 +334,14 @@ class DifusorConfig:
     # "versioned": CloudFront keeps each (immutable) version; "revalidate": every request
     # is revalidated with the bucket (docs/serving.md, part 3).
     cache_mode: str = "versioned"
+    # The institute's portal (https://host): the only origin whose pages may read the site
+    # (its verifier, verificador.html). The institute sends it with the external id.
+    portal_origin: str = ""
+
+    @property
+    def viewer_headers(self) -> ViewerHeaders:
+        """The distribution's response headers policy (the embedded default applies it too)."""
+        return ViewerHeaders(cors_origins=(self.portal_origin,))
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DifusorConfig:
@@ -367,6 +376,10 @@ class DifusorConfig:
                 "site and the difusor reads nothing of the institute's; remove it and set "
                 "election_id"
             )
+        try:
+            portal = portal_origin(_get(raw, "portal_origin", where))
+        except OriginInvalid as exc:
+            raise ConfigError(f"{where}.portal_origin: {exc}") from None
         return cls(
             difusor_id=_field(
                 raw, "id", where, _DIFUSOR_ID, "lower-case letters, digits and hyphens (at most 40)"
@@ -385,6 +398,7 @@ class DifusorConfig:
             shield_advanced=bool(raw.get("shield_advanced", False)),
             rate_limit_per_5_minutes=rate,
             cache_mode=cache_mode,
+            portal_origin=portal,
         )
 
     @property

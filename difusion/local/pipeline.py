@@ -48,6 +48,7 @@ from difusion.models import Difusor
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
 from difusion.versions import Pointer, notice_prefix, slot_prefix
+from difusion.viewer_headers import ViewerHeaders, portal_origin
 from difusion.window import PublicationWindow
 from difusion.window_timer import execution_input, execution_name
 
@@ -251,7 +252,14 @@ class LocalPipeline:
                 difusor.kvs_arn,
             ),
             cache_mode=cache_mode,
+            # the difusor's response headers policy, with the portal's loopback origin
+            viewer=ViewerHeaders(cors_origins=(portal_origin(self.portal_url, loopback=True),)),
         )
+
+    @property
+    def portal_url(self) -> str:
+        """The institute's portal: the list of difusores and the institute's verifier."""
+        return self.sites[PORTAL].url
 
     def reset(self) -> None:
         """Forget everything and provision again (between tests), on ``self.clock``."""

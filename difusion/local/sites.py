@@ -6,8 +6,10 @@ function chose from the difusor's bucket with origin access control. This server
 same: the function is ``edge/viewer_request.js`` itself (``difusion.local.edge``), the pointer
 is read through the KeyValueStore API (the embedded default's data plane), and the object
 from the emulator's bucket. A response carries the object's ``Content-Type``, ``ETag`` and
-``Last-Modified`` with ``Cache-Control: no-cache`` (the difusor's response headers policy),
-and a conditional request whose ETag still matches gets ``304``. The institute's portal has
+``Last-Modified``, plus what the difusor's response headers policy adds
+(``difusion.viewer_headers``: ``Cache-Control: no-cache``, and CORS for the institute's portal
+only), and a conditional request whose ETag still matches gets ``304``. The function's own
+answers carry only the headers it sets. The institute's portal has
 no function: its keys are served as they are. A site can be taken down (its port refuses
 connections) and brought back, to play an outage.
 """
@@ -25,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from difusion.local.edge import EdgeFunction, EdgeResponse, OriginRequest
 from difusion.versions import POINTER_KEY
+from difusion.viewer_headers import CACHE_CONTROL, ViewerHeaders
 
 S3ClientFactory = Callable[[], Any]
 # What a difusor's edge does with a request: (path, query) -> origin request or response.
@@ -71,6 +74,7 @@ class _Origin:
     prefix: str
     router: Router | None = None
     cache: EdgeCache | None = None
+    viewer: ViewerHeaders | None = None
 
 
 def edge_router(edge: EdgeFunction, kvs: Any, kvs_arn: str) -> Router:
@@ -102,6 +106,12 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self._serve(body=True)
 
+        def _policy(self) -> dict[str, str]:
+            """What the response headers policy adds to a response from cache or origin."""
+            if origin.viewer is None:
+                return {"Cache-Control": CACHE_CONTROL}
+            return origin.viewer.for_response(self.headers.get("Origin"))
+
         def _serve(self, body: bool) -> None:
             url = urllib.parse.urlsplit(self.path)
             cache_key = None
@@ -121,7 +131,9 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
                     cached = origin.cache.lookup(cache_key)
                     if cached is not None:
                         self._answer(
-                            cached[0], {**cached[1], "X-Cache": "Hit from local-cdn"}, body
+                            cached[0],
+                            {**cached[1], **self._policy(), "X-Cache": "Hit from local-cdn"},
+                            body,
                         )
                         return
             else:
@@ -133,18 +145,24 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 status = 404 if code in ("NoSuchKey", "404", "NoSuchBucket") else 502
-                self._reply(status, b"Not Found" if status == 404 else b"Bad Gateway", body)
+                self._reply(
+                    status,
+                    b"Not Found" if status == 404 else b"Bad Gateway",
+                    body,
+                    {"Content-Type": "text/plain", **self._policy()},
+                )
                 return
             data = obj["Body"].read()
             headers = {
                 "Content-Type": obj.get("ContentType", "application/octet-stream"),
-                "Cache-Control": "no-cache",
                 "ETag": obj.get("ETag", ""),
                 "Last-Modified": obj["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
             }
             if cache_key is not None and origin.cache is not None:
                 origin.cache.store(cache_key, data, headers)
-            self._answer(data, {**headers, "X-Cache": "Miss from local-cdn"}, body)
+            self._answer(
+                data, {**headers, **self._policy(), "X-Cache": "Miss from local-cdn"}, body
+            )
 
         def _answer(self, data: bytes, headers: dict[str, str], body: bool) -> None:
             """The object, or ``304`` to a viewer whose copy's ETag still matches."""
@@ -179,10 +197,11 @@ class LocalSite:
         prefix: str = "",
         router: Router | None = None,
         cache: EdgeCache | None = None,
+        viewer: ViewerHeaders | None = None,
     ) -> None:
         self.name = name
         self.cache = cache
-        self._handler = _handler_for(_Origin(s3, bucket, prefix, router, cache))
+        self._handler = _handler_for(_Origin(s3, bucket, prefix, router, cache, viewer))
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.bring_up()
@@ -228,10 +247,11 @@ class LocalSites:
         prefix: str = "",
         kvs: tuple[Any, str] | None = None,
         cache_mode: str = "versioned",
+        viewer: ViewerHeaders | None = None,
     ) -> LocalSite:
         """Serve ``bucket`` as site ``name``; with ``kvs`` (a KeyValueStore client and the
-        store's ARN) through the difusores' edge function and a cache in ``cache_mode``, as
-        its distribution does."""
+        store's ARN) through the difusores' edge function and a cache in ``cache_mode``, and
+        with ``viewer`` (its response headers policy), as its distribution does."""
         router = None
         cache = None
         if kvs is not None:
@@ -239,7 +259,7 @@ class LocalSites:
                 self._edge = EdgeFunction()
             router = edge_router(self._edge, *kvs)
             cache = EdgeCache(cache_mode)
-        site = LocalSite(name, s3, bucket, prefix, router, cache)
+        site = LocalSite(name, s3, bucket, prefix, router, cache, viewer)
         self.sites[name] = site
         return site
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from difusion.memoria import vocabulary
+from difusion import vocabulary
 
 
 @dataclass(frozen=True)

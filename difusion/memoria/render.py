@@ -11,7 +11,8 @@ from datetime import date, datetime
 from html import escape
 from typing import Any
 
-from difusion.memoria import spanish, vocabulary
+from difusion import vocabulary
+from difusion.memoria import spanish
 from difusion.memoria.charts import Mark, Series, bar_chart, line_chart
 
 CAVEAT = (

@@ -52,12 +52,13 @@ from difusion.continuity import (
     upstream_stalled,
 )
 from difusion.models import DeliveryRequest, DeliveryScope, Difusor, Head, PublishedState
-from difusion.notice import difusores_list, suspension_notice
+from difusion.notice import PUBLIC_KEY_FILE, VERIFIER_PAGE, difusores_list, suspension_notice
 from difusion.ports import PointerStore
 from difusion.records import CheckRecord
 from difusion.signing import PublicKey
 from difusion.times import parse_iso
 from difusion.versions import Pointer, PointerError, notice_prefix, version_floor
+from difusion.web import institute_verifier_page
 from difusion.window import PublicationWindow, WindowState
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class ContinuityService:
             self._check_difusores(period, report)
             self._catch_up(period, record.opened_at or self._window.opening, now, report)
             self._check_upstream(period, record.opened_at or self._window.opening, now, report)
+            # the public board shows this period's checks (refreshed each period)
+            self.publish_difusores_list()
         elif (
             record.state is WindowState.CLOSED
             and now >= closing + self._window.grace
@@ -460,11 +463,39 @@ class ContinuityService:
         raise PointerConflict("the version pointer kept changing while the notice was put up")
 
     def publish_difusores_list(self) -> None:
-        """The institute's public list: suspended difusores lose their link."""
-        for name, (body, content_type) in difusores_list(
-            self._registry.all(), self._policy.institute, self._clock(), self._policy.time_zone
-        ).items():
+        """The institute's public board (suspended difusores lose their link; each one's
+        last check; the latest signed snapshot), and beside it the institute's verifier with
+        the key pinned in it and the key itself."""
+        latest: dict[str, CheckRecord] = {}
+        for record in self._ledger.check_records():
+            known = latest.get(record.difusor_id)
+            if known is None or (record.period or "") >= (known.period or ""):
+                latest[record.difusor_id] = record
+        objects = difusores_list(
+            self._registry.all(),
+            self._policy.institute,
+            self._clock(),
+            self._policy.time_zone,
+            checks=latest,
+            head=self._ledger.head(),
+        )
+        key = self._public_key()
+        if key is not None:
+            objects[VERIFIER_PAGE] = (
+                institute_verifier_page(key, self._policy.institute),
+                "text/html; charset=utf-8",
+            )
+            objects[PUBLIC_KEY_FILE] = (key.to_file().encode(), "text/plain; charset=utf-8")
+        for name, (body, content_type) in objects.items():
             self._origin.put_bytes(PUBLIC_PREFIX + name, body, content_type)
+
+    def _public_key(self) -> PublicKey | None:
+        """The institute's key: pinned in config, else the origin's (none before the first
+        snapshot is signed)."""
+        if self._policy.pinned_key is not None:
+            return self._policy.pinned_key
+        stored = self._origin.get_bytes_if_exists(PUBLIC_KEY_KEY)
+        return None if stored is None else PublicKey.from_text(stored.decode())
 
     def _check_upstream(
         self, period: str, opened_at: datetime, now: datetime, report: PeriodReport

@@ -14,7 +14,8 @@ difusor's ``cache_mode``:
   caches nothing compressed with a minimum TTL of 0, so compression is off.
 
 Browsers get ``Cache-Control: no-cache`` either way (response headers policy): they revalidate
-with CloudFront on every load.
+with CloudFront on every load. The same policy lets the institute's portal, and only it, read
+the site cross-origin (its verifier): ``difusion/viewer_headers.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from difusion.topology import DIFUSOR_REGION
+from difusion.viewer_headers import CORS_ALLOW_HEADERS, CORS_MAX_AGE_SECONDS, CORS_METHODS
 from stacks.config import DifusorConfig
 from stacks.difusor.site_versions import SiteVersions
 
@@ -65,16 +67,27 @@ class SiteDistribution(Construct):
             enable_accept_encoding_gzip=versioned,
             enable_accept_encoding_brotli=versioned,
         )
+        viewer = config.viewer_headers
         self.headers = cloudfront.ResponseHeadersPolicy(
             self,
             "SecurityHeaders",
-            comment="PREP: security headers; browsers revalidate every load",
+            comment="PREP: security headers; browsers revalidate every load; the portal reads",
             custom_headers_behavior=cloudfront.ResponseCustomHeadersBehavior(
                 custom_headers=[
                     cloudfront.ResponseCustomHeader(
-                        header="Cache-Control", value="no-cache", override=True
+                        header="Cache-Control", value=viewer.cache_control, override=True
                     )
                 ]
+            ),
+            # The institute's verifier reads the site from the institute's portal; no other
+            # origin, no credentials, GET and HEAD only (difusion/viewer_headers.py).
+            cors_behavior=cloudfront.ResponseHeadersCorsBehavior(
+                access_control_allow_origins=list(viewer.cors_origins),
+                access_control_allow_methods=list(CORS_METHODS),
+                access_control_allow_headers=list(CORS_ALLOW_HEADERS),
+                access_control_allow_credentials=False,
+                access_control_max_age=Duration.seconds(CORS_MAX_AGE_SECONDS),
+                origin_override=True,
             ),
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(

@@ -88,6 +88,13 @@ def test_the_opening_may_be_any_time_from_18_to_20():
         InstituteConfig.from_json(institute(window=window))
 
 
+def test_the_difusor_opens_its_site_to_the_portal_the_institute_publishes_its_list_on():
+    from urllib.parse import urlsplit
+
+    listed = urlsplit(InstituteConfig.from_json(INSTITUTE).monitor.difusores_list_url)
+    assert DifusorConfig.from_json(DIFUSOR).portal_origin == f"{listed.scheme}://{listed.netloc}"
+
+
 def test_a_drill_is_free_of_the_official_window_rules():
     drill = institute(
         official=False,
@@ -119,6 +126,11 @@ def test_a_drill_is_free_of_the_official_window_rules():
         ({"origin_bucket": "difusion-origin-x"}, "origin_bucket is no longer used"),
         ({"election_id": "E" * 41}, "at most 40 characters"),
         ({"election_id": None}, "difusor.election_id is required"),
+        # Only the institute's portal may read the site cross-origin: an origin, not a page
+        ({"portal_origin": None}, "difusor.portal_origin is required"),
+        ({"portal_origin": "https://prep.ieebcs.org.mx/difusores.html"}, "no path"),
+        ({"portal_origin": "http://prep.ieebcs.org.mx"}, "difusor.portal_origin"),
+        ({"portal_origin": "*"}, "difusor.portal_origin"),
     ],
 )
 def test_bad_difusor_values_are_refused(changes, message):

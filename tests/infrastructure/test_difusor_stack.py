@@ -154,6 +154,30 @@ def test_security_headers_are_sent_and_browsers_revalidate_every_load(difusor):
     assert headers["FrameOptions"]["FrameOption"] == "SAMEORIGIN"
 
 
+def test_only_the_institutes_portal_may_read_the_site_cross_origin(difusor, difusor_config):
+    config = only(difusor, "AWS::CloudFront::ResponseHeadersPolicy")["Properties"][
+        "ResponseHeadersPolicyConfig"
+    ]
+    cors = config["CorsConfig"]
+    # the portal the config names, and nothing else: no wildcard, no credentials, reads only
+    assert cors["AccessControlAllowOrigins"]["Items"] == ["https://prep.ieebcs.org.mx"]
+    assert cors["AccessControlAllowOrigins"]["Items"] == [difusor_config.portal_origin]
+    assert cors["AccessControlAllowMethods"]["Items"] == ["GET", "HEAD"]
+    assert cors["AccessControlAllowCredentials"] is False
+    # CloudFormation needs one allowed header: a CORS-safelisted one opens nothing
+    assert cors["AccessControlAllowHeaders"]["Items"] == ["Accept"]
+    assert "AccessControlExposeHeaders" not in cors
+    assert cors["OriginOverride"] is True
+    # the embedded default's sites apply this very policy
+    viewer = difusor_config.viewer_headers
+    assert viewer.for_response("https://prep.ieebcs.org.mx") == {
+        "Cache-Control": "no-cache",
+        "Access-Control-Allow-Origin": "https://prep.ieebcs.org.mx",
+    }
+    assert viewer.for_response("https://prep.otro.example") == {"Cache-Control": "no-cache"}
+    assert viewer.for_response(None) == {"Cache-Control": "no-cache"}
+
+
 def test_waf_has_the_managed_rule_groups_and_a_rate_limit_and_fronts_the_distribution(difusor):
     acl_id, acl = next(iter(difusor.find_resources("AWS::WAFv2::WebACL").items()))
     props = acl["Properties"]

@@ -4,6 +4,7 @@ from its bucket in the emulator, checked by the monitor handler period after per
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -197,6 +198,21 @@ def test_an_unreachable_site_is_suspended_after_three_periods_then_reinstated(
     page = _get(portal + "/difusores.html").decode()
     assert f'href="{pipeline.sites[down].url}"' not in page
     assert f'href="{pipeline.sites["uabcs"].url}"' in page
+    # And the board shows each one's last check beside the institute's latest signed cut
+    head = pipeline.ledger.head()
+    assert listing["instituto"]["secuencia"] == head.sequence
+    assert listing["instituto"]["huella_manifiesto"] == head.manifest_sha256
+    last = {d["difusor"]: d["ultima_revision"] for d in listing["difusores"]}
+    assert last[down]["resultado"] == "inaccesible" and last[down]["corte_servido"] is None
+    assert last["uabcs"]["resultado"] == "verificado"
+    assert (
+        last["uabcs"]["corte_servido"] == head.snapshot_id and last["uabcs"]["es_el_ultimo_corte"]
+    )
+    assert re.search(rf'<tr data-difusor="{down}">.*?No verificado.*?el sitio no respondió', page)
+    # beside it, the institute's verifier with the key pinned in it, and the key
+    verifier = _get(portal + "/verificador.html").decode()
+    assert pipeline.secret_key.public_key.base64 in verifier
+    assert _get(portal + "/prep.pub").decode() == pipeline.secret_key.public_key.to_file()
     # And a new snapshot is not delivered to it, and it is no longer checked
     pipeline.process(packages[1])
     assert pipeline.ledger.published(down).snapshot_id != pipeline.ledger.head().snapshot_id
@@ -225,6 +241,11 @@ def test_an_unreachable_site_is_suspended_after_three_periods_then_reinstated(
     assert _outcomes(pipeline.run_monitor_period())[down] == "ok"
     listing = json.loads(_get(portal + "/difusores.json"))
     assert {d["estado"] for d in listing["difusores"]} == {"activo"}
+    # the board refreshed with the period: its check verified the current cut again
+    [back] = [d for d in listing["difusores"] if d["difusor"] == down]
+    assert back["ultima_revision"]["resultado"] == "verificado"
+    assert back["ultima_revision"]["corte_servido"] == pipeline.ledger.head().snapshot_id
+    assert listing["instituto"]["corte"] == pipeline.ledger.head().snapshot_id
 
 
 def _service(pipeline, clock, policy: MonitorPolicy | None = None) -> ContinuityService:

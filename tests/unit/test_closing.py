@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from difusion.closing import (
     render_closing_record_html,
     retained_package,
 )
-from difusion.models import Difusor, DifusorStatus
+from difusion.models import Difusor, DifusorStatus, Head
 from difusion.notice import LIST_HTML, LIST_JSON, NOTICE_PAGE, difusores_list, suspension_notice
 from difusion.records import (
     CheckRecord,
@@ -171,6 +172,82 @@ def test_the_public_list_disables_a_suspended_difusors_link():
     assert "Transmisión interrumpida 02/06/2024 20:00" in page
 
 
+def test_the_board_shows_each_difusors_last_check_and_the_latest_signed_snapshot():
+    head = Head(
+        7, "20240602_2300_PREP_DIP_LOC_BCS", "2024-06-03T06:00:00+00:00", "m", "a" * 64, "p"
+    )
+    checks = {
+        "uabcs": CheckRecord(
+            "uabcs",
+            period="2024-06-03T06:00:00+00:00",
+            outcome="ok",
+            served_sequence=7,
+            served_snapshot_id=head.snapshot_id,
+            served_version=12,
+            files_checked=1843,
+            checked_at="2024-06-03T06:01:30+00:00",
+        ),
+        "canal": CheckRecord(
+            "canal",
+            period="2024-06-03T06:00:00+00:00",
+            outcome="unreachable",
+            detail="http://127.0.0.1:1/: Connection refused",
+            checked_at="2024-06-03T06:01:31+00:00",
+        ),
+        "radio": CheckRecord(
+            "radio",
+            period="2024-06-03T06:00:00+00:00",
+            outcome="stale",
+            served_sequence=6,
+            served_snapshot_id="20240602_2240_PREP_DIP_LOC_BCS",
+            checked_at="2024-06-03T06:01:32+00:00",
+        ),
+    }
+    files = difusores_list(
+        [
+            _difusor("uabcs", DifusorStatus.ACTIVE),
+            _difusor("canal", DifusorStatus.SUSPENDED),
+            _difusor("radio", DifusorStatus.ACTIVE),
+            _difusor("nuevo", DifusorStatus.ACTIVE),
+        ],
+        "IEEBCS",
+        OPENING,
+        TZ,
+        checks=checks,
+        head=head,
+    )
+    board = json.loads(files[LIST_JSON][0])
+    assert board["instituto"] == {
+        "secuencia": 7,
+        "corte": head.snapshot_id,
+        "hora_de_corte": head.cut_time,
+        "huella_manifiesto": "a" * 64,
+    }
+    last = {d["difusor"]: d["ultima_revision"] for d in board["difusores"]}
+    assert last["uabcs"]["resultado"] == "verificado" and last["uabcs"]["es_el_ultimo_corte"]
+    assert last["uabcs"]["corte_servido"] == head.snapshot_id
+    assert last["uabcs"]["archivos_revisados"] == 1843
+    assert last["canal"]["resultado"] == "inaccesible" and last["canal"]["corte_servido"] is None
+    assert last["radio"]["resultado"] == "desactualizado"
+    assert last["radio"]["es_el_ultimo_corte"] is False
+    assert last["nuevo"] is None  # not checked yet
+    # every difusor links to the institute's verifier, and the English detail stays out
+    assert {d["verificar"] for d in board["difusores"]} >= {"verificador.html?difusor=uabcs"}
+    page = files[LIST_HTML][0].decode()
+    assert (
+        "Connection refused" not in page
+        and "Connection refused" not in files[LIST_JSON][0].decode()
+    )
+    assert "secuencia 7, corte 20240602_2300_PREP_DIP_LOC_BCS (02/06/2024 23:00" in page
+    row = re.search(r'<tr data-difusor="uabcs">.*?</tr>', page).group(0)
+    assert 'data-resultado="verificado"' in row and "03/06/2024 00:01" not in row
+    assert "02/06/2024 23:01 (hora local)" in row and "1,843 archivos revisados" in row
+    radio = re.search(r'<tr data-difusor="radio">.*?</tr>', page).group(0)
+    assert "No verificado" in radio and "(secuencia 6), no el último" in radio
+    assert '<a href="verificador.html?difusor=radio">Verificar</a>' in radio
+    assert "Sin revisión todavía" in page
+
+
 def test_the_notice_tells_the_public_in_spanish_where_to_look_instead():
     difusor = _difusor("canal", DifusorStatus.SUSPENDED)
     files = suspension_notice(difusor, "IEEBCS", "https://prep.example/difusores.html", OPENING, TZ)
@@ -251,3 +328,31 @@ def test_a_withdrawal_entry_keeps_the_package_it_publishes_again_under_retention
         f"incoming/{night.S2}.zip",
         "",
     )
+
+
+ENGLISH = re.compile(
+    r"\b(suspended|active|retired|accepted|continuity|integrity|availability|unreachable|"
+    r"altered|transmission|interrupted|repair|reinstate|withdrawal|release|not_an_archive|"
+    r"already_accepted|timeout|repaired|alert)\b"
+)
+
+
+def test_the_closing_page_speaks_spanish():
+    # The night's records are written in the ledger's English codes...
+    closing = closing_record_of_night()
+    assert "suspended" in closing_record_json(closing).decode()
+    # ...and the page a person reads and signs says every one of them in Spanish
+    page = render_closing_record_html(closing)
+    text = re.sub(r"<[^>]+>|<code>.*?</code>", " ", page)
+    assert ENGLISH.findall(text) == []
+    for spanish in (
+        "transmisión interrumpida",
+        "dado de baja",
+        "corte nuevo",
+        "reparación",
+        "retiro firmado",
+        "liberación en la apertura",
+        "integridad: archivos alterados",
+        "no es un archivo comprimido",
+    ):
+        assert spanish in page

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from difusion import vocabulary
 from difusion.cli import main
-from difusion.memoria import command, spanish, vocabulary
+from difusion.memoria import command, spanish
 from difusion.memoria.build import MemoriaInput, build_memoria
 from difusion.memoria.command import LogSourceError, log_files, write_memoria
 from difusion.memoria.criteria import Thresholds, criteria

@@ -178,6 +178,7 @@ def test_every_pointer_written_here_routes_in_the_function_as_written(edge):
             {
                 "location": f"/v/{pointer.live.version}/diputaciones/?tab=1",
                 "cache-control": "no-store",
+                "access-control-allow-origin": "*",
             },
         )
     # A retired version is sent to the live one
