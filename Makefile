@@ -59,7 +59,7 @@ bench: venv $(AWSCLI)
 	$(BIN)/python -m difusion.local.bench $(AWSCLI)
 
 test: venv tools layer
-	node --test edge/
+	node --test edge/ difusion/web/
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
 test-unit: venv

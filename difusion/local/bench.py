@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from difusion.generator import SeriesSpec, Snapshot, generate_series
-from difusion.local import idempotent
+from difusion.local import browser, idempotent
 from difusion.local.emulator import LocalEmulator
 from difusion.local.kvs import store_requests
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
@@ -408,7 +408,7 @@ def distribution_config(bucket: str) -> dict[str, Any]:
 # --- the run -------------------------------------------------------------------------------
 
 
-SECTIONS = ("ingest", "replication", "serving", "memoria")
+SECTIONS = ("ingest", "replication", "serving", "memoria", "browser")
 MEMORIA_LINES = 10_000_000
 # DuckDB's own limit (difusion.memoria.traffic.MEMORY_LIMIT) and Python's share beside it
 MEMORIA_MEMORY_BOUND_MB = 3 * 1024 + 512
@@ -431,6 +431,21 @@ def main(
         results["memoria"] = memoria_scale(out_dir / "memoria", MEMORIA_LINES)
         lines.append(results["memoria"].pop("line"))
     if not set(sections) - {"memoria"}:
+        return _finish(results, lines, out_dir)
+
+    if not set(sections) - {"memoria", "browser"}:  # the browser section makes its own sites
+        with LocalEmulator() as emulator:
+            quiet = open(os.devnull, "w")  # noqa: SIM115 - closed with the pipeline below
+            pipeline = LocalPipeline(
+                emulator, SecretKey.generate(), PipelineOptions(), log_stream=quiet
+            )
+            try:
+                print("browser: the institute's verifier, demo site and 4×…", flush=True)
+                results["browser"] = browser_timing(pipeline, packages_dir / "browser")
+                lines.extend(results["browser"].pop("lines"))
+            finally:
+                pipeline.close()
+                quiet.close()
         return _finish(results, lines, out_dir)
 
     print("generating packages (BCS size and 4×)…", flush=True)
@@ -564,6 +579,12 @@ def main(
                     print("serving: a reader polling while 8 cuts are published…", flush=True)
                     results["serving"] = serving(pipeline, bcs[:8], packages_dir / "serving")
                     lines.extend(results["serving"].pop("lines"))
+                if "browser" in sections:
+                    print(
+                        "browser: the institute's verifier on the demo's site and 4×…", flush=True
+                    )
+                    results["browser"] = browser_timing(pipeline, packages_dir / "browser")
+                    lines.extend(results["browser"].pop("lines"))
             finally:
                 pipeline.close()
                 quiet.close()
@@ -731,6 +752,52 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
             f"revalidated (target far below 1)",
         ],
     }
+
+
+def browser_timing(pipeline: LocalPipeline, out: Path) -> dict[str, Any]:
+    """The institute's verifier (``verificador.html``) in headless Chromium, checking a whole
+    site cross-origin, every file and every acta: the demo's site (its acta images, 6 KB) and
+    one 4× its size. Each site is read twice: cold (the edge's cache empty, every file from
+    the emulator's bucket) and warm (from the edge, as CloudFront serves a version). The
+    time is Chromium's wall time less that of the same page with nothing to check."""
+    results: dict[str, Any] = {"lines": []}
+    for label, casillas in (("demo", SeriesSpec().casillas), ("4x", 4 * SeriesSpec().casillas)):
+        snapshot = generate_series(SeriesSpec(casillas=casillas, cuts=TYPICAL_CUT + 1))[-1]
+        pipeline.options = PipelineOptions(difusores=difusores(1))
+        pipeline.reset()
+        pipeline.process(snapshot.write_package(out / label))
+        pipeline.run_monitor_period()  # the board and the verifier on the portal
+        difusor = pipeline.deployment.difusores[0].difusor_id
+        idle = f"{pipeline.portal_url}/verificador.html"
+        page = f"{idle}?difusor={difusor}"
+        baseline = _wall(idle, 30_000)[0]
+        timings: dict[str, Any] = {"files": len(snapshot.files) + 1}
+        for run in ("cold", "warm"):
+            seconds, result = _wall(page, 600_000)
+            if result.state != "verificado":
+                raise RuntimeError(
+                    f"the verifier did not verify the {label} site: {result.verdict}"
+                )
+            timings[f"{run}_seconds"] = round(max(seconds - baseline, 0.0), 2)
+            timings[f"{run}_page_seconds"] = result.seconds
+            timings[f"{run}_longest_task_ms"] = result.longest_task_ms
+        actas = re.search(r"([\d,]+) actas revisadas", result.dom)
+        timings["actas"] = int(actas[1].replace(",", "")) if actas else None
+        results[label] = timings
+        results["lines"].append(
+            f"institute's verifier in Chromium, {label} site ({timings['files']:,} files, "
+            f"{timings['actas']:,} actas): cold {timings['cold_seconds']:.1f} s, warm "
+            f"{timings['warm_seconds']:.1f} s (target: seconds); longest main-thread task "
+            f"{timings['warm_longest_task_ms']} ms"
+        )
+    return results
+
+
+def _wall(url: str, budget_ms: int) -> tuple[float, browser.PageResult]:
+    """Chromium's wall time to open ``url`` and finish its scripts, and what it showed."""
+    started = time.perf_counter()
+    result = browser.open_page(url, budget_ms=budget_ms, timeout=900)
+    return time.perf_counter() - started, result
 
 
 def _changed(before: Snapshot, after: Snapshot) -> list[str]:

@@ -183,6 +183,7 @@ def run_demo(
             (finalized["record_html_key"], "registro-de-cierre.html"),
             ("public/difusores.html", "difusores.html"),
             ("public/difusores.json", "difusores.json"),
+            ("public/verificador.html", "verificador.html"),
         ):
             body = pipeline.s3.get_object(Bucket=origin, Key=key)["Body"].read()
             (out_dir / name).write_bytes(body)
@@ -236,7 +237,8 @@ def run_demo(
         )
     console.print(
         f"done in {time.monotonic() - started:.1f} s. Results in {out_dir}/ (report.json, "
-        "registro-de-cierre.html, difusores.html, sites/, memoria/, keys/prep.pub). "
+        "registro-de-cierre.html, difusores.html, verificador.html, sites/, memoria/, "
+        "keys/prep.pub). "
         "Check a site with "
         "difusion verify (files, every acta's CODIGO_INTEGRIDAD, the whole chain) or the "
         "stock minisign tool:\n"

@@ -387,7 +387,9 @@ class LocalPipeline:
             for key, data in self.bucket_objects(difusor_id, prefix).items()
         }
 
-    def tamper(self, difusor_id: str, path: str, body: bytes | None) -> str:
+    def tamper(
+        self, difusor_id: str, path: str, body: bytes | None, content_type: str | None = None
+    ) -> str:
         """Overwrite ``path`` of what the difusor's site serves now (``None``: delete it),
         as the difusor's own account can, and invalidate its distribution so the public
         sees it (it owns both: a difusor that cannot be trusted); the key changed."""
@@ -399,7 +401,8 @@ class LocalPipeline:
         if body is None:
             s3.delete_object(Bucket=bucket, Key=key)
         else:
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            extra = {"ContentType": content_type} if content_type else {}
+            s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
         site = self.sites.sites.get(difusor_id)
         if site is not None and site.cache is not None:
             site.cache.invalidate()

@@ -325,6 +325,13 @@ async function readAll(site, paths, concurrency, each) {
 // file against the manifest, and every acta image against its CODIGO_INTEGRIDAD.
 async function verifySite(base, publicKey, { onProgress = () => {}, concurrency = 8, retries = 1 } = {}) {
   const started = performance.now();
+  // The longest main-thread task while checking (over 50 ms only: the browser's "long task"):
+  // how long the page could not answer a tap.
+  let longest = 0, observer = null;
+  try {
+    observer = new PerformanceObserver((list) => { for (const e of list.getEntries()) longest = Math.max(longest, e.duration); });
+    observer.observe({ type: "longtask" });
+  } catch (error) { observer = null; }
   const site = new Site(base);
   const result = {
     estado: "error", problema: null, mensaje: "", base: String(base), version: null,
@@ -377,21 +384,26 @@ async function verifySite(base, publicKey, { onProgress = () => {}, concurrency 
       result.mensaje = `este sitio publica el corte ${manifest.snapshot.id}, pero su historial firmado ya contiene uno más reciente`;
     } else if (result.alterados.length || result.faltantes.length) {
       result.estado = "fallido"; result.problema = result.alterados.length ? "alterado" : "faltante";
-      result.mensaje = `${result.alterados.length} archivos alterados y ${result.faltantes.length} faltantes respecto del manifiesto firmado`;
+      result.mensaje = `${cuenta(result.alterados.length, "archivo alterado", "archivos alterados")} y ${cuenta(result.faltantes.length, "faltante", "faltantes")} respecto del manifiesto firmado`;
     } else if (result.actasDistintas.length || result.actasSinImagen.length) {
       result.estado = "fallido"; result.problema = "acta";
-      result.mensaje = `${result.actasDistintas.length} actas cuya imagen no corresponde a su CODIGO_INTEGRIDAD y ${result.actasSinImagen.length} sin imagen`;
+      result.mensaje = `${cuenta(result.actasDistintas.length, "acta cuya imagen no corresponde", "actas cuya imagen no corresponde")} a su CODIGO_INTEGRIDAD y ${cuenta(result.actasSinImagen.length, "sin imagen", "sin imagen")}`;
     } else {
       result.estado = "verificado";
-      result.mensaje = `los ${manifest.files.length} archivos son exactamente los que firmó el Instituto, y las ${result.actasRevisadas} imágenes de actas corresponden a su CODIGO_INTEGRIDAD`;
+      result.mensaje = `los ${numero.format(manifest.files.length)} archivos son exactamente los que firmó el Instituto, y las ${numero.format(result.actasRevisadas)} imágenes de actas corresponden a su CODIGO_INTEGRIDAD`;
     }
   } catch (error) {
-    if (error.kind === "version" && retries > 0) return verifySite(base, publicKey, { onProgress, concurrency, retries: retries - 1 });
+    if (error.kind === "version" && retries > 0) {
+      if (observer) observer.disconnect();
+      return verifySite(base, publicKey, { onProgress, concurrency, retries: retries - 1 });
+    }
     result.estado = error.kind === "firma" || error.kind === "suspendido" ? "fallido" : "error";
     result.problema = error.kind || "error";
     result.mensaje = error.message;
   }
   result.segundos = (performance.now() - started) / 1000;
+  if (observer) observer.disconnect();
+  result.tareaMasLargaMs = Math.round(longest);
   return result;
 }
 
@@ -444,15 +456,17 @@ async function casillaKeys(base, publicKey) {
 
 // --- showing results (shared by both pages) ----------------------------------------------
 const numero = new Intl.NumberFormat("es-MX");
-const fechaHora = new Intl.DateTimeFormat("es-MX", {
-  timeZone: "America/Mazatlan", day: "2-digit", month: "2-digit", year: "numeric",
-  hour: "2-digit", minute: "2-digit", hour12: false,
-});
 
+// "3 archivos", "1 archivo": a count with its noun, in Mexican number format.
+function cuenta(n, singular, plural) { return `${numero.format(n)} ${n === 1 ? singular : plural}`; }
+
+// A moment as the institute wrote it (ISO 8601 with its UTC offset), in the same local time:
+// 2024-06-02T20:40:00-07:00 -> 02/06/2024 20:40 (UTC−07:00).
 function horaLocal(iso) {
-  if (!iso) return "—";
-  const at = new Date(iso);
-  return Number.isNaN(at.getTime()) ? String(iso) : `${fechaHora.format(at).replace(",", "")} (hora del centro de BCS)`;
+  const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::\d\d(?:\.\d+)?)?(Z|[+-]\d\d:\d\d)$/.exec(String(iso || ""));
+  if (!m) return iso ? String(iso) : "—";
+  const zone = m[6] === "Z" ? "UTC" : `UTC${m[6].replace("-", "−")}`;
+  return `${m[3]}/${m[2]}/${m[1]} ${m[4]}:${m[5]} (${zone})`;
 }
 
 function element(tag, attributes = {}, ...children) {

@@ -116,6 +116,14 @@ def test_the_demo_plays_a_whole_night_and_leaves_verifiable_sites_and_the_record
     assert {d["difusor"]: d["estado"] for d in listing["difusores"]}["canal-10-los-cabos"] == (
         "suspendido"
     )
+    # the board's last word on each site, beside the last cut the institute signed
+    last = {d["difusor"]: d["ultima_revision"] for d in listing["difusores"]}
+    assert last["canal-10-los-cabos"]["resultado"] == "inaccesible"
+    assert last["uabcs"]["resultado"] == "verificado"
+    assert listing["instituto"]["corte"] == report["closing_record"]["final_snapshot_id"]
+    # and the institute's verifier, with the key pinned in it
+    key = (out / "keys" / "prep.pub").read_text().splitlines()[-1]
+    assert key in (out / "verificador.html").read_text()
     # Each difusor has its memoria técnica; the one whose site went down shows the incident
     # with the errors its logs had meanwhile, and the institute's deliveries to it
     memorias = {m["difusor_id"]: m for m in report["memorias"]}

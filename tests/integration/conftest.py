@@ -11,6 +11,7 @@ import pytest
 
 from difusion.adapters import factory
 from difusion.generator import SeriesSpec, Snapshot, generate_series
+from difusion.local.browser import chromium_path
 from difusion.local.clock import ControlledClock, PipelineClock, WallClock
 from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
@@ -28,6 +29,12 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def emulator(work_dir: Path) -> Iterator[LocalEmulator]:
     with LocalEmulator(log_path=work_dir / "emulator.log") as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium for the verification pages (``make tools`` installs it)."""
+    return chromium_path()
 
 
 @pytest.fixture(scope="session")

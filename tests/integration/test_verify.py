@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from difusion.cli import main
 from difusion.generator import Snapshot
+from difusion.local import browser
 from difusion.publication import (
     MANIFEST_PATH,
     SIGNATURE_PATH,
@@ -138,47 +137,12 @@ def test_a_signed_package_whose_codigo_integridad_is_wrong_fails_the_data_check(
 # --- in the browser ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Chromium is not installed: `make tools` installs Debian's chromium"
-    return path
-
-
 def open_page(chromium: str, url: str, name: str, profile: Path) -> tuple[str, str]:
     """Open ``url`` in headless Chromium, let its scripts finish, and return the verdict
-    element's state and text; a screenshot is kept under out/browser/."""
-    flags = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--virtual-time-budget=30000",
-        "--window-size=1000,1100",
-    ]
-    dom = subprocess.run(
-        [*flags, f"--user-data-dir={profile / 'dom'}", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [*flags, f"--user-data-dir={profile / 'shot'}", f"--screenshot={SCREENSHOTS / name}", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    match = re.search(r'<div id="veredicto" data-estado="([a-z]+)"[^>]*>([^<]*)<', dom)
-    assert match, dom[-2000:]
-    return match[1], dom
+    element's state and the page; a screenshot is kept under out/browser/."""
+    page = browser.open_page(url, profile, SCREENSHOTS / name)
+    assert page.state, page.dom[-2000:]
+    return page.state, page.dom
 
 
 def test_the_page_in_chromium_gives_the_same_verdicts(published, chromium, tmp_path):

@@ -12,7 +12,7 @@ from difusion.cli import main
 from difusion.manifest import Manifest
 from difusion.publication import MANIFEST_PATH, VERIFY_PAGE_PATH
 from tests.integration.test_continuity import _cli_files
-from tests.integration.test_verify import chromium, open_page  # noqa: F401 (a fixture)
+from tests.integration.test_verify import open_page
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_a_withdrawn_snapshot_is_replaced_everywhere_by_the_newest_valid_one(
     series,
     tmp_path,
     capsys,
-    chromium,  # noqa: F811
+    chromium,
 ):
     cli = _cli_files(pipeline, tmp_path)
     pipeline.process(packages[0])
