@@ -10,7 +10,7 @@ policy, as one value the difusor stack deploys and the embedded default's sites 
 
 The viewer-request function's own answers (a redirect to the live version, a 400, a 503) say
 ``Access-Control-Allow-Origin: *`` themselves (``edge/viewer_request.js``): AWS does not
-document whether a response headers policy applies to them (docs/serving.md 2.9).
+document whether a response headers policy applies to them (docs/serving.md 2.6).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def portal_origin(value: str, *, loopback: bool = False) -> str:
     """``value`` as an origin: ``https://host[:port]``, lower case, no path. Plain
     ``http`` only on loopback, and only where ``loopback`` allows it (the embedded default)."""
     origin = str(value).strip().rstrip("/").lower()
+    # a browser's Origin header never names the scheme's default port
+    origin = origin.removesuffix(":443") if origin.startswith("https://") else origin
     if _ORIGIN.match(origin) or (loopback and _LOOPBACK_ORIGIN.match(origin)):
         return origin
     raise OriginInvalid(

@@ -175,7 +175,7 @@ function redirect(location, query) {
 // Every answer the function makes itself may be read cross-origin: the institute's verifier
 // (on its own portal) must follow the redirect to the live version. A redirect, a 400 or a 503
 // carries nothing but where the site's version is; the files it leads to are opened only to the
-// institute's portal, by the response headers policy (docs/serving.md 2.9).
+// institute's portal, by the response headers policy (docs/serving.md 2.6).
 function respond(statusCode, statusDescription, headers) {
   const all = headers || {};
   all['cache-control'] = { value: 'no-store' };

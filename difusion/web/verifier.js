@@ -258,7 +258,11 @@ class Site {
       throw new SiteError(`no se pudo leer ${path} (${error.message})`, "inaccesible");
     }
     if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
+      if (this.version === null) throw new SiteError(`el sitio redirige ${path} a otra dirección: no se puede leer una versión fija`, "inaccesible");
       throw new SiteError("el sitio cambió de versión durante la verificación", "version");
+    }
+    if (response.status === 429) {
+      throw new SiteError("el sitio limitó las solicitudes desde su red (HTTP 429); intente más tarde", "limite");
     }
     if (response.status === 404 || response.status === 403 || response.status === 410) {
       if (optional) return null;
@@ -337,7 +341,7 @@ async function verifySite(base, publicKey, { onProgress = () => {}, concurrency 
     estado: "error", problema: null, mensaje: "", base: String(base), version: null,
     secuencia: null, corte: null, corteHora: null, manifiestoSha256: null, comentario: null,
     retiro: null, archivos: 0, alterados: [], faltantes: [], actasRevisadas: 0,
-    actasDistintas: [], actasSinImagen: [], segundos: 0,
+    actasDistintas: [], actasSinImagen: [], casillas: [], segundos: 0,
   };
   try {
     const signed = await readSigned(site, publicKey);
@@ -366,9 +370,11 @@ async function verifySite(base, publicKey, { onProgress = () => {}, concurrency 
       else if (served.get(entry.path) !== entry.sha256) result.alterados.push(entry.path);
     }
     const images = imageIndex(manifest);
+    const casillas = new Set();
     for (const [path, bytes] of [...csvs.entries()].sort()) {
       for (const row of actaRows(bytes)) {
         result.actasRevisadas++;
+        casillas.add(row.casilla || row.clave);
         const image = imageFor(row.clave, path, images);
         const actual = image === null ? undefined : served.get(image);
         if (actual === undefined) {
@@ -378,6 +384,7 @@ async function verifySite(base, publicKey, { onProgress = () => {}, concurrency 
         }
       }
     }
+    result.casillas = [...casillas].sort();
     result.alterados.sort(); result.faltantes.sort();
     if (newer) {
       result.estado = "fallido"; result.problema = "desactualizado";
@@ -439,19 +446,6 @@ async function lookUpActa(base, publicKey, key) {
     }
   }
   return { actas: found, secuencia: manifest.sequence, corte: manifest.snapshot.id, base: String(site.base) };
-}
-
-// Every casilla key the databases name (for the list a citizen picks from).
-async function casillaKeys(base, publicKey) {
-  const site = new Site(base);
-  const { manifest } = await readSigned(site, publicKey);
-  const keys = new Set();
-  for (const entry of manifest.files.filter((f) => isCsv(f.path))) {
-    const bytes = await site.read(entry.path);
-    if ((await sha256Hex(bytes)) !== entry.sha256) continue;
-    for (const row of actaRows(bytes)) keys.add(row.casilla || row.clave);
-  }
-  return [...keys].sort();
 }
 
 // --- showing results (shared by both pages) ----------------------------------------------

@@ -190,6 +190,20 @@ describe('a whole site', () => {
     assert.deepEqual([...result.faltantes], ['index.html']);
   });
 
+  it('says a check cut short by the site\'s rate limit is cut short, not that files are missing', async () => {
+    const key = await keyPair();
+    const site = serve(await makeSite(key));
+    let reads = 0;
+    const limited = async (url, options) => (++reads > 3
+      ? { type: 'cors', status: 429, ok: false, url: String(url), arrayBuffer: async () => new ArrayBuffer(0) }
+      : site.fetch(url, options));
+    const v = load(limited);
+    const result = await v.verifySite(BASE, v.parsePublicKey(key.text));
+    assert.equal(result.estado, 'error');
+    assert.equal(result.problema, 'limite');
+    assert.equal(result.faltantes.length, 0);
+  });
+
   it('starts again once on the new version when the one read is retired mid-check', async () => {
     const key = await keyPair();
     const files = await makeSite(key);

@@ -39,7 +39,24 @@ class SiteWebAcl(Construct):
             wafv2.CfnWebACL.RuleProperty(
                 name="RateLimitPerIp",
                 priority=len(rules),
-                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                # 429, readable by the institute's verifier (from another origin): a check
+                # cut short says "too many requests", never "files missing" (S3 behind
+                # origin access control answers a missing file with 403, WAF's default).
+                action=wafv2.CfnWebACL.RuleActionProperty(
+                    block=wafv2.CfnWebACL.BlockActionProperty(
+                        custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                            response_code=429,
+                            response_headers=[
+                                wafv2.CfnWebACL.CustomHTTPHeaderProperty(
+                                    name="access-control-allow-origin", value="*"
+                                ),
+                                wafv2.CfnWebACL.CustomHTTPHeaderProperty(
+                                    name="retry-after", value="300"
+                                ),
+                            ],
+                        )
+                    )
+                ),
                 statement=wafv2.CfnWebACL.StatementProperty(
                     rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
                         limit=rate_limit, aggregate_key_type="IP"

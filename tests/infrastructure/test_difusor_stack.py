@@ -191,8 +191,12 @@ def test_waf_has_the_managed_rule_groups_and_a_rate_limit_and_fronts_the_distrib
         "AWSManagedRulesAmazonIpReputationList",
     ]
     [rate] = [r for r in props["Rules"] if "RateBasedStatement" in r["Statement"]]
-    assert rate["Statement"]["RateBasedStatement"]["Limit"] == 2000
-    assert rate["Action"] == {"Block": {}}
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == 20000
+    # a blocked check reads as "too many requests" to the verifier, not as missing files
+    response = rate["Action"]["Block"]["CustomResponse"]
+    assert response["ResponseCode"] == 429
+    assert {"Name": "access-control-allow-origin", "Value": "*"} in response["ResponseHeaders"]
+    assert set(rate["Action"]) == {"Block"}
     config = only(difusor, "AWS::CloudFront::Distribution")["Properties"]["DistributionConfig"]
     assert config["WebACLId"] == {"Fn::GetAtt": [acl_id, "Arn"]}
 

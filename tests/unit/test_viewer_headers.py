@@ -13,6 +13,8 @@ from difusion.viewer_headers import OriginInvalid, ViewerHeaders, portal_origin
         ("https://prep.ieebcs.org.mx", "https://prep.ieebcs.org.mx"),
         ("https://PREP.ieebcs.org.mx/", "https://prep.ieebcs.org.mx"),
         ("https://prep.ieebcs.org.mx:8443", "https://prep.ieebcs.org.mx:8443"),
+        # browsers leave the default port out of Origin: so must the allow-list
+        ("https://prep.ieebcs.org.mx:443", "https://prep.ieebcs.org.mx"),
     ],
 )
 def test_a_portal_is_named_by_its_origin(value, origin):
