@@ -107,6 +107,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
                 "institute_account": ORIGIN_ACCOUNT,
                 "election_id": OPTIONS.election,
                 "external_id": template_external_id(d.difusor_id),
+                "portal_origin": "https://prep.example.org",
             },
         )
         for d in OPTIONS.difusores
