@@ -124,8 +124,8 @@ def difusores_list(
             f'<td><a href="{verify}">Verificar</a></td></tr>'
         )
     latest = (
-        f"secuencia {head.sequence}, corte {html.escape(head.snapshot_id)} "
-        f"({html.escape(local_time(head.cut_time, time_zone))}); huella SHA-256 del "
+        f"secuencia {head.sequence}, corte {html.escape(head.snapshot_id)}, hora de corte "
+        f"{html.escape(local_time(head.cut_time, time_zone))}; huella SHA-256 del "
         f"manifiesto <code>{html.escape(head.manifest_sha256)}</code>"
         if head is not None
         else "todavía ninguno"

@@ -238,7 +238,8 @@ def test_the_board_shows_each_difusors_last_check_and_the_latest_signed_snapshot
         "Connection refused" not in page
         and "Connection refused" not in files[LIST_JSON][0].decode()
     )
-    assert "secuencia 7, corte 20240602_2300_PREP_DIP_LOC_BCS (02/06/2024 23:00" in page
+    latest = "secuencia 7, corte 20240602_2300_PREP_DIP_LOC_BCS, hora de corte 02/06/2024 23:00"
+    assert latest in page
     row = re.search(r'<tr data-difusor="uabcs">.*?</tr>', page).group(0)
     assert 'data-resultado="verificado"' in row and "03/06/2024 00:01" not in row
     assert "02/06/2024 23:01 (hora local)" in row and "1,843 archivos revisados" in row
