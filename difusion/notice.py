@@ -98,6 +98,7 @@ def difusores_list(
     for d in listed:
         active = d.status is DifusorStatus.ACTIVE
         check = checks.get(d.difusor_id)
+        verify = f"{VERIFIER_PAGE}?difusor={urllib.parse.quote(d.difusor_id)}"
         entries.append(
             {
                 "difusor": d.difusor_id,
@@ -106,7 +107,7 @@ def difusores_list(
                 "estado": "activo" if active else "suspendido",
                 **({"desde": d.status_since} if not active else {}),
                 "ultima_revision": _check_json(check, head),
-                "verificar": f"{VERIFIER_PAGE}?difusor={urllib.parse.quote(d.difusor_id)}",
+                "verificar": verify,
             }
         )
         name = html.escape(d.name)
@@ -117,11 +118,10 @@ def difusores_list(
             cell = f'<span class="suspendido" aria-disabled="true">{name}</span>'
             since = local_time(d.status_since, time_zone) if d.status_since else ""
             state = f"Transmisión interrumpida {html.escape(since)}"
-        verify = html.escape(f"{VERIFIER_PAGE}?difusor={urllib.parse.quote(d.difusor_id)}")
         rows.append(
             f'<tr data-difusor="{html.escape(d.difusor_id)}"><td>{cell}</td><td>{state}</td>'
             f"<td>{_check_html(check, head, time_zone)}</td>"
-            f'<td><a href="{verify}">Verificar</a></td></tr>'
+            f'<td><a href="{html.escape(verify)}">Verificar</a></td></tr>'
         )
     latest = (
         f"secuencia {head.sequence}, corte {html.escape(head.snapshot_id)}, hora de corte "

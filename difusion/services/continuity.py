@@ -188,9 +188,9 @@ class ContinuityService:
                 targets.append((difusor, published))
         if not targets:  # nothing published yet (the key itself may not be in the origin)
             return
-        public_key = self._policy.pinned_key or PublicKey.from_text(
-            self._origin.get_bytes(PUBLIC_KEY_KEY).decode()
-        )
+        public_key = self._public_key()
+        if public_key is None:  # something was delivered, so the key was signed with
+            raise RuntimeError(f"{PUBLIC_KEY_KEY} is not in the origin: no key to check against")
 
         def check(target: tuple[Difusor, PublishedState]) -> SiteCheck:
             difusor, published = target
