@@ -1,8 +1,11 @@
 # The one entry point. `make demo` and `make test` set up everything they need.
-PYTHON ?= python3
+# The functions' Python (.python-version; pyenv reads it too): the suite, the demo and the
+# layer run on the version the Lambdas run.
+LAMBDA_PYTHON := $(shell cat .python-version)
+PYTHON ?= python$(LAMBDA_PYTHON)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat .python-version requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_WORKERS ?= 2
 
 export CDK_DISABLE_CLI_TELEMETRY := 1
@@ -10,7 +13,9 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: venv tools layer synth demo bench test test-unit test-integration test-e2e test-infrastructure chaos lint format clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): .python-version requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LAMBDA_PYTHON)" else "$(PYTHON) is Python " + v + "; the Lambdas run $(LAMBDA_PYTHON) (.python-version): install it (pyenv install $(LAMBDA_PYTHON)) or name one: make PYTHON=/path/to/python$(LAMBDA_PYTHON)")'
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
 	$(BIN)/pip install --quiet -r requirements-dev.txt

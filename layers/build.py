@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = "manylinux2014_aarch64"  # the functions run on arm64 (Graviton)
-PYTHON_VERSION = "3.14"  # matches the functions' runtime (stacks/institute)
+# The functions' Python (stacks/institute reads the same file): the suite runs on it too.
+PYTHON_VERSION = (ROOT / ".python-version").read_text().strip()
 # Parts of the package that only the operators' machines use.
 EXCLUDED = {"local", "preflight", "memoria", "cli.py", "generator.py", "window_timer.py"}
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -28,14 +28,12 @@ from difusion.models import Difusor
 from difusion.times import parse_iso
 from difusion.topology import DIFUSOR_REGION
 
-T = TypeVar("T")
-
 CACHE_CONTROL = "no-cache"
 _COPY_OBJECT_MAX = 5 * 1024**3
 _DELETE_BATCH = 1000
 
 
-def retry_with_backoff(
+def retry_with_backoff[T](
     call: Callable[[], T],
     retryable: set[str],
     *,

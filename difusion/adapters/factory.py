@@ -33,6 +33,7 @@ from difusion.settings import (
     ReplicateSettings,
     SignSettings,
 )
+from difusion.topology import DIFUSOR_REGION
 
 
 def wall_clock() -> datetime:
@@ -59,6 +60,21 @@ def use_clock(clock: Callable[[], datetime]) -> None:
 def client(service: str, max_pool: int = 10) -> Any:
     config = Config(max_pool_connections=max_pool, retries={"mode": "standard"})
     return new_session().client(service, config=config)
+
+
+def delivery_sts() -> Any:
+    """The STS client that assumes the difusores' delivery roles: the regional endpoint of
+    the sites' Region (us-east-1), not the institute's. Every account has that Region enabled,
+    so AssumeRole works for every difusor even when the institute runs in an opt-in Region
+    (mx-central-1): STS in an opt-in Region answers only for accounts that enabled it. A
+    regional endpoint's session tokens are valid in every Region (version 2), the kind SigV4A
+    to the KeyValueStore needs ("Manage AWS STS in an AWS Region", IAM user guide). The
+    regional endpoint is asked for here, whatever ``AWS_STS_REGIONAL_ENDPOINTS`` says: in
+    ``legacy`` mode us-east-1 would mean the global endpoint and its version 1 tokens."""
+    session = new_session()
+    session._session.set_config_variable("sts_regional_endpoints", "regional")
+    config = Config(max_pool_connections=10, retries={"mode": "standard"})
+    return session.client("sts", region_name=DIFUSOR_REGION, config=config)
 
 
 def dynamodb() -> Any:
@@ -112,7 +128,7 @@ def replicate_service(settings: ReplicateSettings) -> ReplicateService:
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
         DifusorSites(
-            client("sts"),
+            delivery_sts(),
             f"difusion-{settings.election}",
             settings.copy_concurrency + 2,
             clock=utc_now,
@@ -133,7 +149,7 @@ def continuity_service(settings: MonitorSettings) -> ContinuityService:
         OriginStore(client("s3"), settings.origin_bucket),
         Ledger(dynamodb(), settings.ledger_table, settings.election),
         DifusorRegistry(dynamodb(), settings.registry_table),
-        DifusorSites(client("sts"), f"difusion-monitor-{settings.election}", 4, clock=utc_now),
+        DifusorSites(delivery_sts(), f"difusion-monitor-{settings.election}", 4, clock=utc_now),
         HttpSiteReader(settings.http_timeout_seconds),
         DeliveryQueue(client("sqs"), settings.delivery_queue_url),
         window=settings.window,

@@ -25,7 +25,10 @@ from stacks.nag import acknowledge_prefixes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAYER_DIR = ROOT / "layers" / "build"
-RUNTIME = lambda_.Runtime.PYTHON_3_14  # layers/build.py builds for this version
+# One Python for the functions, the layer (layers/build.py) and the suite (the Makefile's venv):
+# the repository's .python-version, which pyenv also reads.
+LAMBDA_PYTHON = (ROOT / ".python-version").read_text().strip()
+RUNTIME: lambda_.Runtime = getattr(lambda_.Runtime, "PYTHON_" + LAMBDA_PYTHON.replace(".", "_"))
 ARCHITECTURE = lambda_.Architecture.ARM_64
 SERVICE = "difusion"
 METRICS_NAMESPACE = "Difusion"
@@ -334,6 +337,16 @@ class PipelineFunctions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             description=f"difusion {spec.name} (lambdas/{spec.name}/handler.py)",
+        )
+        Validations.of(function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason=(
+                    f"{RUNTIME.name} (.python-version) is the Python the suite, the layer and "
+                    "the embedded default run, so what is tested is what deploys; Lambda "
+                    "supports python3.13 until 30 June 2029 (Lambda runtimes page)"
+                ),
+            )
         )
         # Logs go to this function's own group only; no managed policy, no wildcard group.
         role.add_to_policy(

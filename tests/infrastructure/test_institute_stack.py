@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stacks.institute.pipeline_functions import LAMBDA_PYTHON
 from tests.infrastructure.templates import (
     actions_of,
     bucket_policy,
@@ -159,7 +160,7 @@ def test_functions_run_the_shared_handlers_on_arm64_with_tracing_and_the_layer(
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     for name in ("ingest", "sign", "replicate", "monitor"):
         props = institute.to_json()["Resources"][_function(institute, name)]["Properties"]
-        assert props["Runtime"] == "python3.14"
+        assert props["Runtime"] == f"python{LAMBDA_PYTHON}"
         assert props["Architectures"] == ["arm64"]
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["Handler"] == "handler.handler"
