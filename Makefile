@@ -40,11 +40,15 @@ tools:
 layer: venv
 	$(BIN)/python layers/build.py
 
-node_modules/.bin/cdk: package.json package-lock.json
+# npm's devDependencies (package.json): the CDK CLI, and iam-simulate, the independent IAM
+# evaluator the IAM tests hold the project's against (docs/iam-oracle.md).
+NPM_STAMP := node_modules/.installed
+$(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Both stacks, offline, into cdk.out/ (CLI pinned in package.json), then cfn-lint on them.
-synth: venv layer node_modules/.bin/cdk
+synth: venv layer $(NPM_STAMP)
 	npx cdk synth --quiet
 	$(BIN)/cfn-lint
 
@@ -63,14 +67,14 @@ bench: venv $(AWSCLI)
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python -m difusion.local.bench $(AWSCLI)
 
-test: venv tools layer
+test: venv tools layer $(NPM_STAMP)
 	node --test edge/ difusion/web/
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
-test-unit: venv
+test-unit: venv $(NPM_STAMP)
 	$(BIN)/pytest tests/unit
 
-test-integration: venv tools
+test-integration: venv tools $(NPM_STAMP)
 	$(BIN)/pytest tests/integration
 
 test-e2e: venv tools

@@ -5,6 +5,11 @@ The institute's stack and one difusor stack per emulator difusor are synthesized
 the module, for the emulator's accounts (in one xdist group: synthesis takes half a
 minute); each test binds them to its fresh deployment (``difusion.local.iam.embedded``).
 A call no function makes (this test's own, the provisioning's) is not checked.
+
+Every decision the evaluator makes in a test is recorded (``DecisionRecorder``) and, at
+the test's end, put to an independent evaluator in one Node process (``tests/iam_oracle``,
+``docs/iam-oracle.md``): the test fails on any verdict the two do not share, except the
+disagreements listed below, each with AWS's page, each of which must still occur.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import pytest
 from difusion.adapters.sessions import new_session
 from difusion.cli import main
 from difusion.local.emulator import ORIGIN_ACCOUNT, REGION
+from difusion.local.iam import Decision, Policy, Principal, Request
 from difusion.local.iam.embedded import deployment_literals, difusor_binding, institute_binding
 from difusion.local.iam.enforce import Check, TemplateDenied, TemplateEnforcer
+from difusion.local.iam.record import DecisionRecorder, read_decisions
 from difusion.local.iam.templates import (
     PATH_METADATA_CONTEXT,
     StackPolicies,
@@ -33,6 +40,14 @@ from difusion.local.iam.templates import (
 from difusion.local.pipeline import LocalPipeline
 from difusion.local.provision import LocalDeployment
 from difusion.window import PublicationWindow
+from tests.iam_oracle import (
+    KnownDisagreement,
+    OracleRequest,
+    ask_oracle,
+    disagreement,
+    require_oracle,
+    verdict_of,
+)
 from tests.integration.conftest import OPTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("iam_enforced")]
@@ -115,11 +130,28 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return Synthesized(institute_stack, institute, difusores)
 
 
+# Where the oracle is wrong about AWS or does not model it, with AWS's page: none so far.
+# Each entry must apply to some decision of this module's tests (``listed_and_used``).
+KNOWN_DISAGREEMENTS: list[KnownDisagreement] = []
+
+
+@pytest.fixture(scope="module")
+def listed_and_used():
+    """The names of the listed disagreements some decision needed; at the module's end,
+    an entry none needed fails, so the list cannot outlive its reason."""
+    used: set[str] = set()
+    yield used
+    unused = [k.name for k in KNOWN_DISAGREEMENTS if k.name not in used]
+    assert not unused, f"listed disagreements no decision needed (remove them): {unused}"
+
+
 @pytest.fixture
-def enforce(synthesized: Synthesized):
+def enforce(synthesized: Synthesized, tmp_path: Path, listed_and_used: set[str]):
     """Installs a :class:`TemplateEnforcer` for a pipeline's deployment (optionally with a
-    changed template); at teardown, any denial the test did not take fails it."""
-    installed: list[TemplateEnforcer] = []
+    changed template), recording its decisions; at teardown, any denial the test did not
+    take fails it, and so does any decision the independent evaluator does not share."""
+    require_oracle()  # before the night, not after it
+    installed: list[tuple[TemplateEnforcer, DecisionRecorder]] = []
 
     def install(
         pipeline: LocalPipeline,
@@ -127,16 +159,47 @@ def enforce(synthesized: Synthesized):
         difusores: dict[str, dict[str, Any]] | None = None,
     ) -> TemplateEnforcer:
         stacks = _policies(synthesized, pipeline.deployment, institute, difusores or {})
-        enforcer = TemplateEnforcer(stacks)
+        recorder = DecisionRecorder(tmp_path / f"iam-decisions-{len(installed)}.jsonl")
+        enforcer = TemplateEnforcer(stacks, recorder=recorder)
         enforcer.install()
-        installed.append(enforcer)
+        installed.append((enforcer, recorder))
         return enforcer
 
     yield install
-    for enforcer in installed:
+    for enforcer, recorder in installed:
         enforcer.uninstall()
-    for enforcer in installed:
+        recorder.close()
+    for enforcer, _ in installed:
         enforcer.assert_all_allowed()
+    for _, recorder in installed:
+        compared = assert_the_oracle_agrees(recorder.path, listed_and_used)
+        assert compared == recorder.count > 0
+
+
+def assert_the_oracle_agrees(decisions: Path, used: set[str]) -> int:
+    """Puts every recorded decision to the oracle (each distinct request once, all in one
+    Node process) and fails on a verdict they do not share, or on a listed disagreement
+    that no longer occurs; adds the listed ones that applied to ``used``. Returns how many
+    decisions were compared."""
+    recorded = list(read_decisions(decisions))
+    verdicts: dict[str, tuple[OracleRequest, set[str]]] = {}
+    for entry in recorded:
+        request = OracleRequest.of(entry.request, entry.identity_policies, entry.resource_policy)
+        key = json.dumps(request.as_json(""), sort_keys=True)
+        verdicts.setdefault(key, (request, set()))[1].add(verdict_of(entry.decision))
+    answers = ask_oracle(request for request, _ in verdicts.values())
+    wrong = []
+    for (request, ours), answer in zip(verdicts.values(), answers, strict=True):
+        used.update(k.name for k in KNOWN_DISAGREEMENTS if k.applies(request))
+        for verdict in sorted(ours):
+            problem = disagreement(request, verdict, answer, KNOWN_DISAGREEMENTS)
+            if problem:
+                wrong.append(
+                    f"{request.principal} -> {request.action} on {request.resource}: {problem}"
+                )
+    print(f"iam-simulate: {len(recorded)} decisions ({len(verdicts)} distinct requests) compared")
+    assert not wrong, f"{len(wrong)} verdict(s) the oracle does not share:\n  " + "\n  ".join(wrong)
+    return len(recorded)
 
 
 def _policies(
@@ -338,3 +401,19 @@ def test_without_retain_the_final_publication_the_close_is_denied_its_retention(
         raised.value
     )
     assert "implicit deny: no identity policy" in denied.reason
+
+
+def test_a_recorded_decision_the_oracle_does_not_share_fails_the_night(tmp_path: Path) -> None:
+    # Given a recording in which the evaluator allowed what no policy allows
+    path = tmp_path / "decisions.jsonl"
+    recorder = DecisionRecorder(path)
+    role = Principal.role(f"arn:aws:iam::{ORIGIN_ACCOUNT}:role/PipelineSignRole", "difusion-sign")
+    request = Request(role, "s3:GetObject", "arn:aws:s3:::origin/drafts/a.zip", ORIGIN_ACCOUNT)
+    empty = Policy("identity policy Pipeline/SignRole/DefaultPolicy", {"Statement": []})
+    recorder.record(request, [empty], None, Decision(True, "allowed by a misread statement"))
+    recorder.close()
+
+    # When its decisions are put to the oracle
+    # Then the comparison fails, naming the request and both verdicts
+    with pytest.raises(AssertionError, match="iam-simulate says ImplicitlyDenied, ours Allowed"):
+        assert_the_oracle_agrees(path, set())

@@ -2,15 +2,26 @@
 
 Each test names the IAM User Guide (or KMS Developer Guide) page whose rule or example it
 encodes; policies are shaped as CDK synthesizes them, with intrinsics already resolved.
+
+Every request a test decides is also put to an independent evaluator, the npm package
+``@cloud-copilot/iam-simulate`` (``tests/iam_oracle``, one Node process for the module):
+``evaluate_both`` fails the test where the two verdicts (allowed, explicitly or implicitly
+denied) differ, unless ``KNOWN_DISAGREEMENTS`` lists the case with AWS's page (and then it
+fails if they agree); ``test_condition_operators`` asks it about each Condition block too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import tests.iam_oracle
 from difusion.local.iam import (
+    Decision,
     Policy,
     PolicyError,
     Principal,
@@ -18,6 +29,45 @@ from difusion.local.iam import (
     conditions_hold,
     evaluate,
 )
+from difusion.local.iam.record import DecisionRecorder, read_decisions
+from tests.iam_oracle import (
+    ALLOWED,
+    IMPLICIT,
+    KnownDisagreement,
+    Oracle,
+    OracleAnswer,
+    OracleMissing,
+    OracleRequest,
+    disagreement,
+    verdict_of,
+)
+
+Evaluate = Callable[..., Decision]
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Iterator[Oracle]:
+    with Oracle() as running:
+        yield running
+
+
+@pytest.fixture
+def evaluate_both(oracle: Oracle) -> Evaluate:
+    """``evaluate``, and the oracle asked the same: the test fails where they disagree."""
+
+    def decide(
+        request: Request,
+        identity_policies: Sequence[Policy] = (),
+        resource_policy: Policy | None = None,
+    ) -> Decision:
+        ours = evaluate(request, identity_policies, resource_policy)
+        asked = OracleRequest.of(request, identity_policies, resource_policy)
+        problem = disagreement(asked, verdict_of(ours), oracle.ask(asked), KNOWN_DISAGREEMENTS)
+        assert problem is None, f"{problem}; ours: {ours.reason}"
+        return ours
+
+    return decide
+
 
 INSTITUTE = "111122223333"
 DIFUSOR = "444455556666"
@@ -44,6 +94,54 @@ def allow(action: str | list[str], resource_arn: str | list[str], **extra: Any) 
 
 def root(account: str) -> dict[str, str]:
     return {"AWS": f"arn:aws:iam::{account}:root"}
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(policy: Policy) -> list[dict[str, Any]]:
+    statements = policy.document["Statement"]
+    return statements if isinstance(statements, list) else [statements]
+
+
+def star_ends_a_segment_of_a_short_arn(request: OracleRequest) -> bool:
+    """An identity statement's Resource has fewer than six ARN segments and a * ending one
+    that is not the last (``arn:aws:dynamodb:us-*:table/ledger``)."""
+    return any(
+        pattern.startswith("arn:") and pattern.count(":") < 5 and "*:" in pattern
+        for policy in request.identity_policies
+        for statement in _statements(policy)
+        for pattern in _listed(statement.get("Resource", []))
+    )
+
+
+KNOWN_DISAGREEMENTS = [
+    KnownDisagreement(
+        "a * ending an ARN segment expands past colons",
+        ours=ALLOWED,
+        oracle=IMPLICIT,
+        why=(
+            "IAM User Guide, 'IAM JSON policy elements: Resource' (https://docs.aws.amazon.com/"
+            "IAM/latest/UserGuide/reference_policies_elements_resource.html): 'If the * "
+            "wildcard is the last character of a resource ARN segment, it can expand to match "
+            "beyond the colon boundaries'. iam-simulate pads an ARN of fewer than six segments "
+            "with '*' segments and matches segment by segment, so us-* never reaches past the "
+            "Region. No template writes such a pattern."
+        ),
+        applies=star_ends_a_segment_of_a_short_arn,
+        example=(
+            Request(
+                PUBLISHER,
+                "dynamodb:GetItem",
+                f"arn:aws:dynamodb:us-east-1:{INSTITUTE}:table/ledger",
+                INSTITUTE,
+            ),
+            [identity(allow("dynamodb:GetItem", "arn:aws:dynamodb:us-*:table/ledger"))],
+            None,
+        ),
+    ),
+]
 
 
 # --- AWS's own examples -----------------------------------------------------------------
@@ -115,7 +213,7 @@ CARLOS_LOGS_BUCKET_POLICY = resource(
     ],
 )
 def test_carlos_example_deny_in_identity_policy_beats_allow_in_bucket_policy(
-    action: str, resource_arn: str, allowed: bool, decided_by: str
+    action: str, resource_arn: str, allowed: bool, decided_by: str, evaluate_both: Evaluate
 ) -> None:
     """IAM User Guide, "Policy evaluation for requests within a single account", example
     identity-based and resource-based policy evaluation: the bucket policy lets Carlos put
@@ -124,21 +222,21 @@ def test_carlos_example_deny_in_identity_policy_beats_allow_in_bucket_policy(
     request = Request(CARLOS, action, resource_arn, INSTITUTE)
 
     # When he acts
-    decision = evaluate(request, [CARLOS_POLICY], CARLOS_LOGS_BUCKET_POLICY)
+    decision = evaluate_both(request, [CARLOS_POLICY], CARLOS_LOGS_BUCKET_POLICY)
 
     # Then the page's outcome, and the reason names the deciding statement
     assert decision.allowed is allowed
     assert decided_by in decision.reason
 
 
-def test_by_default_every_request_is_implicitly_denied() -> None:
+def test_by_default_every_request_is_implicitly_denied(evaluate_both: Evaluate) -> None:
     """IAM User Guide, "How AWS enforcement code logic evaluates requests to allow or deny
     access": by default all requests are implicitly denied."""
     # Given a role whose only statement is about another bucket
     policy = identity(allow("s3:GetObject", f"{SITE}/*"))
 
     # When it writes to the origin
-    decision = evaluate(Request(PUBLISHER, "s3:PutObject", f"{ORIGIN}/a", INSTITUTE), [policy])
+    decision = evaluate_both(Request(PUBLISHER, "s3:PutObject", f"{ORIGIN}/a", INSTITUTE), [policy])
 
     # Then it is denied, and the reason names caller, action, resource and the policy read
     assert not decision.allowed
@@ -148,7 +246,9 @@ def test_by_default_every_request_is_implicitly_denied() -> None:
     assert "identity policy PublisherDefault" in decision.reason
 
 
-def test_explicit_deny_in_a_bucket_policy_overrides_an_identity_allow() -> None:
+def test_explicit_deny_in_a_bucket_policy_overrides_an_identity_allow(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "How AWS enforcement code logic evaluates requests": an explicit deny
     in any policy wins. Shaped like CDK's enforceSSL statement, using Bool
     aws:SecureTransport ("IAM JSON policy elements: Condition operators")."""
@@ -171,8 +271,8 @@ def test_explicit_deny_in_a_bucket_policy_overrides_an_identity_allow() -> None:
         return Request(PUBLISHER, "s3:PutObject", f"{ORIGIN}/k", INSTITUTE, context)
 
     # When the same call is made over HTTP and over HTTPS
-    insecure = evaluate(put(False), [grant], deny_insecure)
-    secure = evaluate(put(True), [grant], deny_insecure)
+    insecure = evaluate_both(put(False), [grant], deny_insecure)
+    secure = evaluate_both(put(True), [grant], deny_insecure)
 
     # Then only HTTPS gets through
     assert not insecure.allowed
@@ -182,7 +282,9 @@ def test_explicit_deny_in_a_bucket_policy_overrides_an_identity_allow() -> None:
     assert secure.allowed
 
 
-def test_within_an_account_a_resource_policy_naming_the_role_allows_on_its_own() -> None:
+def test_within_an_account_a_resource_policy_naming_the_role_allows_on_its_own(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "Policy evaluation for requests within a single account": if either
     the identity-based or the resource-based policy allows, the request is allowed."""
     # Given no identity policy, and a bucket policy naming the role (by its ARN with a path)
@@ -198,7 +300,7 @@ def test_within_an_account_a_resource_policy_naming_the_role_allows_on_its_own()
     caller = Principal.from_arn(f"arn:aws:sts::{INSTITUTE}:assumed-role/prep-publisher/s")
 
     # When the role's session reads
-    decision = evaluate(
+    decision = evaluate_both(
         Request(caller, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [], bucket_policy
     )
 
@@ -207,7 +309,9 @@ def test_within_an_account_a_resource_policy_naming_the_role_allows_on_its_own()
     assert "bucket policy statement #1" in decision.reason
 
 
-def test_a_resource_policy_naming_only_the_account_delegates_to_identity_policies() -> None:
+def test_a_resource_policy_naming_only_the_account_delegates_to_identity_policies(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "AWS JSON policy elements: Principal": naming an account delegates to
     it, so its identities also need an identity policy that allows the access."""
     # Given a bucket policy that names the account root, and a role with no identity allow
@@ -217,8 +321,10 @@ def test_a_resource_policy_naming_only_the_account_delegates_to_identity_policie
     request = Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE)
 
     # When it reads, without and with an identity allow
-    without = evaluate(request, [], bucket_policy)
-    with_grant = evaluate(request, [identity(allow("s3:GetObject", f"{ORIGIN}/*"))], bucket_policy)
+    without = evaluate_both(request, [], bucket_policy)
+    with_grant = evaluate_both(
+        request, [identity(allow("s3:GetObject", f"{ORIGIN}/*"))], bucket_policy
+    )
 
     # Then only the identity allow makes it through
     assert not without.allowed
@@ -272,6 +378,7 @@ def test_cross_account_needs_both_the_identity_and_the_resource_policy(
     bucket_policy: Policy | None,
     allowed: bool,
     reason: str,
+    evaluate_both: Evaluate,
 ) -> None:
     """IAM User Guide, "Cross-account policy evaluation logic": the trusting account's
     resource policy and the trusted account's identity policy must both allow. The bucket
@@ -281,7 +388,7 @@ def test_cross_account_needs_both_the_identity_and_the_resource_policy(
     request = Request(caller, "s3:PutObject", f"{SITE}/index.html", DIFUSOR)
 
     # When IAM decides
-    decision = evaluate(request, identity_policies, bucket_policy)
+    decision = evaluate_both(request, identity_policies, bucket_policy)
 
     # Then both sides were needed
     assert decision.allowed is allowed, decision.reason
@@ -320,7 +427,11 @@ MAY_ASSUME_DELIVERY_ROLE = identity(allow("sts:AssumeRole", DELIVERY_ROLE))
     ],
 )
 def test_trust_policy_wants_the_external_id_the_named_roles_and_an_identity_allow(
-    caller: Principal, external_id: str | None, identity_policies: list[Policy], allowed: bool
+    caller: Principal,
+    external_id: str | None,
+    identity_policies: list[Policy],
+    allowed: bool,
+    evaluate_both: Evaluate,
 ) -> None:
     """IAM User Guide, "Cross-account policy evaluation logic" (a role trust policy is the
     role's resource-based policy) and "IAM JSON policy elements: Condition operators"
@@ -331,13 +442,15 @@ def test_trust_policy_wants_the_external_id_the_named_roles_and_an_identity_allo
     request = Request(caller, "sts:AssumeRole", DELIVERY_ROLE, DIFUSOR, context)
 
     # When the caller assumes it
-    decision = evaluate(request, identity_policies, DELIVERY_TRUST)
+    decision = evaluate_both(request, identity_policies, DELIVERY_TRUST)
 
     # Then only the named roles, with the right id and their own allow, get in
     assert decision.allowed is allowed, decision.reason
 
 
-def test_same_account_trust_policy_naming_the_role_needs_no_identity_allow() -> None:
+def test_same_account_trust_policy_naming_the_role_needs_no_identity_allow(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "Policy evaluation for requests within a single account": a trust
     policy that names the caller's role ARN allows on its own; naming the account does not."""
     # Given two trust policies in the caller's own account
@@ -366,13 +479,15 @@ def test_same_account_trust_policy_naming_the_role_needs_no_identity_allow() -> 
 
     # When the role assumes the target with no identity policy
     # Then naming the role suffices, naming the account doesn't
-    assert evaluate(request, [], by_role).allowed
-    denied = evaluate(request, [], by_account)
+    assert evaluate_both(request, [], by_role).allowed
+    denied = evaluate_both(request, [], by_account)
     assert not denied.allowed
     assert "names only the account" in denied.reason
 
 
-def test_no_identity_policy_can_assume_a_role_that_trusts_only_a_service() -> None:
+def test_no_identity_policy_can_assume_a_role_that_trusts_only_a_service(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "How AWS enforcement code logic evaluates requests": a role's trust
     policy must allow the caller, even within the account."""
     # Given a Lambda execution role's trust policy, as CDK writes it, and an admin caller
@@ -392,9 +507,11 @@ def test_no_identity_policy_can_assume_a_role_that_trusts_only_a_service() -> No
     role_arn = f"arn:aws:iam::{INSTITUTE}:role/IngestRole"
 
     # When the admin and the Lambda service assume it
-    by_admin = evaluate(Request(PUBLISHER, "sts:AssumeRole", role_arn, INSTITUTE), [admin], trust)
+    by_admin = evaluate_both(
+        Request(PUBLISHER, "sts:AssumeRole", role_arn, INSTITUTE), [admin], trust
+    )
     lambda_ = Principal.service("lambda.amazonaws.com")
-    by_lambda = evaluate(Request(lambda_, "sts:AssumeRole", role_arn, INSTITUTE), [], trust)
+    by_lambda = evaluate_both(Request(lambda_, "sts:AssumeRole", role_arn, INSTITUTE), [], trust)
 
     # Then only the service gets in
     assert not by_admin.allowed
@@ -416,14 +533,16 @@ DEFAULT_KEY_POLICY = Policy(
 CLOUDWATCH = Principal.service("cloudwatch.amazonaws.com")
 
 
-def test_a_key_policy_granting_only_the_account_does_not_let_cloudwatch_use_the_key() -> None:
+def test_a_key_policy_granting_only_the_account_does_not_let_cloudwatch_use_the_key(
+    evaluate_both: Evaluate,
+) -> None:
     """KMS Developer Guide, "Default key policy": the account-root statement lets IAM
     policies grant the key; a service principal has none, so it is not let in."""
     # Given CDK's default key policy on the alarm topic's key
     request = Request(CLOUDWATCH, "kms:GenerateDataKey", TOPIC_KEY, INSTITUTE)
 
     # When CloudWatch encrypts an alarm notification with it
-    decision = evaluate(request, [identity(allow("kms:*", "*"))], DEFAULT_KEY_POLICY)
+    decision = evaluate_both(request, [identity(allow("kms:*", "*"))], DEFAULT_KEY_POLICY)
 
     # Then it is denied, and the reason says why
     assert not decision.allowed
@@ -431,7 +550,7 @@ def test_a_key_policy_granting_only_the_account_does_not_let_cloudwatch_use_the_
     assert "key policy of TopicKey does not allow it" in decision.reason
 
 
-def test_a_key_policy_naming_the_service_lets_it_use_the_key() -> None:
+def test_a_key_policy_naming_the_service_lets_it_use_the_key(evaluate_both: Evaluate) -> None:
     """KMS Developer Guide, "Default key policy": a key policy statement naming the
     principal grants it directly."""
     # Given a key policy statement for CloudWatch
@@ -452,7 +571,7 @@ def test_a_key_policy_naming_the_service_lets_it_use_the_key() -> None:
     )
 
     # When CloudWatch encrypts with it
-    decision = evaluate(
+    decision = evaluate_both(
         Request(CLOUDWATCH, "kms:GenerateDataKey", TOPIC_KEY, INSTITUTE), [], key_policy
     )
 
@@ -470,7 +589,10 @@ def test_a_key_policy_naming_the_service_lets_it_use_the_key() -> None:
     ],
 )
 def test_a_role_uses_a_key_only_when_the_key_policy_and_its_identity_policy_allow(
-    identity_policies: list[Policy], key_policy: Policy | None, allowed: bool
+    identity_policies: list[Policy],
+    key_policy: Policy | None,
+    allowed: bool,
+    evaluate_both: Evaluate,
 ) -> None:
     """KMS Developer Guide, "Default key policy" ("Allows access to the AWS account and
     enables IAM policies"): no IAM policy alone gives access to a KMS key."""
@@ -478,13 +600,29 @@ def test_a_role_uses_a_key_only_when_the_key_policy_and_its_identity_policy_allo
     request = Request(PUBLISHER, "kms:Decrypt", TOPIC_KEY, INSTITUTE)
 
     # When it decrypts
-    decision = evaluate(request, identity_policies, key_policy)
+    decision = evaluate_both(request, identity_policies, key_policy)
 
     # Then it needs both
     assert decision.allowed is allowed, decision.reason
 
 
 # --- actions, resources, NotAction ------------------------------------------------------
+
+# The oracle checks a request's resource against the types the action acts on (Service
+# Authorization Reference), so each request names a resource of the right type.
+DEADLETTERS = f"arn:aws:sqs:us-east-1:{INSTITUTE}:deadletters"
+
+
+def resource_acted_on(action: str) -> str:
+    return {"s3:listbucket": ORIGIN, "sqs:sendmessage": DEADLETTERS}.get(
+        action.lower(), f"{ORIGIN}/k"
+    )
+
+
+def action_on(arn: str) -> str:
+    if arn.startswith("arn:aws:dynamodb:"):
+        return "dynamodb:GetItem"
+    return "s3:GetObject" if "/" in arn else "s3:ListBucket"
 
 
 @pytest.mark.parametrize(
@@ -501,14 +639,17 @@ def test_a_role_uses_a_key_only_when_the_key_policy_and_its_identity_policy_allo
         ("*", "sqs:SendMessage", True),
     ],
 )
-def test_action_wildcards(pattern: str, action: str, matches: bool) -> None:
+def test_action_wildcards(
+    pattern: str, action: str, matches: bool, evaluate_both: Evaluate
+) -> None:
     """IAM User Guide, "IAM JSON policy elements: Action": * and ? wildcards, and action
     names are not case-sensitive."""
     # Given a statement for the pattern
     policy = identity(allow(pattern, "*"))
 
-    # When the action is requested
-    decision = evaluate(Request(PUBLISHER, action, f"{ORIGIN}/k", INSTITUTE), [policy])
+    # When the action is requested (on a resource of a type it acts on)
+    request = Request(PUBLISHER, action, resource_acted_on(action), INSTITUTE)
+    decision = evaluate_both(request, [policy])
 
     # Then it applies or not
     assert decision.allowed is matches
@@ -541,27 +682,28 @@ def test_action_wildcards(pattern: str, action: str, matches: bool) -> None:
         ("arn:aws:s3:::*log*", "arn:aws:s3:::carlos-logs/today.log", True),
     ],
 )
-def test_resource_wildcards(pattern: str, arn: str, matches: bool) -> None:
+def test_resource_wildcards(pattern: str, arn: str, matches: bool, evaluate_both: Evaluate) -> None:
     """IAM User Guide, "IAM JSON policy elements: Resource": * and ? within ARN segments, a
     * ending a segment may expand past colons, and matching is case-sensitive."""
-    # Given a statement for the resource pattern
-    policy = identity(allow("s3:GetObject", pattern))
+    # Given a statement for the resource pattern, on an action that acts on such resources
+    action = action_on(arn)
+    policy = identity(allow(action, pattern))
 
     # When that resource is requested
-    decision = evaluate(Request(PUBLISHER, "s3:GetObject", arn, INSTITUTE), [policy])
+    decision = evaluate_both(Request(PUBLISHER, action, arn, INSTITUTE), [policy])
 
     # Then it applies or not
     assert decision.allowed is matches
 
 
-def test_not_action_allows_everything_but_the_listed_actions() -> None:
+def test_not_action_allows_everything_but_the_listed_actions(evaluate_both: Evaluate) -> None:
     """IAM User Guide, "IAM JSON policy elements: NotAction": Allow with NotAction grants
     every action not listed."""
     # Given an allow of everything except IAM
     policy = identity({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})
 
     def decide(action: str) -> bool:
-        return evaluate(Request(PUBLISHER, action, "*", INSTITUTE), [policy]).allowed
+        return evaluate_both(Request(PUBLISHER, action, "*", INSTITUTE), [policy]).allowed
 
     # When S3 and IAM actions are requested
     # Then only the unlisted one is allowed
@@ -569,7 +711,9 @@ def test_not_action_allows_everything_but_the_listed_actions() -> None:
     assert not decide("iam:CreateUser")
 
 
-def test_deny_with_not_resource_denies_everything_outside_the_listed_resources() -> None:
+def test_deny_with_not_resource_denies_everything_outside_the_listed_resources(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "IAM JSON policy elements: NotResource"."""
     # Given an allow of all of S3 but a deny outside the origin
     policy = identity(
@@ -578,8 +722,8 @@ def test_deny_with_not_resource_denies_everything_outside_the_listed_resources()
     )
 
     # When the origin and another bucket are read
-    inside = evaluate(Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [policy])
-    outside = evaluate(Request(PUBLISHER, "s3:GetObject", f"{SITE}/k", INSTITUTE), [policy])
+    inside = evaluate_both(Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [policy])
+    outside = evaluate_both(Request(PUBLISHER, "s3:GetObject", f"{SITE}/k", INSTITUTE), [policy])
 
     # Then only the origin is readable
     assert inside.allowed
@@ -587,7 +731,9 @@ def test_deny_with_not_resource_denies_everything_outside_the_listed_resources()
     assert "statement OnlyTheOrigin" in outside.reason
 
 
-def test_the_signing_key_secret_denies_every_principal_but_its_reader() -> None:
+def test_the_signing_key_secret_denies_every_principal_but_its_reader(
+    evaluate_both: Evaluate,
+) -> None:
     """IAM User Guide, "IAM JSON policy elements: Condition operators": ArnNotEquals is a
     negated operator, so it holds when aws:PrincipalArn is absent (a service caller)."""
     # Given the secret's resource policy, as the signing key construct writes it
@@ -608,7 +754,7 @@ def test_the_signing_key_secret_denies_every_principal_but_its_reader() -> None:
 
     def decide(caller: Principal) -> bool:
         request = Request(caller, "secretsmanager:GetSecretValue", secret, INSTITUTE)
-        return evaluate(request, [admin], policy).allowed
+        return evaluate_both(request, [admin], policy).allowed
 
     # When the reader, an admin role and a service read it
     # Then only the reader gets the key
@@ -697,9 +843,25 @@ CONDITION_TABLE = [
 ]
 
 
+def condition_probe(condition: dict[str, Any], context: dict[str, Any]) -> OracleRequest:
+    """A Condition block as the only condition of an identity allow, on an action whose
+    requests carry its keys (the oracle drops the keys an action's requests never carry)."""
+    keys = {key.lower() for block in condition.values() for key in block}
+    services = {key.split(":")[0] for key in keys} - {"aws"}
+    action, resource_arn, key_policy = {
+        "s3": ("s3:ListBucket", ORIGIN, None),
+        "sts": ("sts:AssumeRole", f"arn:aws:iam::{INSTITUTE}:role/target", None),
+        "kms": ("kms:Decrypt", TOPIC_KEY, DEFAULT_KEY_POLICY),
+        "dynamodb": ("dynamodb:GetItem", f"arn:aws:dynamodb:us-east-1:{INSTITUTE}:table/t", None),
+    }[services.pop() if services else "s3"]
+    policy = identity(allow(action, resource_arn, Condition=condition))
+    request = Request(PUBLISHER, action, resource_arn, INSTITUTE, context)
+    return OracleRequest.of(request, [policy], key_policy)
+
+
 @pytest.mark.parametrize(("condition", "context", "holds"), CONDITION_TABLE)
 def test_condition_operators(
-    condition: dict[str, Any], context: dict[str, Any], holds: bool
+    condition: dict[str, Any], context: dict[str, Any], holds: bool, oracle: Oracle
 ) -> None:
     """IAM User Guide, "IAM JSON policy elements: Condition operators" (a missing key is
     false, except for negated operators, ...IfExists and Null), "Conditions with multiple
@@ -707,14 +869,17 @@ def test_condition_operators(
     "Single-valued vs. multivalued context keys" (ForAllValues holds with no values,
     ForAnyValue doesn't)."""
     # Given a Condition block and a request context
-    # When it is evaluated
+    # When it is evaluated, and the oracle decides a request allowed only under it
     result = conditions_hold(condition, context)
+    answer = oracle.ask(condition_probe(condition, context))
 
-    # Then it holds as the guide says
+    # Then it holds as the guide says, and the oracle agrees
     assert result is holds
+    assert answer.ignored_context_keys == ()
+    assert (answer.result == ALLOWED) is holds, answer
 
 
-def test_principal_keys_are_filled_from_the_caller() -> None:
+def test_principal_keys_are_filled_from_the_caller(evaluate_both: Evaluate) -> None:
     """IAM User Guide, "AWS global condition context keys": aws:PrincipalArn is the role's
     ARN for a role session, aws:ResourceAccount the resource owner's account."""
     # Given a statement conditioned on both
@@ -731,8 +896,10 @@ def test_principal_keys_are_filled_from_the_caller() -> None:
 
     # When the role's session reads in its own account and the monitor tries the same
     # Then the keys were there without the caller spelling them out
-    assert evaluate(Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [policy]).allowed
-    assert not evaluate(
+    assert evaluate_both(
+        Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [policy]
+    ).allowed
+    assert not evaluate_both(
         Request(MONITOR, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE), [policy]
     ).allowed
 
@@ -741,13 +908,15 @@ def test_principal_keys_are_filled_from_the_caller() -> None:
 
 
 @pytest.mark.parametrize(
-    ("policy", "side"),
+    ("policy", "side", "oracle_refuses"),
     [
         (
             identity({"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}),
             "identity",
+            True,
         ),
-        (resource({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}), "resource"),
+        # (the oracle reads a statement with no Principal as matching no one)
+        (resource({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}), "resource", False),
         (
             resource(
                 {
@@ -758,29 +927,35 @@ def test_principal_keys_are_filled_from_the_caller() -> None:
                 }
             ),
             "resource",
+            False,
         ),
-        (identity(allow("s3:*", "arn:aws:s3:::${aws:username}/*")), "identity"),
+        (identity(allow("s3:*", "arn:aws:s3:::${aws:username}/*")), "identity", False),
         (
             identity(allow("s3:*", "*", Condition={"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
             "identity",
+            False,
         ),
-        (identity({"Effect": "Maybe", "Action": "s3:*", "Resource": "*"}), "identity"),
+        (identity({"Effect": "Maybe", "Action": "s3:*", "Resource": "*"}), "identity", True),
     ],
 )
-def test_forms_outside_the_templates_are_refused_not_guessed(policy: Policy, side: str) -> None:
+def test_forms_outside_the_templates_are_refused_not_guessed(
+    policy: Policy, side: str, oracle_refuses: bool, oracle: Oracle
+) -> None:
     """Principal in an identity policy, a resource statement without one, NotPrincipal,
     policy variables, IP conditions, bad effects: PolicyError, so a check can't pass by
-    misreading a policy."""
+    misreading a policy. (The oracle refuses the two invalid documents as well, and decides
+    the rest: a refusal here is no verdict to compare.)"""
     # Given a policy in a form the evaluator doesn't model
     request = Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE)
+    identity_policies, resource_policy = ([policy], None) if side == "identity" else ([], policy)
 
     # When it is evaluated
     # Then it is refused
     with pytest.raises(PolicyError):
-        if side == "identity":
-            evaluate(request, [policy])
-        else:
-            evaluate(request, [], policy)
+        evaluate(request, identity_policies, resource_policy)
+    # And the oracle refuses the invalid documents
+    answer = oracle.ask(OracleRequest.of(request, identity_policies, resource_policy))
+    assert (answer.result == "error") is oracle_refuses, answer
 
 
 def test_principal_from_a_session_arn_maps_to_its_role() -> None:
@@ -796,3 +971,162 @@ def test_principal_from_a_session_arn_maps_to_its_role() -> None:
     assert principal.account == INSTITUTE
     assert principal.label == session
     assert not principal.is_service
+
+
+# --- the second opinion itself ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", KNOWN_DISAGREEMENTS, ids=lambda entry: entry.name)
+def test_each_listed_disagreement_still_disagrees(entry: KnownDisagreement, oracle: Oracle) -> None:
+    """An entry whose disagreement is gone (the oracle fixed, or ours changed) fails here,
+    so the list cannot keep excusing what no longer needs it."""
+    # Given the entry's example
+    assert entry.example is not None
+    request, identity_policies, resource_policy = entry.example
+    asked = OracleRequest.of(request, identity_policies, resource_policy)
+
+    # When both evaluators decide it
+    ours = verdict_of(evaluate(request, identity_policies, resource_policy))
+    theirs = oracle.ask(asked).result
+
+    # Then the entry covers it and they still disagree as listed
+    assert entry.applies(asked)
+    assert (ours, theirs) == (entry.ours, entry.oracle)
+
+
+def test_a_verdict_the_oracle_does_not_share_fails_the_comparison(oracle: Oracle) -> None:
+    # Given a request both evaluators allow
+    request = Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE)
+    asked = OracleRequest.of(request, [identity(allow("s3:GetObject", f"{ORIGIN}/*"))])
+    answer = oracle.ask(asked)
+
+    # When the comparison is told ours denied it
+    problem = disagreement(asked, IMPLICIT, answer, KNOWN_DISAGREEMENTS)
+
+    # Then it says so, and with ours as it is it passes
+    assert problem == "iam-simulate says Allowed, ours ImplicitlyDenied"
+    assert disagreement(asked, ALLOWED, answer, KNOWN_DISAGREEMENTS) is None
+
+
+def test_a_listed_disagreement_that_no_longer_occurs_fails_the_comparison() -> None:
+    # Given an entry that covers every request, and a request both evaluators allow
+    entry = replace(KNOWN_DISAGREEMENTS[0], applies=lambda _: True)
+    asked = OracleRequest.of(Request(PUBLISHER, "s3:GetObject", f"{ORIGIN}/k", INSTITUTE))
+
+    # When the oracle agrees with ours
+    problem = disagreement(asked, ALLOWED, OracleAnswer(ALLOWED), [entry])
+
+    # Then the entry is reported as stale
+    assert problem is not None and "no longer holds" in problem
+
+
+def test_an_answer_without_a_condition_key_the_policies_read_is_not_taken() -> None:
+    """The oracle drops a context key it believes the action's requests never carry; an
+    answer given without a key a condition reads would agree or disagree by chance."""
+    # Given a request whose key policy reads aws:SourceVpce
+    key_policy = resource(
+        {
+            "Effect": "Allow",
+            "Principal": root(INSTITUTE),
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}},
+        }
+    )
+    asked = OracleRequest.of(
+        Request(PUBLISHER, "kms:Decrypt", TOPIC_KEY, INSTITUTE), [], key_policy
+    )
+
+    # When the oracle's answer (the same verdict as ours) was given without that key
+    answer = OracleAnswer(IMPLICIT, ignored_context_keys=("aws:SourceVpce",))
+
+    # Then the comparison refuses it; given with the key, it is taken
+    assert disagreement(asked, IMPLICIT, answer, KNOWN_DISAGREEMENTS) == (
+        "iam-simulate dropped ['aws:sourcevpce'], which a policy's condition reads"
+    )
+    assert disagreement(asked, IMPLICIT, OracleAnswer(IMPLICIT), KNOWN_DISAGREEMENTS) is None
+
+
+@pytest.mark.parametrize(
+    ("secret_read", "allowed"), [("prep-key-AbCdEf", True), ("other-Zz", False)]
+)
+def test_the_encryption_context_key_the_oracle_filters_out_is_put_back(
+    secret_read: str, allowed: bool, oracle: Oracle, evaluate_both: Evaluate
+) -> None:
+    """iam-simulate 0.1.173 drops kms:EncryptionContext:SecretARN from a kms:Decrypt request
+    (its list names kms:EncryptionContext:${EncryptionContextKey}, and it matches variable
+    keys only after a "/"); AWS KMS documents the key ("AWS KMS condition keys",
+    kms:EncryptionContext:context-key) and Secrets Manager sets SecretARN in it ("Secret
+    encryption and decryption in AWS Secrets Manager"). simulate.mjs puts it back."""
+    # Given a key policy that lets the role decrypt one secret's data keys only
+    secret = f"arn:aws:secretsmanager:us-east-1:{INSTITUTE}:secret:"
+    key_policy = resource(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": PUBLISHER.arn},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"kms:EncryptionContext:SecretARN": secret + "prep-key-AbCdEf"}
+            },
+        },
+        name="key policy of SigningKey",
+    )
+    context = {"kms:EncryptionContext:SecretARN": secret + secret_read}
+    request = Request(PUBLISHER, "kms:Decrypt", TOPIC_KEY, INSTITUTE, context)
+
+    # When both decide the role's decryption for a secret
+    decision = evaluate_both(request, [], key_policy)
+    answer = oracle.ask(OracleRequest.of(request, [], key_policy))
+
+    # Then only that secret's is allowed, by both, with the key seen by the oracle
+    assert decision.allowed is allowed
+    assert answer.restored_context_keys == ("kms:EncryptionContext:SecretARN",)
+    assert answer.ignored_context_keys == ()
+
+
+def test_the_recorder_gives_back_each_decision_as_the_evaluator_saw_it(tmp_path: Path) -> None:
+    # Given two decisions under the same policies, recorded
+    path = tmp_path / "decisions.jsonl"
+    recorder = DecisionRecorder(path)
+    requests = [
+        Request(
+            PUBLISHER, "s3:PutObject", f"{SITE}/index.html", DIFUSOR, {"aws:SecureTransport": True}
+        ),
+        Request(OTHER_INSTITUTE_ROLE, "s3:PutObject", f"{SITE}/a.json", DIFUSOR),
+    ]
+    decided = [
+        (
+            r,
+            (PUBLISHER_WRITES_SITES,),
+            SITE_POLICY,
+            evaluate(r, [PUBLISHER_WRITES_SITES], SITE_POLICY),
+        )
+        for r in requests
+    ]
+    for request, identity_policies, resource_policy, decision in decided:
+        recorder.record(request, identity_policies, resource_policy, decision)
+    recorder.close()
+
+    # When they are read back
+    back = [
+        (d.request, d.identity_policies, d.resource_policy, d.decision)
+        for d in read_decisions(path)
+    ]
+
+    # Then each is as decided, one allowed and one denied, and each policy was written once
+    assert back == decided
+    assert [d.allowed for *_, d in back] == [True, False]
+    assert recorder.count == 2
+    assert sum('"kind": "policy"' in line for line in path.read_text().splitlines()) == 2
+
+
+def test_without_the_npm_package_the_comparison_fails_saying_make_test_installs_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a checkout whose node_modules lacks the package
+    monkeypatch.setattr(tests.iam_oracle, "PACKAGE", tmp_path / "absent" / "package.json")
+
+    # When the oracle is started, Then it fails (no skip), saying what installs it
+    with pytest.raises(OracleMissing, match=r"`make test` installs it"), Oracle():
+        pass

@@ -20,7 +20,9 @@ test's or the provisioning's own, and is not checked.
 
 A denied call raises :class:`TemplateDenied`, an ``AccessDenied`` ``ClientError`` as AWS
 would answer, so the code under test reacts as it would there; every decision is kept in
-:attr:`TemplateEnforcer.checks` for the test to assert on or print.
+:attr:`TemplateEnforcer.checks` for the test to assert on or print, and, given a
+``DecisionRecorder``, each request as the evaluator saw it is written out too (to hold
+against an independent evaluator: ``tests/iam_oracle``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from botocore.session import Session as BotocoreSession
 from difusion.local.dispatcher import current_function
 from difusion.local.iam.evaluate import ContextValue, Policy, Principal, Request, evaluate
 from difusion.local.iam.operations import Permission, UnknownOperation, required_permissions
+from difusion.local.iam.record import DecisionRecorder
 from difusion.local.iam.templates import RolePolicies, StackPolicies
 
 # moto listens on plain HTTP; on AWS every call the SDK makes is HTTPS, so the stacks'
@@ -102,8 +105,10 @@ class TemplateEnforcer:
         self,
         stacks: Sequence[StackPolicies],
         context: Mapping[str, ContextValue] = DEFAULT_CONTEXT,
+        recorder: DecisionRecorder | None = None,
     ) -> None:
         self._context = dict(context)
+        self._recorder = recorder
         self._roles: dict[str, RolePolicies] = {}
         self._functions: dict[str, str] = {}
         self._buckets: dict[str, tuple[str, Policy | None]] = {}
@@ -294,6 +299,8 @@ class TemplateEnforcer:
             {**self._context, **permission.context},
         )
         decision = evaluate(request, role.identity, resource_policy)
+        if self._recorder is not None:
+            self._recorder.record(request, role.identity, resource_policy, decision)
         prefix = f"{caller.principal.label} -> {permission.action} on {permission.resource}: "
         return verdict(decision.allowed, decision.reason.removeprefix(prefix))
 
