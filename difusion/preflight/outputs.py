@@ -43,7 +43,8 @@ INSTITUTE_OUTPUTS = {
     "SigningSecretName": "signing_secret_name",
     "WindowTimerArn": "window_timer_arn",
 }
-# Output name -> field, for a difusor's stack; ElectionId and SiteRegion are optional.
+# Output name -> field, for a difusor's stack; ElectionId, SiteRegion, PublicUrl and
+# LogBucketName are optional.
 DIFUSOR_OUTPUTS = {
     "DifusorId": "difusor_id",
     "AccountId": "account_id",
@@ -173,6 +174,10 @@ class DifusorOutputs:
     external_id: str
     election_id: str = ""
     region: str = DIFUSOR_REGION
+    # Optional: the site's address (preflight HEADs its manifest; default: the distribution's
+    # domain) and the standard logs' bucket (default: the distribution's Logging.Bucket).
+    public_url: str = ""
+    log_bucket: str = ""
 
     @classmethod
     def from_file(cls, path: Path) -> DifusorOutputs:
@@ -182,6 +187,8 @@ class DifusorOutputs:
             **_require(outputs, DIFUSOR_OUTPUTS, path),
             election_id=outputs.get("ElectionId", ""),
             region=outputs.get("SiteRegion") or DIFUSOR_REGION,
+            public_url=outputs.get("PublicUrl", ""),
+            log_bucket=outputs.get("LogBucketName", ""),
         )
         if not _ACCOUNT.fullmatch(found.account_id):
             raise OutputsError(f"{path}: AccountId {found.account_id!r} is not an account id")

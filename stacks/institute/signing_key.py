@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+# The Sid of the reader's own kms:Decrypt statement (tests remove it for their controls).
+DECRYPT_STATEMENT = "DecryptTheSigningKeyThroughSecretsManager"
 
 
 class SigningKey(Construct):
@@ -40,7 +43,25 @@ class SigningKey(Construct):
 
     def allow_only(self, reader: iam.IRole) -> None:
         """Let ``reader`` read the key and deny every other principal, admins included."""
-        self.secret.grant_read(reader)
+        self.secret.grant_read(reader)  # its own policy, and the key policy's kms:Decrypt
+        # The same kms:Decrypt in the reader's own policy too: IAM's policy simulator, which
+        # preflight asks, evaluates a role's own policies only (no key policy for a role
+        # caller), and the key policy's first statement delegates to IAM policies anyway.
+        # Only through Secrets Manager, for this secret ("Secret encryption and decryption
+        # in AWS Secrets Manager"; kms:ViaService in "AWS KMS condition keys").
+        reader.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid=DECRYPT_STATEMENT,
+                actions=["kms:Decrypt"],
+                resources=[self.kms_key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{Stack.of(self).region}.amazonaws.com",
+                        "kms:EncryptionContext:SecretARN": self.secret.secret_arn,
+                    }
+                },
+            )
+        )
         self.secret.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="OnlyTheSignFunctionReadsTheKey",

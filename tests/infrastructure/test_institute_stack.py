@@ -150,6 +150,43 @@ def test_only_the_sign_function_can_read_the_signing_key(institute):
         }
 
 
+def test_the_sign_role_may_decrypt_the_signing_key_in_its_own_policy_through_secrets_manager(
+    institute, institute_config
+):
+    # Given the signing secret's key and the sign function's role
+    secret_id = logical_id(institute, "AWS::SecretsManager::Secret")
+    secret = institute.to_json()["Resources"][secret_id]["Properties"]
+    key_id = secret["KmsKeyId"]["Fn::GetAtt"][0]
+    sign_role = _role_of(institute, _function(institute, "sign"))
+    # Then its own policy allows kms:Decrypt on that key, only via Secrets Manager in the
+    # stack's Region and only for that secret (IAM's policy simulator reads this one)
+    [decrypt] = [
+        s
+        for s in statements_of(institute, sign_role)
+        if s.get("Sid") == "DecryptTheSigningKeyThroughSecretsManager"
+    ]
+    assert decrypt["Effect"] == "Allow" and decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": f"secretsmanager.{institute_config.region}.amazonaws.com",
+            "kms:EncryptionContext:SecretARN": {"Ref": secret_id},
+        }
+    }
+    # And the key policy still grants it too (the grant Secrets Manager's docs describe)
+    key_policy = institute.to_json()["Resources"][key_id]["Properties"]["KeyPolicy"]
+    assert [
+        s
+        for s in key_policy["Statement"]
+        if s.get("Principal") == {"AWS": {"Fn::GetAtt": [sign_role, "Arn"]}}
+        and s["Action"] == "kms:Decrypt"
+    ]
+    # And no other function's role may use the key
+    for name in ("ingest", "replicate", "monitor"):
+        role = _role_of(institute, _function(institute, name))
+        assert not [a for a in actions_of(statements_of(institute, role)) if a.startswith("kms:")]
+
+
 def test_functions_run_the_shared_handlers_on_arm64_with_tracing_and_the_layer(
     institute, synthesized
 ):

@@ -3,7 +3,9 @@ check over recorded AWS responses (tests/fixtures/preflight/), passing and faili
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,14 @@ from difusion.preflight.checks import (
     external_id_tag,
     policy_document,
     select_difusores,
+)
+from difusion.preflight.deployment_checks import (
+    check_concurrency,
+    check_layer_awscrt,
+    check_origin_notifications,
+    check_region_opt_in,
+    layer_listing,
+    layer_version_arns,
 )
 from difusion.preflight.outputs import DifusorOutputs, InstituteOutputs, OutputsError
 from difusion.preflight.requirements import (
@@ -428,3 +438,80 @@ def test_policy_documents_are_read_url_encoded_plain_or_already_parsed():
     assert policy_document(quote(json.dumps(document))) == document
     assert policy_document(json.dumps(document, indent=2)) == document
     assert policy_document(document) == document
+
+
+# --- the deployment as AWS runs it (difusion.preflight.deployment_checks) -----------------
+
+
+def test_origin_notifications_pass_only_with_an_eventbridge_configuration():
+    bucket = "origin"
+    on = recorded("get_bucket_notification_configuration.json")
+    assert check_origin_notifications(on, bucket).ok
+    off = recorded("get_bucket_notification_configuration_off.json")
+    line = check_origin_notifications(off, bucket)
+    assert not line.ok and "EventBridge notifications are off" in line.reason
+
+
+def test_the_layer_needs_awscrt_and_its_compiled_extension():
+    arn = recorded("get_layer_version_by_arn.json")["LayerVersionArn"]
+    full = ["python/awscrt/__init__.py", "python/_awscrt.abi3.so"]
+    assert check_layer_awscrt("replicate", {arn: full}).ok
+    # Without the extension awscrt cannot import: a pure-Python copy is not enough
+    line = check_layer_awscrt("replicate", {arn: full[:1]})
+    assert not line.ok and "cannot sign with SigV4A" in line.reason
+    assert not check_layer_awscrt("replicate", {}).ok  # no layer at all
+    assert "could not read it" in check_layer_awscrt("replicate", {}, "AccessDenied").reason
+
+
+def test_the_layers_of_a_function_configuration_are_its_layer_version_arns():
+    (monitor,) = [
+        f
+        for f in recorded("list_functions.json")["Functions"]
+        if f["Description"].startswith("difusion monitor")
+    ]
+    assert layer_version_arns(monitor) == [
+        recorded("get_layer_version_by_arn.json")["LayerVersionArn"]
+    ]
+    assert layer_version_arns({"FunctionName": "no-layers"}) == []
+
+
+@pytest.mark.parametrize(("difusores", "ok"), [(7, True), (8, False)])
+def test_concurrency_must_cover_one_delivery_per_difusor_plus_three(difusores, ok):
+    # Given a new account's reduced quota of 10 concurrent executions
+    settings = recorded("get_account_settings_new_account.json")
+    # When 7 difusores (10 needed) or 8 (11 needed) are registered
+    line = check_concurrency(settings, difusores, "mx-central-1")
+    # Then the line passes or fails, and on failure says what to request
+    assert line.ok is ok
+    if not ok:
+        assert "10 unreserved of 10 concurrent executions, but 11 are needed" in line.reason
+        assert "request 'Concurrent executions' in mx-central-1 of at least 11" in line.reason
+
+
+@pytest.mark.parametrize(
+    ("region", "status", "ok", "says"),
+    [
+        ("us-east-1", "ENABLED_BY_DEFAULT", True, "difusores need do nothing"),
+        ("mx-central-1", "ENABLED", True, "no difusor needs to enable mx-central-1"),
+        ("mx-central-1", "DISABLING", False, "is DISABLING in this account"),
+        ("mx-central-1", "ENABLING", False, "cannot run until it is ENABLED"),
+    ],
+)
+def test_the_regions_opt_in_status_says_what_sts_needs(region, status, ok, says):
+    line = check_region_opt_in(region, {"RegionName": region, "RegionOptStatus": status})
+    assert line.ok is ok and says in line.reason
+
+
+def test_an_unreadable_opt_in_status_falls_back_to_the_documented_default_regions():
+    assert "enabled by default" in check_region_opt_in("us-west-2", None, "denied").reason
+    line = check_region_opt_in("mx-central-1", None, "denied")
+    assert "an opt-in Region" in line.reason and "GetRegionOptStatus: denied" in line.reason
+
+
+def test_a_layer_listing_is_read_from_its_zip():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as layer:
+        layer.writestr("python/awscrt/__init__.py", b"")
+    assert layer_listing(buffer.getvalue()) == ["python/awscrt/__init__.py"]
+    with pytest.raises(ValueError, match="not a zip archive"):
+        layer_listing(b"not a zip")

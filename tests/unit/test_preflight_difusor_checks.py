@@ -289,3 +289,148 @@ def test_the_pointer_is_reported_as_the_edge_reads_it(difusor):
     assert suspended.ok and "notice aviso-1" in suspended.reason
     broken = check_version_pointer(None, difusor.kvs_arn, error="not JSON")
     assert not broken.ok and "answers 503: not JSON" in broken.reason
+
+
+# --- the edge as AWS runs it (difusion.preflight.edge_checks) -----------------------------
+
+
+def _live_pointer():
+    from difusion.versions import Held, Pointer
+
+    return Pointer.first("a", Held(3, "a" * 64)).switched(Held(4, "b" * 64))
+
+
+def _test_result(output: dict[str, Any], utilization: str = "20") -> dict[str, Any]:
+    return {"ComputeUtilization": utilization, "FunctionOutput": json.dumps(output)}
+
+
+def test_the_events_asked_follow_from_the_pointer():
+    from difusion.preflight.edge_checks import edge_cases
+    from difusion.versions import Pointer
+
+    # Given a live pointer (version 2 in slot b), the cases name that version and slot
+    live = edge_cases(_live_pointer())
+    assert [(c.name, c.status, c.location, c.origin_uri, c.version_query) for c in live.cases] == [
+        ("unversioned path", 302, "/v/2/.well-known/prep/manifest.json", None, None),
+        ("live version", None, None, "/_v/b/index.html", "2"),
+        ("traversal path", 400, None, None, None),
+    ]
+    assert live.unasked == ""
+    # A suspended one asks the notice; an empty one only the 503 and a traversal
+    suspended = edge_cases(Pointer.suspended("aviso-1", 2))
+    assert [c.origin_uri or c.location for c in suspended.cases[:2]] == [
+        "/_aviso/aviso-1/index.html",
+        "/",
+    ]
+    assert [c.status for c in edge_cases(None).cases] == [503, 400]
+    # and a store that could not be read, only what needs no pointer
+    unread = edge_cases(None, pointer_read=False)
+    assert [c.status for c in unread.cases] == [400] and "could not be read" in unread.unasked
+
+
+def test_a_function_answer_is_judged_by_status_location_slot_and_cacheability():
+    from difusion.preflight.edge_checks import edge_cases, judge_case
+
+    redirect, slot, _ = edge_cases(_live_pointer()).cases
+    headers = {"location": {"value": "/v/2/.well-known/prep/manifest.json"}}
+    right = {
+        "response": {
+            "statusCode": 302,
+            "headers": {**headers, "cache-control": {"value": "no-store"}},
+        }
+    }
+    assert judge_case(redirect, _test_result(right)) is None
+    cacheable = {"response": {"statusCode": 302, "headers": headers}}
+    assert "is cacheable" in str(judge_case(redirect, _test_result(cacheable)))
+    passed_on = {"request": {"uri": "/_v/a/x", "querystring": {}}}
+    assert "expected 302, got the request to /_v/a/x" in str(
+        judge_case(redirect, _test_result(passed_on))
+    )
+    other_slot = {"request": {"uri": "/_v/a/index.html", "querystring": {"v": {"value": "2"}}}}
+    assert "got /_v/a/index.html?v=2" in str(judge_case(slot, _test_result(other_slot)))
+
+
+def test_compute_utilization_above_the_threshold_warns_without_failing():
+    from difusion.preflight.edge_checks import (
+        UTILIZATION_WARNING,
+        EdgeCase,
+        EdgeCases,
+        check_function_runs,
+    )
+
+    case = EdgeCase("traversal path", "/a/../b", status=400)
+    answer = {"response": {"statusCode": 400, "headers": {"cache-control": {"value": "no-store"}}}}
+    at = check_function_runs("router", EdgeCases((case,)), [_test_result(answer, "70")])
+    above = check_function_runs("router", EdgeCases((case,)), [_test_result(answer, "71")])
+    assert UTILIZATION_WARNING == 70
+    assert at.ok and "warning" not in at.reason
+    assert above.ok and "compute utilization ≤ 71; warning: above 70" in above.reason
+
+
+def test_the_sites_answer_must_be_the_functions_own_for_the_pointer():
+    from difusion.preflight.edge_checks import SiteAnswer, check_site_answer
+    from difusion.versions import Pointer
+
+    url = "https://prep.example/.well-known/prep/manifest.json"
+    # An absolute location to the live version passes
+    absolute = SiteAnswer(
+        302,
+        {
+            "Location": "https://prep.example/v/2/.well-known/prep/manifest.json",
+            "Cache-Control": "no-store",
+        },
+    )
+    assert check_site_answer(url, absolute, _live_pointer()).ok
+    # A redirect to an old version does not
+    old = SiteAnswer(
+        302, {"location": "/v/1/.well-known/prep/manifest.json", "cache-control": "no-store"}
+    )
+    line = check_site_answer(url, old, _live_pointer())
+    assert not line.ok and "expected location /v/2/" in line.reason
+    # Suspended: the manifest leads to the notice's home page
+    home = SiteAnswer(302, {"location": "/", "cache-control": "no-store"})
+    assert check_site_answer(url, home, Pointer.suspended("aviso-1", 2)).ok
+    # A 503 without the function's headers is not the function's (an origin's, a throttle's)
+    bare = SiteAnswer(503, {"server": "CloudFront"})
+    assert not check_site_answer(url, bare, None).ok
+    assert not check_site_answer(url, None, None, error="timed out").ok
+
+
+def test_the_web_acl_needs_every_managed_group_the_stack_deploys_enforcing():
+    from difusion.preflight.edge_checks import STACK_MANAGED_RULE_GROUPS, check_web_acl
+    from stacks.difusor.web_acl import MANAGED_RULE_GROUPS
+
+    assert STACK_MANAGED_RULE_GROUPS == MANAGED_RULE_GROUPS
+    arn = recorded("get_distribution.json")["Distribution"]["DistributionConfig"]["WebACLId"]
+    assert check_web_acl(recorded("get_web_acl.json"), arn).ok
+    counting = recorded("get_web_acl.json")
+    counting["WebACL"]["Rules"][0]["OverrideAction"] = {"Count": {}}
+    del counting["WebACL"]["Rules"][1]
+    line = check_web_acl(counting, arn)
+    assert not line.ok
+    assert "AWSManagedRulesCommonRuleSet only counts" in line.reason
+    assert "no AWSManagedRulesKnownBadInputsRuleSet" in line.reason
+
+
+def test_the_log_bucket_is_the_distributions_and_needs_acls():
+    from difusion.preflight.edge_checks import check_log_bucket_ownership, log_bucket_name
+
+    response = recorded("get_distribution.json")
+    bucket = log_bucket_name(response)
+    assert bucket == "difusiondifusor-dip-loc-bcs-sitelogs2c8e1f04-1ab2cd3ef4gh"
+    assert check_log_bucket_ownership(
+        recorded("get_bucket_ownership_controls_object_writer.json"), bucket
+    ).ok
+    assert check_log_bucket_ownership(None, bucket).ok  # none set: S3 treats it as ObjectWriter
+    assert not check_log_bucket_ownership(recorded("get_bucket_ownership_controls.json"), bucket).ok
+    response["Distribution"]["DistributionConfig"]["Logging"]["Enabled"] = False
+    assert log_bucket_name(response) is None
+
+
+def test_the_account_must_list_the_sites_distribution():
+    from difusion.preflight.edge_checks import check_distributions_listed
+
+    listed = recorded("list_distributions.json")
+    assert check_distributions_listed(listed, "E2QWRUHAPOMQZL").ok
+    line = check_distributions_listed(listed, "EOTHERDIST")
+    assert not line.ok and "not EOTHERDIST" in line.reason

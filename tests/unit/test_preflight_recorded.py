@@ -6,7 +6,9 @@ test_preflight.py) runs the same code against moto where moto implements the cal
 from __future__ import annotations
 
 import copy
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,39 +18,47 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from difusion.cli import main
-from difusion.preflight import command
+from difusion.local.iam.templates import without_statement
+from difusion.preflight import collect, command
 from difusion.preflight.collect import difusor_preflight, institute_preflight
+from difusion.preflight.edge_checks import EDGE_FUNCTION_FILE, SiteAnswer
 from difusion.preflight.outputs import DifusorOutputs, InstituteOutputs, InstituteRoles
+from tests.unit.preflight_simulator import institute_template, template_simulator
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "preflight"
 INSTITUTE, DIFUSOR = "123456789012", "210987654321"
 READ_ONLY = ("get_", "list_", "describe_", "simulate_", "scan")
+# The institute's template is synthesized once per process (tests/unit/preflight_simulator.py):
+# keep its users on one xdist worker.
+pytestmark = pytest.mark.xdist_group("preflight_institute_template")
 
 
 def recorded(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def recorded_simulator(
-    decide: Callable[[str, str], str] = lambda role, action: "allowed",
-) -> Callable[..., dict[str, Any]]:
-    """Answers iam:SimulatePrincipalPolicy with the recorded results' shape, for the
-    actions and resource asked, with ``decide(role, action)``'s decision."""
-    allowed = recorded("simulate_principal_policy_allowed.json")["EvaluationResults"][0]
-    denied = recorded("simulate_principal_policy_implicit_deny.json")["EvaluationResults"][1]
+def recorded_simulator(template: dict[str, Any] | None = None) -> Callable[..., dict[str, Any]]:
+    """Answers iam:SimulatePrincipalPolicy as AWS does for a role: from the role's own
+    policies in the institute's synthesized template (or ``template``, a changed copy),
+    evaluated with the project's evaluator, in the API's response shape
+    (tests/unit/preflight_simulator.py). Resource policies are not considered."""
+    outputs = InstituteOutputs.from_file(FIXTURES / "institute-outputs.json")
+    return template_simulator(template or institute_template(), outputs)
 
-    def simulate(PolicySourceArn, ActionNames, ResourceArns, ContextEntries, **_):
-        results = []
-        for action in ActionNames:
-            decision = decide(PolicySourceArn, action)
-            result = copy.deepcopy(allowed if decision == "allowed" else denied)
-            result.update(
-                EvalActionName=action, EvalResourceName=ResourceArns[0], EvalDecision=decision
-            )
-            results.append(result)
-        return {"EvaluationResults": results, "IsTruncated": False}
 
-    return simulate
+def recorded_layer(*names: str) -> bytes:
+    """A layer's zip holding ``names`` (by default what `make layer` ships for SigV4A)."""
+    listing = names or (
+        "python/awscrt/__init__.py",
+        "python/_awscrt.abi3.so",
+        "python/awscrt-0.38.0.dist-info/METADATA",
+        "python/difusion/__init__.py",
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as layer:
+        for name in listing:
+            layer.writestr(name, b"")
+    return buffer.getvalue()
 
 
 class RecordedClient:
@@ -92,6 +102,78 @@ class RecordedSession:
         return type("Resource", (), {"Table": lambda self, name: RecordedTable(calls)})()
 
 
+# TestFunction's recorded answers, by the event's URI, for the pointer in get_key.json
+# (version 13316402 live in slot b) and for an empty store.
+LIVE_EDGE = {
+    "/.well-known/prep/manifest.json": "test_function_unversioned.json",
+    "/v/13316402/index.html": "test_function_live_version.json",
+    "/v/1/../../_v/a/index.html": "test_function_traversal.json",
+}
+EMPTY_EDGE = {
+    "/.well-known/prep/manifest.json": "test_function_empty_pointer.json",
+    "/v/1/../../_v/a/index.html": "test_function_traversal.json",
+}
+LOG_BUCKET = "difusiondifusor-dip-loc-bcs-sitelogs2c8e1f04-1ab2cd3ef4gh"
+
+
+def recorded_test_function(by_uri: dict[str, str] = LIVE_EDGE) -> Callable[..., Any]:
+    """Answers cloudfront:TestFunction from the recording for the event's URI; only on LIVE,
+    at the ETag DescribeFunction gave."""
+    etag = recorded("describe_function.json")["ETag"]
+
+    def test_function(Name, IfMatch, Stage, EventObject, **_):
+        assert (IfMatch, Stage) == (etag, "LIVE")
+        return recorded(by_uri[json.loads(EventObject)["request"]["uri"]])
+
+    return test_function
+
+
+def recorded_get_function(code: bytes | None = None) -> Callable[..., Any]:
+    """cloudfront:GetFunction: the recorded headers and ``code`` as the body (boto3's
+    StreamingBody), by default the repository's edge/viewer_request.js."""
+    body = EDGE_FUNCTION_FILE.read_bytes() if code is None else code
+    return lambda **_: {**recorded("get_function.json"), "FunctionCode": io.BytesIO(body)}
+
+
+def ownership_by_bucket(Bucket: str, **_: Any) -> Any:
+    """The site bucket with ACLs off, the log bucket with ACLs on, as the stack sets them."""
+    log = Bucket == LOG_BUCKET
+    return recorded(f"get_bucket_ownership_controls{'_object_writer' if log else ''}.json")
+
+
+class RecordedSite:
+    """The site's HEAD answered from a recording; keeps the URLs asked."""
+
+    def __init__(self, name: str = "head_manifest_redirect.json") -> None:
+        self.answer = recorded(name)
+        self.asked: list[str] = []
+
+    def __call__(self, url: str) -> SiteAnswer:
+        self.asked.append(url)
+        return SiteAnswer(self.answer["status"], self.answer["headers"])
+
+
+@pytest.fixture(autouse=True)
+def layer_downloads(monkeypatch) -> list[str]:
+    """No test here downloads a layer: the presigned URL answers a zip built here."""
+    asked: list[str] = []
+
+    def download(url: str) -> bytes:
+        asked.append(url)
+        return recorded_layer()
+
+    monkeypatch.setattr(collect, "download_layer", download)
+    return asked
+
+
+@pytest.fixture(autouse=True)
+def recorded_site(monkeypatch) -> RecordedSite:
+    """No test here reaches a network: the site's HEAD answers from the recording."""
+    site = RecordedSite()
+    monkeypatch.setattr(collect, "head_request", site)
+    return site
+
+
 def difusor_account(**overrides: dict[str, Any]) -> RecordedSession:
     answers: dict[str, dict[str, Any]] = {
         "sts": {
@@ -103,14 +185,18 @@ def difusor_account(**overrides: dict[str, Any]) -> RecordedSession:
         "cloudfront": {
             "get_distribution": recorded("get_distribution.json"),
             "describe_function": recorded("describe_function.json"),
+            "test_function": recorded_test_function(),
+            "get_function": recorded_get_function(),
+            "list_distributions": recorded("list_distributions.json"),
         },
+        "wafv2": {"get_web_acl": recorded("get_web_acl.json")},
         "cloudfront-keyvaluestore": {
             "describe_key_value_store": recorded("describe_key_value_store.json"),
             "get_key": recorded("get_key.json"),
         },
         "s3": {
             "get_public_access_block": recorded("get_public_access_block.json"),
-            "get_bucket_ownership_controls": recorded("get_bucket_ownership_controls.json"),
+            "get_bucket_ownership_controls": ownership_by_bucket,
             "get_bucket_policy": recorded("get_bucket_policy.json"),
         },
         "iam": {
@@ -126,7 +212,8 @@ def difusor_account(**overrides: dict[str, Any]) -> RecordedSession:
 
 
 def institute_account(outputs: InstituteOutputs, **overrides: dict[str, Any]) -> RecordedSession:
-    sign = outputs.sign_role_arn
+    """The institute's account as its stack deploys it: the signing secret under its
+    customer-managed key, and IAM's simulator answering from the synthesized policies."""
     answers: dict[str, dict[str, Any]] = {
         "sts": {
             "get_caller_identity": {
@@ -140,22 +227,25 @@ def institute_account(outputs: InstituteOutputs, **overrides: dict[str, Any]) ->
         },
         "secretsmanager": {
             "get_resource_policy": recorded("get_resource_policy.json"),
-            "describe_secret": {"ARN": recorded("get_resource_policy.json")["ARN"]},
+            "describe_secret": recorded("describe_secret.json"),
         },
+        "kms": {"describe_key": recorded("describe_key.json")},
         "sns": {"list_subscriptions_by_topic": recorded("list_subscriptions_by_topic.json")},
-        "iam": {
-            # Every need allowed; the secret to sign alone.
-            "simulate_principal_policy": recorded_simulator(
-                lambda role, action: (
-                    "allowed"
-                    if action != "secretsmanager:GetSecretValue" or role == sign
-                    else "implicitDeny"
-                )
+        "s3": {
+            "get_bucket_notification_configuration": recorded(
+                "get_bucket_notification_configuration.json"
             )
         },
+        "lambda": {
+            "list_functions": recorded("list_functions.json"),
+            "get_layer_version_by_arn": recorded("get_layer_version_by_arn.json"),
+            "get_account_settings": recorded("get_account_settings.json"),
+        },
+        "account": {"get_region_opt_status": recorded("get_region_opt_status.json")},
+        "iam": {"simulate_principal_policy": recorded_simulator()},
     }
     for service, changes in overrides.items():
-        answers[service] = {**answers[service], **changes}
+        answers[service] = {**answers.get(service, {}), **changes}
     return RecordedSession(answers)
 
 
@@ -184,7 +274,8 @@ def test_a_difusor_deployed_by_its_stack_passes_every_check_with_read_only_calls
     session = difusor_account()
     # When preflight runs there
     results = difusor_preflight(difusor, institute_roles, session)
-    # Then every line is ✓, and every call was a read
+    # Then every line is ✓, and every call was a read (TestFunction runs the function on
+    # sample events and changes nothing)
     assert all(r.ok for r in results), [r for r in results if not r.ok]
     assert [r.check for r in results] == [
         "credentials",
@@ -195,6 +286,12 @@ def test_a_difusor_deployed_by_its_stack_passes_every_check_with_read_only_calls
         "distribution oac",
         "edge function",
         "version pointer",
+        "edge function runs",
+        "edge function code",
+        "site answers",
+        "waf rules",
+        "log bucket ownership",
+        "cloudfront account",
         "bucket public access",
         "bucket ownership",
         "bucket tls only",
@@ -205,7 +302,11 @@ def test_a_difusor_deployed_by_its_stack_passes_every_check_with_read_only_calls
         "delivery role trust",
         "delivery role policy",
     ]
-    assert all(call.split(".")[1].startswith(READ_ONLY) for call in session.calls)
+    assert all(
+        call.split(".")[1].startswith(READ_ONLY) or call == "cloudfront.test_function"
+        for call in session.calls
+    )
+    assert session.calls.count("cloudfront.test_function") == len(LIVE_EDGE)
     pointer = next(r for r in results if r.check == "version pointer")
     assert pointer.reason.startswith("version 13316402 live (cut 12, slot b)")
 
@@ -302,6 +403,10 @@ def test_the_institute_passes_every_check_with_the_difusors_report(
         "window timer started",
         "signing secret",
         "alarm topic",
+        "origin notifications",
+        "layer awscrt",
+        "lambda concurrency",
+        "sts region",
         "permission",
         "forbidden",
         "delivery role trust",
@@ -317,22 +422,20 @@ def test_the_institute_passes_every_check_with_the_difusors_report(
 
 
 def test_a_permission_the_simulator_refuses_is_one_failed_line(outputs):
-    # Given a monitor role that lost s3:PutObjectRetention
-    def decide(role: str, action: str) -> str:
-        if role == outputs.monitor_role_arn and action == "s3:PutObjectRetention":
-            return "implicitDeny"
-        if action == "secretsmanager:GetSecretValue" and role != outputs.sign_role_arn:
-            return "implicitDeny"
-        return "allowed"
-
+    # Given a monitor role that lost s3:PutObjectRetention (its statement removed)
+    template = without_statement(institute_template(), "RetainTheFinalPublication")
     session = institute_account(
-        outputs, iam={"simulate_principal_policy": recorded_simulator(decide)}
+        outputs, iam={"simulate_principal_policy": recorded_simulator(template)}
     )
     results = institute_preflight(outputs, session)
     failed = [r for r in results if not r.ok and r.check == "permission"]
-    # Then one line per retained prefix fails, naming the decision
-    assert len(failed) == 4
-    assert all(r.subject.startswith("monitor → origin ") for r in failed)
+    # Then one line per retained prefix it no longer reaches fails, naming the decision
+    # (closing/ keeps it: CDK's grant_put on closing/* includes s3:PutObjectRetention)
+    assert {r.subject for r in failed} == {
+        "monitor → origin incoming/*",
+        "monitor → origin manifests/*",
+        "monitor → origin keys/prep.pub",
+    }
     assert all("s3:PutObjectRetention: implicitDeny" in r.reason for r in failed)
 
 
@@ -357,16 +460,19 @@ def test_only_the_difusor_asked_for_is_checked(outputs):
 
 
 def test_a_customer_managed_key_on_the_secret_is_asked_about(outputs):
-    key = "arn:aws:kms:mx-central-1:123456789012:key/0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e"
+    # Given the secret under the stack's customer-managed key, named by its alias
     secret = recorded("get_resource_policy.json")["ARN"]
     session = institute_account(
         outputs,
         secretsmanager={"describe_secret": {"ARN": secret, "KmsKeyId": "alias/prep-signing"}},
     )
-    session.answers["kms"] = {"describe_key": {"KeyMetadata": {"Arn": key, "KeyId": "0b1c"}}}
+    # When preflight runs
     results = institute_preflight(outputs, session)
+    # Then the key's ARN (DescribeKey) is asked about, and the sign role's own statement
+    # allows it through Secrets Manager
     (decrypt,) = [r for r in results if r.subject == "sign → signing secret's KMS key"]
     assert decrypt.ok and "kms:Decrypt" in decrypt.reason
+    assert "PipelineSignRoleDefaultPolicy" in decrypt.reason
 
 
 # --- the command line -----------------------------------------------------------------
