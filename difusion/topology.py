@@ -43,6 +43,11 @@ class QueueShape:
     consumer: str  # the function the queue feeds
     batch_size: int
     visibility_timeout_seconds: int
+    # The event source mapping's maximum concurrency (None: Lambda's own scaling). Lambda
+    # scales a standard queue's consumer to five invocations at once and up from there; a
+    # FIFO queue's to one per active message group ("Configuring scaling behavior for SQS
+    # event source mappings", Lambda developer guide).
+    max_concurrency: int | None = None
 
 
 INGEST = FunctionShape("ingest", 15 * 60, 2048, ephemeral_mb=10240)  # spools packages
@@ -52,13 +57,20 @@ MONITOR = FunctionShape("monitor", 5 * 60, 512)
 FUNCTIONS = {f.name: f for f in (INGEST, SIGN, REPLICATE, MONITOR)}
 
 
-def _queue(name: str, fifo: bool, consumer: FunctionShape, batch_size: int) -> QueueShape:
+def _queue(
+    name: str,
+    fifo: bool,
+    consumer: FunctionShape,
+    batch_size: int,
+    max_concurrency: int | None = None,
+) -> QueueShape:
     return QueueShape(
         name=name,
         fifo=fifo,
         consumer=consumer.name,
         batch_size=batch_size,
         visibility_timeout_seconds=consumer.timeout_seconds * VISIBILITY_TIMEOUT_FACTOR,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -66,15 +78,30 @@ def _queue(name: str, fifo: bool, consumer: FunctionShape, batch_size: int) -> Q
 # election (FIFO group). deliveries: one FIFO group per difusor, and a batch from a FIFO
 # queue may hold several groups, which one invocation would then deliver one after the
 # other: with one message per invocation Lambda runs one per active group, so a slow or
-# broken difusor never delays another.
+# broken difusor never delays another. ingest's queue is standard: its consumer is held to
+# two at once (the least Lambda allows), since UCSI drops one package per cut and every
+# invocation ingest saves is one a delivery can have on a small account.
 QUEUES = {
     q.name: q
     for q in (
-        _queue("ingest", False, INGEST, batch_size=1),
+        _queue("ingest", False, INGEST, batch_size=1, max_concurrency=2),
         _queue("sign", True, SIGN, batch_size=1),
         _queue("deliveries", True, REPLICATE, batch_size=1),
     )
 }
+
+# Message groups per difusor on the deliveries queue: its own, and its catch-up group
+# (difusion/adapters/queues.py).
+DELIVERY_GROUPS_PER_DIFUSOR = 2
+
+
+def concurrency_needed(difusores: int) -> int:
+    """Lambda executions a night can ask for at once: a replicate per delivery group of every
+    difusor, ingest at its cap, sign (one group per election) and the monitor. Fewer, and
+    Lambda throttles deliveries: they wait in their queue, later than the call allows."""
+    ingest = QUEUES["ingest"].max_concurrency or 5
+    return DELIVERY_GROUPS_PER_DIFUSOR * difusores + ingest + 1 + 1
+
 
 # Partition and sort keys (all strings), and the idempotency table's TTL attribute.
 TABLES: dict[str, tuple[tuple[str, str], ...]] = {

@@ -556,8 +556,13 @@ def _run_function(
             unreadable(
                 "edge function runs",
                 name,
-                f"{exc} (TestFunction is not in a Describe/Get/List read-only policy: grant "
-                "cloudfront:TestFunction on this function)",
+                f"{exc}"
+                + (
+                    " (TestFunction is not in a Describe/Get/List read-only policy: grant "
+                    "cloudfront:TestFunction on this function)"
+                    if "AccessDenied" in str(exc)
+                    else ""
+                ),
             )
         )
     try:

@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from difusion.preflight.checks import CheckResult
-from difusion.topology import DIFUSOR_REGION
+from difusion.topology import DIFUSOR_REGION, concurrency_needed
 
-# Functions that run besides the deliveries: ingest, sign and the monitor.
-OTHER_FUNCTIONS = 3
 # Lambda's default "Concurrent executions" quota per Region, which new accounts start below
 # (Lambda quotas page).
 DEFAULT_CONCURRENCY = 1000
@@ -128,12 +126,14 @@ def _dist_version(names: list[str]) -> str:
 
 def check_concurrency(settings: Mapping[str, Any], difusores: int, region: str) -> CheckResult:
     """lambda:GetAccountSettings: the unreserved concurrency (what functions without reserved
-    concurrency share) covers one replicate per difusor plus ingest, sign and the monitor.
-    New accounts start with reduced quotas (Lambda quotas page)."""
+    concurrency share) covers what a night can ask for at once
+    (:func:`difusion.topology.concurrency_needed`: a replicate per delivery group, two per
+    difusor, plus ingest, sign and the monitor). New accounts start with reduced quotas
+    (Lambda quotas page)."""
     limit = settings.get("AccountLimit", {})
     total = int(limit.get("ConcurrentExecutions", 0))
     unreserved = int(limit.get("UnreservedConcurrentExecutions", total))
-    needed = difusores + OTHER_FUNCTIONS
+    needed = concurrency_needed(difusores)
     subject = f"lambda in {region}"
     counts = f"{unreserved} unreserved of {total} concurrent executions"
     if unreserved >= needed:
@@ -141,13 +141,15 @@ def check_concurrency(settings: Mapping[str, Any], difusores: int, region: str) 
             "lambda concurrency",
             subject,
             True,
-            f"{counts}; {needed} needed ({difusores} difusores + ingest, sign, monitor)",
+            f"{counts}; {needed} needed (2 delivery groups × {difusores} difusores + ingest, "
+            "sign, monitor)",
         )
     return CheckResult(
         "lambda concurrency",
         subject,
         False,
-        f"{counts}, but {needed} are needed ({difusores} difusores + ingest, sign, monitor): "
+        f"{counts}, but {needed} are needed (2 delivery groups × {difusores} difusores + "
+        "ingest, sign, monitor): "
         "deliveries would be throttled. New accounts start with reduced quotas: in Service "
         f"Quotas → AWS Lambda, request 'Concurrent executions' in {region} of at least "
         f"{needed} (the default is {DEFAULT_CONCURRENCY}), or release reserved concurrency",
@@ -163,8 +165,12 @@ def check_region_opt_in(
     status = str((response or {}).get("RegionOptStatus", ""))
     subject = f"region {region}"
     if not status:
+        # The institute's stack answered preflight from this Region, so it is enabled here.
         status = "ENABLED_BY_DEFAULT" if region in DEFAULT_REGIONS else "ENABLED"
-        source = f" (from the documented default Regions; GetRegionOptStatus: {error})"
+        source = (
+            " (from the documented default Regions, and the stack answering from it; "
+            f"GetRegionOptStatus: {error})"
+        )
     else:
         source = ""
     if status == "ENABLED_BY_DEFAULT":

@@ -112,6 +112,7 @@ class PipelineFunctions(Construct):
             sources.SqsEventSource(
                 queues.ingest,
                 batch_size=topology.QUEUES["ingest"].batch_size,
+                max_concurrency=topology.QUEUES["ingest"].max_concurrency,
                 report_batch_item_failures=True,
             )
         )

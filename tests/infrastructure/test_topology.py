@@ -44,6 +44,8 @@ def test_queues_and_their_event_sources_are_the_topologys(institute, institute_c
         name = json.dumps(function["Description"])
         shape = next(q for q in topology.QUEUES.values() if q.consumer in name)
         assert props["BatchSize"] == shape.batch_size
+        scaling = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        assert scaling == shape.max_concurrency
         assert function["Timeout"] == topology.FUNCTIONS[shape.consumer].timeout_seconds
     assert institute_config.delivery_max_attempts == topology.DEFAULT_MAX_ATTEMPTS
 

@@ -475,17 +475,27 @@ def test_the_layers_of_a_function_configuration_are_its_layer_version_arns():
     assert layer_version_arns({"FunctionName": "no-layers"}) == []
 
 
-@pytest.mark.parametrize(("difusores", "ok"), [(7, True), (8, False)])
-def test_concurrency_must_cover_one_delivery_per_difusor_plus_three(difusores, ok):
+@pytest.mark.parametrize(("difusores", "ok"), [(3, True), (4, False)])
+def test_concurrency_must_cover_two_delivery_groups_per_difusor_plus_four(difusores, ok):
     # Given a new account's reduced quota of 10 concurrent executions
     settings = recorded("get_account_settings_new_account.json")
-    # When 7 difusores (10 needed) or 8 (11 needed) are registered
+    # When 3 difusores (10 needed) or 4 (12 needed) are registered
     line = check_concurrency(settings, difusores, "mx-central-1")
     # Then the line passes or fails, and on failure says what to request
     assert line.ok is ok
     if not ok:
-        assert "10 unreserved of 10 concurrent executions, but 11 are needed" in line.reason
-        assert "request 'Concurrent executions' in mx-central-1 of at least 11" in line.reason
+        assert "10 unreserved of 10 concurrent executions, but 12 are needed" in line.reason
+        assert "request 'Concurrent executions' in mx-central-1 of at least 12" in line.reason
+
+
+def test_the_concurrency_need_follows_the_queues_as_deployed():
+    # Given the deliveries' groups per difusor and ingest's cap, as the stack deploys them
+    from difusion import topology
+
+    # Then the need counts each (a change to either moves it)
+    assert topology.QUEUES["ingest"].max_concurrency == 2
+    assert topology.concurrency_needed(0) == 2 + 1 + 1
+    assert topology.concurrency_needed(5) - topology.concurrency_needed(4) == 2
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,17 @@ def test_a_read_only_policy_without_test_function_says_what_to_grant(difusor, ro
     assert not line.ok and "grant cloudfront:TestFunction on this function" in line.reason
 
 
+def test_a_stale_etag_is_reported_as_itself_not_as_a_missing_grant(difusor, roles):
+    # Given the function republished between DescribeFunction and TestFunction
+    stale = refused("TestFunction", "The ETag does not match", code="PreconditionFailed")
+    session = difusor_account(cloudfront={"test_function": stale})
+    # When preflight runs
+    line = edge_lines(difusor, roles, session)["edge function runs"]
+    # Then the line fails with AWS's own reason, and no advice about permissions
+    assert not line.ok and "PreconditionFailed" in line.reason
+    assert "grant cloudfront:TestFunction" not in line.reason
+
+
 def test_an_account_not_yet_verified_is_told_to_ask_aws_support(difusor, roles):
     message = "Your account must be verified before you can add new CloudFront resources."
     session = difusor_account(

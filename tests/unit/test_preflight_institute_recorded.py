@@ -135,7 +135,10 @@ def test_the_deployment_lines_pass_as_the_stack_deploys_it(outputs):
     assert layer.ok and "ships awscrt 0.38.0" in layer.reason
     assert "PipelineReplicate" in layer.subject and outputs.monitor_role_arn not in layer.subject
     concurrency = results["lambda concurrency"]
-    assert concurrency.ok and "4 needed (1 difusores + ingest, sign, monitor)" in concurrency.reason
+    assert concurrency.ok
+    assert "6 needed (2 delivery groups × 1 difusores + ingest, sign, monitor)" in (
+        concurrency.reason
+    )
     region = results["sts region"]
     assert region.ok and "an opt-in Region, enabled here" in region.reason
     assert "us-east-1 regional STS endpoint" in region.reason
@@ -179,7 +182,7 @@ def test_a_new_accounts_concurrency_is_reported_and_fails_below_the_need(outputs
     line = lines(institute_preflight(outputs, session))["lambda concurrency"]
     # Then it fails, naming what to request where
     assert not line.ok
-    assert "2 unreserved of 10 concurrent executions, but 4 are needed" in line.reason
+    assert "2 unreserved of 10 concurrent executions, but 6 are needed" in line.reason
     assert "Service Quotas → AWS Lambda, request 'Concurrent executions' in mx-central-1" in (
         line.reason
     )
