@@ -25,12 +25,15 @@ $(STAMP): .python-version requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # Debian's minisign (interoperability tests), Chromium (the verification page's and the
-# memoria's tests) and GoAccess (the memoria's unique visitors, counted independently).
+# memoria's tests), GoAccess (the memoria's unique visitors, counted independently) and njs
+# (nginx's JavaScript engine, which shares CloudFront Functions' restrictions: the edge tests
+# run on it as well as on Node; edge/README.md).
 tools:
 	@missing=""; \
 	command -v minisign >/dev/null 2>&1 || missing="$$missing minisign"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v goaccess >/dev/null 2>&1 || missing="$$missing goaccess"; \
+	command -v njs >/dev/null 2>&1 || missing="$$missing njs"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -1,16 +1,27 @@
-// Runs edge/viewer_request.js as CloudFront would, with a stand-in for the `cloudfront` module.
+// Runs edge/viewer_request.js as CloudFront would, with a stand-in for the `cloudfront` module,
+// on two engines.
 //
-// The file is read as text and evaluated unchanged except for its first line,
-// `import cf from 'cloudfront';`, which becomes a binding to the stand-in (on the same line, so
-// stack traces keep their line numbers). It runs in its own V8 context, in strict mode as
-// CloudFront Functions do, with no `require`, `process`, timers or `console`: code that leans on
-// Node rather than on the documented runtime fails here too. Tests and the local sites server
-// (playing CloudFront's part in the embedded default) can both load it through `loadFunction`.
+// Node (`loadFunction`): the file is read as text and evaluated unchanged except for its first
+// line, `import cf from 'cloudfront';`, which becomes a binding to the stand-in (on the same
+// line, so stack traces keep their line numbers). It runs in its own V8 context, in strict mode
+// as CloudFront Functions do, with no `require`, `process`, timers or `console`: code that leans
+// on Node rather than on the documented runtime fails here too. Tests and the local sites server
+// (playing CloudFront's part in the embedded default) both load it this way.
+//
+// njs (`runUnderNjs`): nginx's JavaScript engine, whose restrictions CloudFront's runtime shares
+// (README.md here says which, and what stays unknown), runs the very file as its main script; its
+// import resolves to edge/njs/cloudfront, the same stand-in plus a driver. One njs process
+// answers a batch of requests, so tests record what they sent to Node and replay it.
 
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
 export const FUNCTION_URL = new URL('./viewer_request.js', import.meta.url);
+export const NJS_MODULES = new URL('./njs/', import.meta.url);
 export const IMPORT_LINE = "import cf from 'cloudfront';";
 
 export function functionSource(url = FUNCTION_URL) {
@@ -70,4 +81,66 @@ export function fakeCloudFront(entries = {}) {
       return store;
     },
   };
+}
+
+/**
+ * The answers njs gives for `requests` ([{ entries, event }], `entries` as for fakeCloudFront),
+ * running the file at `url` unchanged in one njs process: `{ answers, kvs }`, `answers[i]` being
+ * `{ result, gets }` (or `{ error, gets }` when the handler threw) and `kvs` the arguments of each
+ * `cf.kvs()` call made while the file loaded. Throws when njs is missing, fails to load the file,
+ * or stops before answering every request.
+ */
+export function runUnderNjs(requests, url = FUNCTION_URL) {
+  // njs looks for a module beside the script before it looks under -p.
+  if (existsSync(new URL('./cloudfront', url))) {
+    const beside = fileURLToPath(new URL('./cloudfront', url));
+    throw new Error(`${beside} would stand in for edge/njs/cloudfront: njs resolves modules beside the script first`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'edge-njs-'));
+  try {
+    const input = join(dir, 'requests.json');
+    writeFileSync(input, JSON.stringify(requests.map(forNjs)));
+    const run = spawnSync('njs', ['-p', fileURLToPath(NJS_MODULES), fileURLToPath(url), input], {
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    if (run.error && run.error.code === 'ENOENT') {
+      throw new Error(
+        'njs is not installed: `make tools` installs it (Debian package njs); the edge tests run on it as well as on Node',
+      );
+    }
+    if (run.error) {
+      throw run.error;
+    }
+    const lines = run.stdout.split('\n').filter((line) => line !== '').map(parseLine);
+    const answers = lines.filter((line) => line && !line.done);
+    const last = lines[lines.length - 1];
+    const complete = last && last.done === true && answers.length === requests.length && !lines.includes(null);
+    if (run.status !== 0 || !complete) {
+      const how = run.signal ? `was killed by ${run.signal}` : `exited with status ${run.status}`;
+      const own = run.stdout.split('\n').filter((line) => line !== '' && parseLine(line) === null);
+      const message = [run.stderr.trim(), ...own].filter(Boolean).join('\n') || '(no message)';
+      const file = fileURLToPath(url);
+      throw new Error(`njs ${how} after answering ${answers.length} of ${requests.length} requests from ${file}: ${message}`);
+    }
+    return { answers, kvs: last.kvs };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function parseLine(line) {
+  try {
+    return JSON.parse(line);
+  } catch (err) {
+    return null; // not the driver's: njs's own message
+  }
+}
+
+function forNjs({ entries, event }) {
+  const plainEntries = {};
+  for (const [key, value] of Object.entries(entries)) {
+    plainEntries[key] = value instanceof Error ? { error: value.message } : value;
+  }
+  return { entries: plainEntries, event: plain(event) };
 }

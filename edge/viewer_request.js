@@ -26,7 +26,9 @@ async function handler(event) {
   }
   let pointer;
   try {
-    pointer = parsePointer(await kvs.get(POINTER_KEY));
+    // Awaited on its own line: cloudfront-js-2.0 refuses `await` inside a call's arguments.
+    const text = await kvs.get(POINTER_KEY);
+    pointer = parsePointer(text);
   } catch (err) {
     pointer = null; // missing key (get() throws), store error, or JSON that is not a pointer
   }
