@@ -7,6 +7,8 @@ changes the ETag, a missing key is ``ResourceNotFoundException``, values are at 
 
 from __future__ import annotations
 
+import uuid
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -21,7 +23,9 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 def store(emulator, monkeypatch):
     for name, value in emulator.environment().items():
         monkeypatch.setenv(name, value)
-    name = f"prueba-{id(monkeypatch)}"
+    # A fresh name per test: id() of a fixture object is reused once it is collected, and
+    # the emulator outlives the test.
+    name = f"prueba-{uuid.uuid4().hex[:12]}"
     arn = boto3.client("cloudfront").create_key_value_store(Name=name)["KeyValueStore"]["ARN"]
     client = boto3.client("cloudfront-keyvaluestore", region_name="us-east-1")
     return KeyValueStorePointer(client, arn), client, arn
