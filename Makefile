@@ -88,7 +88,8 @@ test-infrastructure: venv layer
 
 # The fault tier in full (`make test` runs only its slice, tests/chaos): nights with 5 % and
 # with 20 % of the functions' AWS calls failing, then the functions SIGKILLed at 50 random
-# calls and run again. New seeds every run, printed; CHAOS_SEED=N replays. Each part runs
+# calls and run again, then a step killed at five points held to heal within five minutes of
+# story time. New seeds every run, printed; CHAOS_SEED=N replays. Each part runs
 # even if one before it failed; figures in out/chaos/. CHAOS_JOBS runs that many at once.
 CHAOS_SEED ?=
 CHAOS_JOBS ?= 1
@@ -99,6 +100,8 @@ chaos: venv
 	$(CHAOS) nights --rate 0.05 --nights 4 $(CHAOS_ARGS) || status=1; \
 	$(CHAOS) nights --rate 0.20 --nights 4 $(CHAOS_ARGS) || status=1; \
 	$(CHAOS) crash --points 50 $(CHAOS_ARGS) || status=1; \
+	DIFUSION_HEAL_BOUND_SECONDS=300 $(BIN)/pytest -q -s \
+	  tests/integration/test_crash_healing.py || status=1; \
 	exit $$status
 
 lint: venv

@@ -107,12 +107,17 @@ def normalize_member_path(name: str) -> str:
 
 
 def scan_archive(
-    source: BinaryIO, archive_format: ArchiveFormat, limits: ArchiveLimits
+    source: BinaryIO,
+    archive_format: ArchiveFormat,
+    limits: ArchiveLimits,
+    tap: Callable[[str], IO[bytes] | None] | None = None,
 ) -> list[ArchiveEntry]:
     """Validate every entry of the package and hash every file.
 
     ``source`` must be seekable and positioned anywhere; the package's full size is taken
-    from it. Returns the files sorted by path. Raises :class:`PackageRejected`.
+    from it. ``tap(path)`` may return a stream that receives a copy of that file's bytes as
+    they are hashed (for files the caller reads, without a second pass over the package).
+    Returns the files sorted by path. Raises :class:`PackageRejected`.
     """
     archive_size = _size_of(source)
     if archive_size == 0:
@@ -130,7 +135,7 @@ def scan_archive(
                 )
             _check_declared(member, total, limits)
             with _translate_errors(archive_format, reading_members=True):
-                size, digest = _hash_member(member, limits)
+                size, digest = _hash_member(member, limits, tap(member.path) if tap else None)
             total += size
             if total > limits.ratio_floor_bytes and total > limits.max_ratio * archive_size:
                 raise PackageRejected(
@@ -193,7 +198,9 @@ def _check_declared(member: _Member, total_so_far: int, limits: ArchiveLimits) -
         )
 
 
-def _hash_member(member: _Member, limits: ArchiveLimits) -> tuple[int, str]:
+def _hash_member(
+    member: _Member, limits: ArchiveLimits, copy: IO[bytes] | None = None
+) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     with member.open() as stream:
@@ -204,6 +211,8 @@ def _hash_member(member: _Member, limits: ArchiveLimits) -> tuple[int, str]:
                     RejectionCode.TOO_LARGE, f"{member.path} is over the per-file limit"
                 )
             digest.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
     if size != member.declared_size:
         raise PackageRejected(
             RejectionCode.CHECKSUM_MISMATCH,

@@ -410,8 +410,9 @@ def _keys_store(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from difusion.adapters.factory import utc_now
-    from difusion.archive import ArchiveLimits, scan_archive
+    from difusion.archive import ArchiveLimits
     from difusion.package_name import parse_package_name, refuse_future_cut
+    from difusion.prep_data import scan_package
 
     results: list[dict[str, Any]] = []
     for package in args.packages:
@@ -424,7 +425,7 @@ def _check(args: argparse.Namespace) -> int:
                 )
             refuse_future_cut(name, utc_now())
             with package.open("rb") as stream:
-                entries = scan_archive(stream, name.archive_format, ArchiveLimits())
+                entries = scan_package(stream, name.archive_format, ArchiveLimits())
             results.append(
                 {
                     "package": package.name,

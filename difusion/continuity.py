@@ -314,11 +314,10 @@ def catch_up_due(
     """Why the head must be sent to a difusor again (``None``: it need not be).
 
     A difusor publishing an older sequence than the head, once the head's delivery has had
-    ``after`` (the replicate function's timeout, its lease's length) since it was sent
-    (``sent_at``: accepted, or released at the opening) and no delivery holds a live lease
-    on it. Then no invocation can still be working on it — Lambda ends every invocation by
-    its timeout — and what is left is a message that a dead worker holds invisible (up to
-    the queue's visibility timeout, six function timeouts) or one that died in the DLQ.
+    ``after`` (the replicate function's timeout) since it was sent (``sent_at``: accepted,
+    or released at the opening) and no delivery holds a live lease on it (a live one's
+    heartbeat renews it). What is left is a delivery that gave up into the DLQ, or one
+    whose retry has not come yet (a dead worker's message returns within one hold).
     """
     if published_sequence is not None and published_sequence >= head_sequence:
         return None

@@ -24,6 +24,9 @@ class RejectionCode(StrEnum):
     TOO_MANY_ENTRIES = "too_many_entries"
     COMPRESSION_RATIO = "compression_ratio"
     CHECKSUM_MISMATCH = "checksum_mismatch"
+    # An acta image that does not hash to the CODIGO_INTEGRIDAD its database gives it (or is
+    # absent): every verifier would show NO COINCIDE, for a fault upstream.
+    ACTA_INTEGRITY = "acta_integrity"
     STALE = "stale"
     FUTURE_CUT = "future_cut"  # a cut time ahead of the clock: it would block every later cut
     CONFLICT = "conflict"

@@ -11,11 +11,19 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from difusion.adapters.heartbeat import HoldTimes
 from difusion.archive import ArchiveLimits
 from difusion.errors import KeyFormatError
 from difusion.signing import PublicKey
 from difusion.times import parse_iso
-from difusion.topology import DEFAULT_MAX_ATTEMPTS, REPLICATE, RETRY, RetrySchedule
+from difusion.topology import (
+    DEFAULT_MAX_ATTEMPTS,
+    HEARTBEAT_SECONDS,
+    REPLICATE,
+    RETRY,
+    STEP_HOLD_SECONDS,
+    RetrySchedule,
+)
 from difusion.window import PublicationWindow
 
 
@@ -67,6 +75,19 @@ def _retry(env: Mapping[str, str]) -> RetrySchedule:
         base_seconds=_seconds(env, "RETRY_BASE_SECONDS", RETRY.base_seconds),
         cap_seconds=_seconds(env, "RETRY_CAP_SECONDS", RETRY.cap_seconds),
     )
+
+
+def _hold(env: Mapping[str, str]) -> HoldTimes:
+    """``STEP_HOLD_SECONDS``/``STEP_HEARTBEAT_SECONDS``: how long a step holds its message,
+    idempotency record and lease at a time, and how often it renews them. The stacks leave
+    them at the topology's; the accelerated embedded default scales them."""
+    try:
+        return HoldTimes(
+            hold_seconds=_int(env, "STEP_HOLD_SECONDS", STEP_HOLD_SECONDS, maximum=43_200),
+            every_seconds=_seconds(env, "STEP_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS),
+        )
+    except ValueError as exc:
+        raise SettingsError(f"STEP_HOLD_SECONDS/STEP_HEARTBEAT_SECONDS: {exc}") from None
 
 
 def _pinned_key(env: Mapping[str, str]) -> PublicKey | None:
@@ -152,6 +173,8 @@ class CommonSettings:
     retry: RetrySchedule
     # The step's queue's maxReceiveCount: its last attempt is recorded as final.
     max_attempts: int
+    # What the step holds while it works, how long at a time and how often renewed.
+    hold: HoldTimes
 
     @staticmethod
     def common_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -168,6 +191,7 @@ class CommonSettings:
             "idempotency_table": _required(env, "IDEMPOTENCY_TABLE"),
             "retry": _retry(env),
             "max_attempts": _int(env, "MAX_RECEIVE_COUNT", DEFAULT_MAX_ATTEMPTS),
+            "hold": _hold(env),
         }
 
 
@@ -234,9 +258,10 @@ class ReplicateSettings(CommonSettings):
         return cls(
             **cls.common_from_env(env),
             registry_table=_required(env, "REGISTRY_TABLE"),
-            # A delivery's lease lasts as long as the function may run: a worker that died
-            # holds it no longer than that, and a retry of the same delivery takes it over.
-            lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", REPLICATE.timeout_seconds),
+            # A delivery's lease lasts one hold and its heartbeat renews it while it works:
+            # a worker that died holds it no longer than that (a retry of the same delivery
+            # takes it over at once anyway), a live one never loses it.
+            lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", STEP_HOLD_SECONDS),
             copy_concurrency=_int(env, "COPY_CONCURRENCY", 16),
             shards=_int(env, "REPLICATE_SHARDS", 1),
             window=_window(env),
@@ -288,8 +313,9 @@ class MonitorSettings(CommonSettings):
             difusores_list_url=_required(env, "DIFUSORES_LIST_URL"),
             http_timeout_seconds=_int(env, "MONITOR_HTTP_TIMEOUT_SECONDS", 10),
             public_key=_pinned_key(env),
-            # A delivery's time: the replicate function's lease (its timeout).
+            # A delivery's time: the replicate function's timeout (its lease, renewed while
+            # it works, says whether one still runs).
             catch_up_after_seconds=_int(
-                env, "DELIVERY_LEASE_SECONDS", REPLICATE.timeout_seconds, minimum=1
+                env, "CATCH_UP_AFTER_SECONDS", REPLICATE.timeout_seconds, minimum=1
             ),
         )

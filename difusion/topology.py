@@ -20,6 +20,20 @@ VISIBILITY_TIMEOUT_FACTOR = 6
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 DEFAULT_MAX_ATTEMPTS = 5
+# While a step works it holds its message, its idempotency record and (replicate) the
+# difusor's lease for this long at a time, and renews them every HEARTBEAT_SECONDS. The
+# queues keep the long visibility timeout Lambda requires (at least the function's timeout,
+# "Creating and configuring an Amazon SQS event source mapping"), but that only bounds a
+# message nobody holds: the handler sets its own message's visibility to this hold as it
+# starts (ChangeMessageVisibility counts from the call, API reference) and a heartbeat
+# extends it. A step that dies (killed, out of memory, timed out) extends nothing, and its
+# work is received again within one hold: a minute of election night, not 90 minutes.
+# Three beats per hold: a beat that fails or comes late does not yet let the message go.
+STEP_HOLD_SECONDS = 60
+HEARTBEAT_SECONDS = 20
+# A step's own timeout, as a share of its function's: past it the heartbeat stops, so a
+# step that hangs gives its message back one hold later, well before Lambda's timeout.
+STEP_TIMEOUT_SHARE = 2 / 3
 # Every difusor's site lives in us-east-1: CloudFront's WAF web ACLs and Shield live there.
 DIFUSOR_REGION = "us-east-1"
 

@@ -8,10 +8,7 @@ a directory or a bucket); everything else here is pure.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from difusion.continuity import NotServed, SiteUnreachable
 from difusion.errors import ManifestInvalid, SignatureInvalid
 from difusion.manifest import Manifest, canonical_json, sha256_hex
+from difusion.prep_data import image_for, image_index, is_database, read_acta_rows
 from difusion.publication import (
     MANIFEST_PATH,
     SIGNATURE_PATH,
@@ -33,11 +31,6 @@ from difusion.signing import PublicKey, verify
 
 if TYPE_CHECKING:
     from difusion.adapters.site_sources import SiteSource
-
-CSV_PREFIX = "assets/csv/"
-ACTAS_PREFIX = "assets/actas/"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pdf")
-INTEGRITY_COLUMNS = ("CODIGO_INTEGRIDAD", "SHA")  # INE 2021–2024; older years
 
 
 class Verdict(IntEnum):
@@ -205,7 +198,7 @@ def _hash_files(
             body = source.read(path)
         except NotServed:
             return path, None
-        keep = body if path.startswith(CSV_PREFIX) and path.endswith(".csv") else None
+        keep = body if is_database(path) else None
         return path, (hashlib.sha256(body).hexdigest(), keep)
 
     hashes: dict[str, tuple[str, bytes | None] | None] = {}
@@ -228,16 +221,12 @@ def _check_actas(
 ) -> None:
     """Every acta image the CSV databases name is present and hashes to its
     CODIGO_INTEGRIDAD (the INE tells citizens to check exactly this)."""
-    images: dict[str, list[str]] = {}
-    for entry in manifest.files:
-        if entry.path.startswith(ACTAS_PREFIX) and entry.path.lower().endswith(IMAGE_EXTENSIONS):
-            stem = posixpath.splitext(posixpath.basename(entry.path))[0]
-            images.setdefault(stem, []).append(entry.path)
+    images = image_index(entry.path for entry in manifest.files)
     for path, value in sorted(hashes.items()):
         if value is None or value[1] is None:
             continue
         for clave, code in _integrity_codes(value[1]):
-            image = _image_for(clave, path, images)
+            image = image_for(clave, path, images)
             result.actas_checked += 1
             if image is None:
                 result.images_missing.append(f"{clave} (named in {path})")
@@ -250,33 +239,9 @@ def _check_actas(
 
 
 def _integrity_codes(csv_bytes: bytes) -> list[tuple[str, str]]:
-    """(CLAVE_ACTA, CODIGO_INTEGRIDAD) of every row that has one; the header is found by
-    its column names, whatever lines precede it."""
-    rows = csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig", "replace")))
-    found: list[tuple[str, str]] = []
-    clave_at = code_at = -1
-    for row in rows:
-        if clave_at < 0:
-            names = [c.strip().upper() for c in row]
-            if "CLAVE_ACTA" in names and any(c in names for c in INTEGRITY_COLUMNS):
-                clave_at = names.index("CLAVE_ACTA")
-                code_at = next(names.index(c) for c in INTEGRITY_COLUMNS if c in names)
-            continue
-        if len(row) > max(clave_at, code_at) and row[code_at].strip():
-            found.append((row[clave_at].strip().strip("'"), row[code_at].strip()))
-    return found
-
-
-def _image_for(clave: str, csv_path: str, images: dict[str, list[str]]) -> str | None:
-    candidates = images.get(clave, [])
-    if len(candidates) <= 1:
-        return candidates[0] if candidates else None
-    # The same clave in several elections' folders: the folder the CSV is named after.
-    csv_name = posixpath.basename(csv_path)
-    for candidate in candidates:
-        if csv_name.startswith(posixpath.basename(posixpath.dirname(candidate)) + "_"):
-            return candidate
-    return None
+    """(CLAVE_ACTA, CODIGO_INTEGRIDAD) of every row that has one (ingest reads the same
+    rows: :mod:`difusion.prep_data`)."""
+    return [(row.acta, row.code) for row in read_acta_rows(csv_bytes)]
 
 
 # --- the chain ------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ REJECTIONS = {
     "too_many_entries": "demasiados archivos",
     "compression_ratio": "proporción de compresión sospechosa",
     "checksum_mismatch": "suma de verificación distinta",
+    "acta_integrity": "imagen de acta ausente o distinta de su CODIGO_INTEGRIDAD",
     "stale": "corte anterior al último publicado",
     "future_cut": "hora de corte en el futuro",
     "conflict": "mismo nombre con otro contenido",

@@ -5,12 +5,14 @@
 // viewer-request event. One line per request on stdout, {"id", "result"} with the request or
 // response the function returned, or {"id", "error"} when it threw. The function is loaded
 // once, as CloudFront loads it, and sees the store through the same stand-in the tests use.
+// `node edge/sidecar.mjs [function file]`: another file than viewer_request.js (a control).
 
 import { createInterface } from 'node:readline';
-import { fakeCloudFront, loadFunction } from './harness.mjs';
+import { pathToFileURL } from 'node:url';
+import { FUNCTION_URL, fakeCloudFront, loadFunction } from './harness.mjs';
 
 const cloudfront = fakeCloudFront({});
-const handler = loadFunction(cloudfront);
+const handler = loadFunction(cloudfront, process.argv[2] ? pathToFileURL(process.argv[2]) : FUNCTION_URL);
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
 for await (const line of lines) {

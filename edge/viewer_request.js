@@ -5,6 +5,9 @@ import cf from 'cloudfront';
 // pointer's format and what the docs do not promise are in docs/serving.md.
 //
 //   /x                 -> 302 /v/<live>/x              (no-store: follows the pointer)
+//   /x from a page of /v/<N>/ (same-origin Referer, not a navigation), N live or previous
+//                      -> 302 /v/<N>/x                 (a page loads all it asks from its version)
+//   /.well-known/prep/borde.json -> 200 the versions this edge routes (no-store: propagation)
 //   /v/<N>/x           -> origin /_v/<slot of N>/x?v=N (N live or previous: immutable, cacheable)
 //   /v/<N>/x, N gone   -> 302 /v/<live>/x
 //   suspended          -> the notice: / and estado.json from /_aviso/<id>/, the rest -> 302 /
@@ -17,6 +20,9 @@ const SLOTS = ['a', 'b'];
 const ESTADO = '/.well-known/prep/estado.json';
 const VERSIONED = /^\/v\/(\d{1,15})(\/.*)?$/;
 const NOTICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const EDGE_PROBE = '/.well-known/prep/borde.json';
+// scheme://host/v/N/ : the page that asked, when the browser sent its URL (same origin)
+const REFERER = /^https?:\/\/([^\/?#]+)\/v\/(\d{1,15})\//;
 
 async function handler(event) {
   const request = event.request;
@@ -36,6 +42,9 @@ async function handler(event) {
     return respond(503, 'Service Unavailable', { 'retry-after': { value: '5' } });
   }
 
+  if (uri === EDGE_PROBE) {
+    return edgeProbe(pointer);
+  }
   const match = VERSIONED.exec(uri);
   const path = match ? match[2] || '/' : uri;
   if (pointer.state === 'suspended') {
@@ -45,7 +54,10 @@ async function handler(event) {
   const query = queryString(request.querystring);
   const live = pointer.live.version;
   if (!match) {
-    return redirect('/v/' + live + withSlash(path), query);
+    // An absolute URL in a page of version N (its stylesheet, script, data, acta images) stays
+    // in N while N is routed: the page and all it loads are one cut (docs/serving.md 2.3).
+    const pinned = pageVersion(request.headers, pointer);
+    return redirect('/v/' + (pinned === null ? live : pinned) + withSlash(path), query);
   }
   const version = Number(match[1]);
   const slot = slotOf(pointer, version);
@@ -60,6 +72,37 @@ async function handler(event) {
   // served for a later one (the cache policy must list `v`; see docs/serving.md).
   request.querystring = { v: { value: String(version) } };
   return request;
+}
+
+// The version of the page that made this request, from its Referer, when that page is of this
+// site (same host), the request is not a navigation to another page (which goes to the live
+// version), and the version is still routed; otherwise null.
+function pageVersion(headers, pointer) {
+  const referer = headers.referer;
+  const host = headers.host;
+  const mode = headers['sec-fetch-mode'];
+  if (!referer || !host || (mode && mode.value === 'navigate')) {
+    return null;
+  }
+  const m = REFERER.exec(referer.value);
+  if (!m || m[1].toLowerCase() !== host.value.toLowerCase()) {
+    return null;
+  }
+  const version = Number(m[2]);
+  return slotOf(pointer, version) === null ? null : version;
+}
+
+// What this edge routes, for operators timing the pointer's propagation (difusion propagation):
+// version numbers and the state only, never the slots, hashes or notice ids.
+function edgeProbe(pointer) {
+  const seen = { state: pointer.state };
+  if (pointer.state !== 'suspended') {
+    seen.live = pointer.live.version;
+    seen.previous = pointer.previous ? pointer.previous.version : null;
+  }
+  const answer = respond(200, 'OK', { 'content-type': { value: 'application/json' } });
+  answer.body = { encoding: 'text', data: JSON.stringify(seen) };
+  return answer;
 }
 
 function notice(request, path, id) {

@@ -12,6 +12,7 @@ import { fakeCloudFront, functionSource, loadFunction, runUnderNjs } from './har
 import { runtimeViolations } from './runtime_rules.mjs';
 
 const BEFORE_ISSUE_22 = new URL('./fixtures/viewer_request.before-issue-22.js', import.meta.url);
+const BEFORE_ISSUE_23 = new URL('./fixtures/viewer_request.before-issue-23.js', import.meta.url);
 
 // { entries, event, answer: { result, gets } } for every request sent under Node, in order.
 const sent = [];
@@ -46,7 +47,11 @@ function querystring(raw) {
   return qs;
 }
 
-function viewerRequest(uri, rawQuery = '') {
+function viewerRequest(uri, rawQuery = '', extraHeaders = {}) {
+  const headers = { host: { value: 'prep.diario.mx' }, accept: { value: 'text/html' } };
+  for (const [name, value] of Object.entries(extraHeaders)) {
+    headers[name] = { value };
+  }
   return {
     version: '1.0',
     context: { distributionId: 'EDFDVBD6EXAMPLE', eventType: 'viewer-request', requestId: 'r1' },
@@ -55,7 +60,7 @@ function viewerRequest(uri, rawQuery = '') {
       method: 'GET',
       uri,
       querystring: querystring(rawQuery),
-      headers: { host: { value: 'prep.diario.mx' }, accept: { value: 'text/html' } },
+      headers,
       cookies: {},
     },
   };
@@ -64,20 +69,36 @@ function viewerRequest(uri, rawQuery = '') {
 // A site whose store holds `pointer` under `live` (none at all when it is undefined; an Error
 // for a store that fails to answer). Its requests are recorded for the replay under njs.
 function site(...pointerOrNone) {
+  return siteOf(undefined, ...pointerOrNone);
+}
+
+// The same, running the function in `file` (the deployed one when undefined; another file's
+// requests are not replayed under njs).
+function siteOf(file, ...pointerOrNone) {
   const pointer = pointerOrNone.length ? pointerOrNone[0] : livePointer();
   const cloudfront = fakeCloudFront(pointer === undefined ? {} : { live: pointer });
-  const handler = loadFunction(cloudfront);
+  const handler = file === undefined ? loadFunction(cloudfront) : loadFunction(cloudfront, file);
   const send = async (event) => {
     const entries = { ...cloudfront.entries };
     const before = cloudfront.calls.get.length;
     const result = await handler(event);
-    sent.push({ entries, event, answer: { result, gets: cloudfront.calls.get.slice(before) } });
+    if (file === undefined) {
+      // the njs replay runs the deployed file; a control's answers are not that file's
+      sent.push({ entries, event, answer: { result, gets: cloudfront.calls.get.slice(before) } });
+    }
     return result;
   };
   return {
     cloudfront,
     get: (uri, rawQuery) => send(viewerRequest(uri, rawQuery)),
+    // a request with these headers (name -> value, names lowercase as CloudFront gives them)
+    getWith: (uri, headers, rawQuery) => send(viewerRequest(uri, rawQuery, headers)),
   };
+}
+
+// What a browser sends for what a page at `pageUrl` loads: a stylesheet, a script, a fetch().
+function fromPage(pageUrl, mode = 'no-cors') {
+  return { referer: pageUrl, 'sec-fetch-mode': mode, 'sec-fetch-site': 'same-origin' };
 }
 
 function assertRedirect(result, location) {
@@ -137,6 +158,119 @@ describe('an unversioned request', () => {
       previous: { version: 42, slot: 'a', manifest_sha256: SHA_41 },
     });
     assertRedirect(await get('/index.html'), '/v/43/index.html');
+  });
+});
+
+describe("what a page loads by absolute URL stays in the page's version (Referer)", () => {
+  const PAGE_41 = 'https://prep.diario.mx/v/41/diputaciones.html';
+
+  it('a stylesheet, script or fetch from a page of the previous version is sent to that version', async () => {
+    const { getWith } = site();
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(PAGE_41)), '/v/41/assets/css/prep.css');
+    assertRedirect(await getWith('/assets/js/prep.js', fromPage(PAGE_41)), '/v/41/assets/js/prep.js');
+    const data = await getWith('/assets/JSON/DIP_LOC/resumen.json', fromPage(PAGE_41, 'cors'), 'x=1');
+    assertRedirect(data, '/v/41/assets/JSON/DIP_LOC/resumen.json?x=1');
+    // an older browser sends no Sec-Fetch-* headers: the Referer alone pins it
+    const image = await getWith('/assets/actas/DIP_LOC/0001.png', { referer: PAGE_41 });
+    assertRedirect(image, '/v/41/assets/actas/DIP_LOC/0001.png');
+  });
+
+  it('from a page of the live version, to the live version; and the directory slash is kept', async () => {
+    const { getWith } = site();
+    const page = 'https://prep.diario.mx/v/42/';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(page)), '/v/42/assets/css/prep.css');
+    assertRedirect(await getWith('/diputaciones', fromPage(PAGE_41)), '/v/41/diputaciones/');
+  });
+
+  it('a stylesheet loaded from /v/41/ sends its own URL: what it loads stays in 41 too', async () => {
+    const css = 'https://prep.diario.mx/v/41/assets/css/prep.css';
+    assertRedirect(await site().getWith('/assets/img/logo.png', fromPage(css)), '/v/41/assets/img/logo.png');
+  });
+
+  it('a navigation (a link followed to another page) goes to the live version', async () => {
+    const { getWith } = site();
+    const click = { referer: PAGE_41, 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+    assertRedirect(await getWith('/ayuntamientos.html', click), '/v/42/ayuntamientos.html');
+  });
+
+  it('a page of a retired version, or of no version, gets the live version', async () => {
+    const { getWith } = site();
+    const retired = 'https://prep.diario.mx/v/40/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(retired)), '/v/42/assets/css/prep.css');
+    const newer = 'https://prep.diario.mx/v/43/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(newer)), '/v/42/assets/css/prep.css');
+    const unversioned = 'https://prep.diario.mx/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(unversioned)), '/v/42/assets/css/prep.css');
+  });
+
+  it('a Referer of another site, or stripped to the origin, or absent, gets the live version', async () => {
+    const { getWith } = site();
+    const other = 'https://otro.example/v/41/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(other)), '/v/42/assets/css/prep.css');
+    // what strict-origin-when-cross-origin sends cross-origin, or a no-referrer policy, or none
+    const origin = 'https://prep.diario.mx/';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(origin)), '/v/42/assets/css/prep.css');
+    assertRedirect(await getWith('/assets/css/prep.css', {}), '/v/42/assets/css/prep.css');
+    const garbled = 'prep.diario.mx/v/41/';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(garbled)), '/v/42/assets/css/prep.css');
+  });
+
+  it('the host is compared without regard to case, and with its port', async () => {
+    const { getWith } = site();
+    const upper = 'https://PREP.Diario.MX/v/41/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(upper)), '/v/41/assets/css/prep.css');
+    const port = 'https://prep.diario.mx:8443/v/41/index.html';
+    assertRedirect(await getWith('/assets/css/prep.css', fromPage(port)), '/v/42/assets/css/prep.css');
+  });
+
+  it('a versioned request is served from the version it names, whatever its Referer', async () => {
+    const result = await site().getWith('/v/42/assets/css/prep.css', fromPage(PAGE_41));
+    assertOrigin(result, '/_v/a/assets/css/prep.css', '42');
+  });
+
+  it('a suspended site still shows its notice', async () => {
+    const result = await site(SUSPENDED).getWith('/assets/css/prep.css', fromPage(PAGE_41));
+    assertRedirect(result, '/');
+  });
+
+  it('the function before #23 sent them all to the live version: a page of 41 with 42\'s data', async () => {
+    const old = siteOf(BEFORE_ISSUE_23);
+    const data = await old.getWith('/assets/JSON/DIP_LOC/resumen.json', fromPage(PAGE_41, 'cors'));
+    assertRedirect(data, '/v/42/assets/JSON/DIP_LOC/resumen.json');
+  });
+});
+
+describe('the propagation probe path, answered by the function itself', () => {
+  it('says which versions this edge routes: no-store, readable from any origin, nothing else', async () => {
+    const result = await site().get('/.well-known/prep/borde.json');
+    assertStatus(result, 200);
+    assert.equal(result.headers['content-type'].value, 'application/json');
+    assert.deepEqual(result.body, { encoding: 'text', data: '{"state":"live","live":42,"previous":41}' });
+  });
+
+  it('follows the pointer: no previous after a retire, the new version after a switch', async () => {
+    const { cloudfront, get } = site();
+    cloudfront.entries.live = JSON.stringify({ state: 'live', live: { version: 42, slot: 'a' } });
+    assert.equal((await get('/.well-known/prep/borde.json')).body.data, '{"state":"live","live":42,"previous":null}');
+    cloudfront.entries.live = JSON.stringify({
+      state: 'live',
+      live: { version: 43, slot: 'b' },
+      previous: { version: 42, slot: 'a' },
+    });
+    assert.equal((await get('/.well-known/prep/borde.json')).body.data, '{"state":"live","live":43,"previous":42}');
+  });
+
+  it('a suspended site says so and names no notice; without a pointer, 503 as everything else', async () => {
+    const suspended = await site(SUSPENDED).get('/.well-known/prep/borde.json');
+    assertStatus(suspended, 200);
+    assert.equal(suspended.body.data, '{"state":"suspended"}');
+    assertStatus(await site(undefined).get('/.well-known/prep/borde.json'), 503);
+  });
+
+  it('only at that exact path: under a version or with another name it is an ordinary file', async () => {
+    const { get } = site();
+    assertOrigin(await get('/v/42/.well-known/prep/borde.json'), '/_v/a/.well-known/prep/borde.json', '42');
+    assertRedirect(await get('/.well-known/prep/borde.json/'), '/v/42/.well-known/prep/borde.json/');
   });
 });
 

@@ -33,7 +33,7 @@ from difusion.settings import (
     ReplicateSettings,
     SignSettings,
 )
-from difusion.topology import DIFUSOR_REGION
+from difusion.topology import DIFUSOR_REGION, STEP_TIMEOUT_SHARE
 
 
 def wall_clock() -> datetime:
@@ -88,12 +88,16 @@ def failed_messages(settings: CommonSettings) -> FailedMessages:
 
 
 def step_invocation(settings: CommonSettings, context: Any) -> StepInvocation:
-    """One invocation of a queue-driven step: its failures recorded, its messages returned.
-    Another attempt's in-progress window lasts at most the function's remaining time."""
+    """One invocation of a queue-driven step: its failures recorded, its messages returned,
+    what it holds renewed while it works. Another attempt's in-progress record lasts one
+    hold past its last renewal; the step's own timeout is a share of the function's."""
+    remaining = context.get_remaining_time_in_millis() / 1000
     return StepInvocation(
         failed_messages(settings),
         settings.max_attempts,
-        in_progress_seconds=context.get_remaining_time_in_millis() / 1000,
+        in_progress_seconds=min(remaining, settings.hold.hold_seconds),
+        hold=settings.hold,
+        timeout_seconds=remaining * STEP_TIMEOUT_SHARE,
     )
 
 

@@ -8,12 +8,13 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from difusion.adapters.heartbeat import Heartbeat, HoldTimes, MessageHold, Renewal
 from difusion.errors import RetryLater
 from difusion.models import DeliveryRequest, SignRequest
 from difusion.topology import RetrySchedule
@@ -136,6 +137,12 @@ class FailedMessages:
         self._schedule = schedule
         self._rand = rand
 
+    def hold(self, record: Mapping[str, Any]) -> MessageHold:
+        """The hold on ``record``'s message that a step's heartbeat renews."""
+        return MessageHold(
+            self._sqs, queue_url_of(record["eventSourceARN"]), record["receiptHandle"]
+        )
+
     def retry_soon(
         self,
         event: Mapping[str, Any],
@@ -198,12 +205,29 @@ class StepInvocation:
     """
 
     def __init__(
-        self, failed: FailedMessages, max_attempts: int, in_progress_seconds: float
+        self,
+        failed: FailedMessages,
+        max_attempts: int,
+        in_progress_seconds: float,
+        hold: HoldTimes | None = None,
+        timeout_seconds: float = math.inf,
     ) -> None:
         self._failed = failed
         self._max_attempts = max_attempts
         self._in_progress_seconds = in_progress_seconds
+        self._hold = hold or HoldTimes()
+        self._timeout = timeout_seconds
         self.not_before: dict[str, float] = {}
+
+    def holding(
+        self, record: Mapping[str, Any], *renewals: Renewal
+    ) -> AbstractContextManager[None]:
+        """Hold ``record``'s message (and what ``renewals`` renew) a short while at a
+        time while the step works on it, up to the step's timeout (:mod:`.heartbeat`). The
+        message is renewed last: after a crash it returns once the rest has lapsed, and its
+        retry does not find the dead attempt's record still in progress."""
+        beats = Heartbeat([*renewals, self._failed.hold(record)], self._hold, self._timeout)
+        return beats.holding()
 
     @contextmanager
     def attempt(

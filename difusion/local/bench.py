@@ -39,7 +39,7 @@ from difusion.local import browser, idempotent
 from difusion.local.emulator import LocalEmulator
 from difusion.local.kvs import store_requests
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
-from difusion.local.probe import Probe
+from difusion.local.probe import PageLoads, Probe, at_switches
 from difusion.local.provision import DEMO_DIFUSORES, DifusorAccount, account_session
 from difusion.manifest import Manifest
 from difusion.memoria.synthetic import TrafficSpec, generate_logs
@@ -63,6 +63,7 @@ def difusores(count: int) -> tuple[DifusorAccount, ...]:
 def ingest_compute_child(package: Path) -> None:
     """Run in a subprocess (so its peak memory is its own): our ingest and sign compute on
     ``package``, staging into a store that costs nothing. Prints JSON."""
+    from difusion.adapters.heartbeat import HoldTimes
     from difusion.archive import ArchiveLimits
     from difusion.manifest import Manifest
     from difusion.services.ingest import IngestService
@@ -117,6 +118,7 @@ def ingest_compute_child(package: Path) -> None:
         idempotency_table="null",
         retry=RETRY,
         max_attempts=1,
+        hold=HoldTimes(),
         sign_queue_url="null",
         limits=ArchiveLimits(),
         staging_concurrency=16,
@@ -412,6 +414,9 @@ def distribution_config(bucket: str) -> dict[str, Any]:
 
 
 SECTIONS = ("ingest", "replication", "serving", "memoria", "browser")
+# the page-load probe: at least this many loads, and a batch begun at each switch
+PAGE_LOADS = 1_000
+PAGES_AT_EACH_SWITCH = 35
 MEMORIA_LINES = 10_000_000
 # DuckDB's own limit (difusion.memoria.traffic.MEMORY_LIMIT) and Python's share beside it
 MEMORIA_MEMORY_BOUND_MB = 3 * 1024 + 512
@@ -679,9 +684,11 @@ def memoria_scale(work: Path, lines: int) -> dict[str, Any]:
 
 
 def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[str, Any]:
-    """The torn-read probe over ``cuts`` delivered to one difusor, then an audience on the
-    final version: polls, torn polls, and CloudFront's requests to the bucket per viewer
-    request in each cache mode (the local sites server's cache model)."""
+    """The torn-read probe and the page-load probe over ``cuts`` delivered to one difusor,
+    then an audience on the final version: polls, torn polls, page loads (mixed ones, and
+    those that straddled a switch: a batch is begun just before each switch and finished
+    just after it), and CloudFront's requests to the bucket per viewer request in each cache
+    mode (the local sites server's cache model)."""
     pipeline.options = PipelineOptions(difusores=difusores(1))
     pipeline.reset()
     packages = [cut.write_package(out) for cut in cuts]
@@ -698,11 +705,33 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
         return lambda: finished["done"] and bool(probe.polls) and probe.polls[-1][1] == last
 
     pollers = [probe.run_until(saw_the_last(probe)) for probe in probes]
-    for package in packages[1:]:
-        pipeline.process(package)
+    # three visitors loading pages as a browser does, until the last cut and 1,000 loads
+    key = pipeline.secret_key.public_key
+    visitors = [PageLoads(site.url, key, seed=seed) for seed in range(3)]
+    at_switch = PageLoads(site.url, key, seed=3)
+
+    def enough() -> bool:
+        return finished["done"] and sum(len(v.loads) for v in visitors) >= PAGE_LOADS
+
+    loaders = [visitor.run_until(enough) for visitor in visitors]
+
+    def begin_pages() -> list[Any]:
+        return [at_switch.begin() for _ in range(PAGES_AT_EACH_SWITCH)]
+
+    def finish_pages(begun: list[Any]) -> None:
+        for page in begun:
+            at_switch.finish(page)
+
+    with at_switches(difusor.kvs_arn, begin_pages, finish_pages):
+        for package in packages[1:]:
+            pipeline.process(package)
     finished["done"] = True
-    for poller in pollers:
+    for poller in pollers + loaders:
         poller.join()
+    pages = PageLoads(site.url, key)
+    for loaded in [*visitors, at_switch]:
+        pages.loads += loaded.loads
+        pages.unreachable += loaded.unreachable
     probe = Probe(site.url, pipeline.secret_key.public_key)
     for each in probes:
         probe.polls += each.polls
@@ -742,11 +771,20 @@ def serving(pipeline: LocalPipeline, cuts: list[Snapshot], out: Path) -> dict[st
         "torn": len(probe.torn),
         "moved": probe.moved,
         "versions_seen": sorted({v for v, _ in probe.polls if v is not None}),
+        "page_loads": len(pages.loads),
+        "page_loads_mixed": len(pages.mixed),
+        "page_loads_straddling": len(pages.straddling),
+        "page_loads_unreachable": pages.unreachable,
+        "page_load_requests": sum(load.requests for load in pages.loads),
         "origin_gets_per_viewer_request": ratios,
         "lines": [
             f"torn-read probe: {polls} polls over {last} cuts, {len(probe.torn)} saw two "
             f"versions at once (target 0 over ≥ 1,000 polls; {probe.moved} met a retired "
             f"version and were redirected)",
+            f"page-load probe: {len(pages.loads)} page loads as a browser makes them (the page, "
+            f"its stylesheet, script, data and acta images by the site's absolute URLs) over "
+            f"{last} cuts, {len(pages.straddling)} straddling a switch, {len(pages.mixed)} mixed "
+            f"two cuts (target 0 of ≥ 1,000, ≥ 200 straddling)",
             f"copies over cuts 3–{last}: {night_copies} for {night_changed} changed files "
             f"(each refresh: the changes since its slot's cut, plus the signed trio and two "
             f"history entries; target ≤ 2×) — ratio {night_copies / night_changed:.2f}×",

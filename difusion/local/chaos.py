@@ -15,8 +15,8 @@ running, as a crashed Lambda leaves AWS:
 ``crash``
     A kill point is the N-th AWS call the functions make, before it is sent or after the
     service executed it. The worker is SIGKILLed there; a fresh worker then runs the rest
-    of the night (what the dead one held comes back after the queue's visibility timeout,
-    scaled by ``--time-scale``) and must converge. Kill points are drawn with the seed over
+    of the night (what the dead one held comes back within one hold, its heartbeat
+    stopped, scaled by ``--time-scale``) and must converge. Kill points are drawn with the seed over
     the calls a clean night makes (measured first, on its own deployment).
 
 After each run :func:`difusion.local.convergence.inspect` reads what the night left and
@@ -56,7 +56,7 @@ from difusion.local.provision import DEMO_DIFUSORES, LocalDeployment, provision
 from difusion.package_name import snapshot_id_of
 from difusion.signing import SecretKey
 
-# Crash runs wait out a visibility timeout after each kill: 5,400 s × 0.002 ≈ 11 s.
+# Crash runs wait out a step's hold after each kill (its heartbeat stopped): at least 1 s.
 CRASH_TIME_SCALE = 0.002
 WORKER_TIMEOUT_SECONDS = 900.0
 

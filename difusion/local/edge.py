@@ -8,18 +8,24 @@ sites server routes by exactly the code CloudFront runs.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import shutil
 import subprocess
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 EDGE_DIR = Path(__file__).resolve().parents[2] / "edge"
 SIDECAR = EDGE_DIR / "sidecar.mjs"
+VIEWER_REQUEST = EDGE_DIR / "viewer_request.js"
+# The function as it was before issue #23 (every absolute URL to the live version): the control
+# the page-load probe must catch mixing pages.
+BEFORE_ISSUE_23 = EDGE_DIR / "fixtures" / "viewer_request.before-issue-23.js"
 
 
 class EdgeFunctionError(RuntimeError):
@@ -42,14 +48,18 @@ class OriginRequest:
 
 @dataclass(frozen=True)
 class EdgeResponse:
-    """The function answered by itself (a redirect, 400 or 503)."""
+    """The function answered by itself (a redirect, 400, 503, or the propagation probe's 200)."""
 
     status: int
     headers: dict[str, str]
+    body: bytes = b""
 
 
-def viewer_event(uri: str, query: str = "") -> dict[str, Any]:
-    """A viewer-request event as CloudFront builds it: the URI and query string as sent."""
+def viewer_event(
+    uri: str, query: str = "", headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A viewer-request event as CloudFront builds it: the URI and query string as sent, the
+    viewer's headers under lowercase names."""
     querystring: dict[str, Any] = {}
     for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
         entry = {"value": value}
@@ -66,7 +76,7 @@ def viewer_event(uri: str, query: str = "") -> dict[str, Any]:
             "method": "GET",
             "uri": uri,
             "querystring": querystring,
-            "headers": {},
+            "headers": {name.lower(): {"value": value} for name, value in (headers or {}).items()},
             "cookies": {},
         },
     }
@@ -75,12 +85,13 @@ def viewer_event(uri: str, query: str = "") -> dict[str, Any]:
 class EdgeFunction:
     """One Node process running the function; safe to share between threads."""
 
-    def __init__(self, sidecar: Path = SIDECAR) -> None:
+    def __init__(self, function: Path = VIEWER_REQUEST, sidecar: Path = SIDECAR) -> None:
         node = shutil.which("node")
         if node is None:
             raise EdgeFunctionError("node is not installed: the edge function runs on Node")
+        self.function = function
         self._process = subprocess.Popen(
-            [node, str(sidecar)],
+            [node, str(sidecar), str(function)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -89,10 +100,17 @@ class EdgeFunction:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def route(self, pointer: str | None, uri: str, query: str = "") -> OriginRequest | EdgeResponse:
-        """What the function does with a viewer's ``uri?query`` when the store holds
-        ``pointer`` (``None``: no pointer)."""
-        message = {"id": next(self._ids), "pointer": pointer, "event": viewer_event(uri, query)}
+    def route(
+        self,
+        pointer: str | None,
+        uri: str,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> OriginRequest | EdgeResponse:
+        """What the function does with a viewer's ``uri?query`` (and ``headers``) when the
+        store holds ``pointer`` (``None``: no pointer)."""
+        event = viewer_event(uri, query, headers)
+        message = {"id": next(self._ids), "pointer": pointer, "event": event}
         with self._lock:
             stdin, stdout = self._process.stdin, self._process.stdout
             if stdin is None or stdout is None or self._process.poll() is not None:
@@ -110,7 +128,7 @@ class EdgeFunction:
         result = answer["result"]
         if "statusCode" in result:
             headers = {name: h["value"] for name, h in result.get("headers", {}).items()}
-            return EdgeResponse(int(result["statusCode"]), headers)
+            return EdgeResponse(int(result["statusCode"]), headers, _body(result.get("body")))
         return OriginRequest(result["uri"], result.get("querystring", {}))
 
     def close(self) -> None:
@@ -130,3 +148,12 @@ class EdgeFunction:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _body(body: Any) -> bytes:
+    """A generated response's body, ``{"encoding": "text" | "base64", "data"}``."""
+    if not body:
+        return b""
+    if body.get("encoding") == "base64":
+        return base64.b64decode(body["data"])
+    return str(body["data"]).encode("utf-8")

@@ -75,7 +75,8 @@ class PipelineOptions:
     # Accelerated time: the queues' visibility timeouts and the retry schedule, scaled from
     # the stacks' own (1.0 is election night).
     time_scale: float = ACCELERATED
-    max_attempts: int = 3
+    # The stacks' maxReceiveCount (config/institute.json, held equal to the topology's).
+    max_attempts: int = topology.DEFAULT_MAX_ATTEMPTS
     window: PublicationWindow | None = None  # None: open from the start, for a day
     # 15 min on election night; a second on the wall clock when accelerated (a controlled
     # clock can keep election night's: its periods cost no waiting).

@@ -112,8 +112,16 @@ class LocalDeployment:
             "SIGNING_SECRET_ID": self.signing_secret_id,
             "SIGN_QUEUE_URL": self.sign_queue_url,
             "DELIVERY_QUEUE_URL": self.delivery_queue_url,
-            "DELIVERY_LEASE_SECONDS": str(
+            # The stacks leave these at their defaults (settings.py), the topology's values.
+            "CATCH_UP_AFTER_SECONDS": str(
                 max(1, round(topology.REPLICATE.timeout_seconds * self.time_scale))
+            ),
+            "DELIVERY_LEASE_SECONDS": str(scaled_hold(self.time_scale)),
+            "STEP_HOLD_SECONDS": str(scaled_hold(self.time_scale)),
+            "STEP_HEARTBEAT_SECONDS": str(
+                scaled_hold(self.time_scale)
+                * topology.HEARTBEAT_SECONDS
+                / topology.STEP_HOLD_SECONDS
             ),
             "POWERTOOLS_SERVICE_NAME": "difusion",
             "POWERTOOLS_METRICS_NAMESPACE": "Difusion",
@@ -346,6 +354,12 @@ def account_session(account_id: str) -> boto3.session.Session:
         aws_session_token=credentials["SessionToken"],
         region_name=REGION,
     )
+
+
+def scaled_hold(time_scale: float) -> int:
+    """A step's hold in accelerated time (whole seconds, as SQS and the lease count them;
+    a hold of 1 s at a time scale above 1/60 is longer than the stacks' in story time)."""
+    return max(1, round(topology.STEP_HOLD_SECONDS * time_scale))
 
 
 def scaled_visibility(shape: topology.QueueShape, time_scale: float) -> int:

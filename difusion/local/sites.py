@@ -8,7 +8,9 @@ is read through the KeyValueStore API (the embedded default's data plane), and t
 from the emulator's bucket. A response carries the object's ``Content-Type``, ``ETag`` and
 ``Last-Modified``, plus what the difusor's response headers policy adds
 (``difusion.viewer_headers``: ``Cache-Control: no-cache``, and CORS for the institute's portal
-only), and a conditional request whose ETag still matches gets ``304``. The function's own
+only; the stack's ``Referrer-Policy``), and a conditional request whose ETag still matches gets
+``304``. The function sees the viewer's headers (a page's ``Referer`` pins what it loads to its
+version). The function's own
 answers carry only the headers it sets. The institute's portal has
 no function: its keys are served as they are. A site can be taken down (its port refuses
 connections) and brought back, to play an outage.
@@ -18,20 +20,28 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from difusion.local.edge import EdgeFunction, EdgeResponse, OriginRequest
+from difusion.local.edge import VIEWER_REQUEST, EdgeFunction, EdgeResponse, OriginRequest
 from difusion.versions import POINTER_KEY
 from difusion.viewer_headers import CACHE_CONTROL, ViewerHeaders
 
 S3ClientFactory = Callable[[], Any]
-# What a difusor's edge does with a request: (path, query) -> origin request or response.
-Router = Callable[[str, str], OriginRequest | EdgeResponse]
+# What a difusor's edge does with a request: (path, query, viewer headers) -> origin request
+# or response.
+Router = Callable[[str, str, Mapping[str, str]], OriginRequest | EdgeResponse]
+# Called with each request's path and headers before it is served (tests hold a request here
+# to put a switch between a page and what it loads).
+Gate = Callable[[str, Mapping[str, str]], None]
+# The difusor stack's response headers policy sets it (stacks/difusor/site_distribution.py); it
+# is also browsers' default: a same-origin request carries the page's full URL as Referer.
+REFERRER_POLICY = "strict-origin-when-cross-origin"
 
 
 @dataclass
@@ -75,19 +85,20 @@ class _Origin:
     router: Router | None = None
     cache: EdgeCache | None = None
     viewer: ViewerHeaders | None = None
+    gate: Gate | None = None
 
 
 def edge_router(edge: EdgeFunction, kvs: Any, kvs_arn: str) -> Router:
     """Route as the difusor's distribution does: the function, with the store's pointer."""
 
-    def route(path: str, query: str) -> OriginRequest | EdgeResponse:
+    def route(path: str, query: str, headers: Mapping[str, str]) -> OriginRequest | EdgeResponse:
         try:
             pointer: str | None = kvs.get_key(KvsARN=kvs_arn, Key=POINTER_KEY)["Value"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
             pointer = None
-        return edge.route(pointer, path, query)
+        return edge.route(pointer, path, query, headers)
 
     return route
 
@@ -110,20 +121,25 @@ def _handler_for(origin: _Origin) -> type[BaseHTTPRequestHandler]:
             """What the response headers policy adds to a response from cache or origin."""
             if origin.viewer is None:
                 return {"Cache-Control": CACHE_CONTROL}
-            return origin.viewer.for_response(self.headers.get("Origin"))
+            policy = origin.viewer.for_response(self.headers.get("Origin"))
+            return {**policy, "Referrer-Policy": REFERRER_POLICY}
 
         def _serve(self, body: bool) -> None:
             url = urllib.parse.urlsplit(self.path)
+            # CloudFront hands a viewer-request function the viewer's headers, names lowercase
+            viewer = {name.lower(): value for name, value in self.headers.items()}
+            if origin.gate is not None:
+                origin.gate(url.path, viewer)
             cache_key = None
             if origin.router is not None:
                 try:
-                    routed = origin.router(url.path, url.query)
+                    routed = origin.router(url.path, url.query, viewer)
                 except Exception as exc:  # the function threw or the store failed: a 5xx
                     self._reply(503, f"edge: {exc}".encode(), body)
                     return
                 if isinstance(routed, EdgeResponse):
                     headers = {"Content-Type": "text/plain", **routed.headers}
-                    self._reply(routed.status, b"", body, headers)
+                    self._reply(routed.status, routed.body, body, headers)
                     return
                 path = urllib.parse.unquote(routed.uri).lstrip("/")
                 cache_key = routed.cache_key
@@ -201,7 +217,8 @@ class LocalSite:
     ) -> None:
         self.name = name
         self.cache = cache
-        self._handler = _handler_for(_Origin(s3, bucket, prefix, router, cache, viewer))
+        self._origin = _Origin(s3, bucket, prefix, router, cache, viewer)
+        self._handler = _handler_for(self._origin)
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.bring_up()
@@ -209,6 +226,10 @@ class LocalSite:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def hold(self, gate: Gate | None) -> None:
+        """Call ``gate(path, headers)`` before serving each request (``None``: stop)."""
+        self._origin.gate = gate
 
     @property
     def up(self) -> bool:
@@ -235,8 +256,11 @@ class LocalSite:
 class LocalSites:
     """The difusores' sites and the institute's portal, by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, function: Path = VIEWER_REQUEST) -> None:
+        """``function``: the viewer-request function the difusores' sites run (a control may
+        run another file)."""
         self.sites: dict[str, LocalSite] = {}
+        self.function = function
         self._edge: EdgeFunction | None = None
 
     def serve(
@@ -256,7 +280,7 @@ class LocalSites:
         cache = None
         if kvs is not None:
             if self._edge is None:
-                self._edge = EdgeFunction()
+                self._edge = EdgeFunction(self.function)
             router = edge_router(self._edge, *kvs)
             cache = EdgeCache(cache_mode)
         site = LocalSite(name, s3, bucket, prefix, router, cache, viewer)

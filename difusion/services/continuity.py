@@ -97,7 +97,7 @@ class MonitorPolicy:
     # The institute's key, pinned in config; sites are checked against it, not the origin's.
     pinned_key: PublicKey | None = None
     # How long a delivery may take before a difusor left behind gets the head again: the
-    # replicate function's timeout, which is also its lease's length.
+    # replicate function's timeout (a live delivery also renews its lease meanwhile).
     catch_up_after: timedelta = timedelta(minutes=15)
 
 

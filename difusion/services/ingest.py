@@ -15,7 +15,7 @@ from typing import IO, Any, BinaryIO
 from difusion.adapters.ledger import Ledger
 from difusion.adapters.origin import OriginStore, draft_key
 from difusion.adapters.queues import SignQueue
-from difusion.archive import ArchiveEntry, read_members, scan_archive
+from difusion.archive import ArchiveEntry, read_members
 from difusion.content_types import content_type_for
 from difusion.errors import PackageRejected, RejectionCode
 from difusion.manifest import Manifest, ManifestFile, PackageInfo
@@ -26,6 +26,7 @@ from difusion.package_name import (
     refuse_future_cut,
     snapshot_id_of,
 )
+from difusion.prep_data import scan_package
 from difusion.publication import VERIFY_PAGE_PATH
 from difusion.settings import IngestSettings
 from difusion.times import parse_iso
@@ -80,7 +81,7 @@ class IngestService:
                 if self._is_accepted_duplicate(name, head, package_sha256):
                     return IngestResult(name.snapshot_id, "duplicate")
                 self._check_admissible(name, head, package_sha256, now)
-                entries = scan_archive(spool, name.archive_format, self._settings.limits)
+                entries = scan_package(spool, name.archive_format, self._settings.limits)
                 staged = self._stage_new_contents(spool, name, entries, head)
             except PackageRejected as rejection:
                 return self._reject(name.snapshot_id, object_key, rejection, now)

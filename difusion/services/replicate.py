@@ -117,6 +117,16 @@ class ReplicateService:
         )
         return outcome
 
+    def hold_lease(self, request: DeliveryRequest) -> Callable[[int], None]:
+        """The renewal of ``request``'s lease for its step's heartbeat: while the delivery
+        works, its lease never lapses; once it returns or dies, nothing renews it and it
+        ends within one hold (a retry of the same delivery takes it over at once anyway)."""
+
+        def renew(_hold: int) -> None:  # to the lease's own length (by default one hold)
+            self._ledger.renew_lease(request, self._lease_seconds, self._clock())
+
+        return renew
+
     def record_failure(
         self, request: DeliveryRequest, attempt: int, final: bool, error: str
     ) -> None:

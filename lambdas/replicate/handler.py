@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from difusion.adapters.factory import replicate_service, step_invocation
-from difusion.adapters.idempotency import StepIdempotencyStore
+from difusion.adapters.idempotency import StepIdempotencyStore, held_context
 from difusion.adapters.queues import Attempt, StepInvocation
 from difusion.models import DeliveryRequest
 from difusion.settings import ReplicateSettings
@@ -59,7 +59,13 @@ def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
         )
 
     received = int(record.attributes.approximate_receive_count or 1)
-    with step.attempt(record.message_id, received, record_failure) as attempt:
+    # While it works: its message, its idempotency record and the difusor's lease, held
+    # one short hold at a time; a worker that dies lets all three go within one hold.
+    lease = replicate_service(settings).hold_lease(DeliveryRequest.from_json(request))
+    with (
+        step.attempt(record.message_id, received, record_failure) as attempt,
+        step.holding(record.raw_event, persistence.in_progress(), lease),
+    ):
         return deliver(delivery={"request": request, "attempt": attempt.number})
 
 
@@ -67,7 +73,7 @@ def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    idempotency.register_lambda_context(context)
+    idempotency.register_lambda_context(held_context(context, settings.hold.hold_seconds))
     step = step_invocation(settings, context)
     # A failing difusor holds back only its own message group, never the others in the
     # batch. A batch whose every record failed is reported record by record, not raised: a

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from difusion.adapters.factory import sign_service, step_invocation
-from difusion.adapters.idempotency import StepIdempotencyStore
+from difusion.adapters.idempotency import StepIdempotencyStore, held_context
 from difusion.adapters.queues import Attempt, StepInvocation
 from difusion.models import SignRequest
 from difusion.settings import SignSettings
@@ -67,7 +67,10 @@ def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
             SignRequest.from_json(request), attempt.number, attempt.final, error
         )
 
-    with step.attempt(record.message_id, received, record_failure):
+    with (
+        step.attempt(record.message_id, received, record_failure),
+        step.holding(record.raw_event, persistence.in_progress()),
+    ):
         return sign_snapshot(request=request)
 
 
@@ -75,7 +78,7 @@ def record_handler(record: SQSRecord, step: StepInvocation) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    idempotency.register_lambda_context(context)
+    idempotency.register_lambda_context(held_context(context, settings.hold.hold_seconds))
     step = step_invocation(settings, context)
     # A batch whose every record failed is reported record by record, not raised: a raised
     # batch would wait out the queue's whole visibility timeout before it is tried again.

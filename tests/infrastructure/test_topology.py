@@ -3,11 +3,15 @@ embedded default provisions (tests/integration/test_retry.py): they cannot drift
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 
 from difusion import topology
+from difusion.local.chaos import NightSpec
+from difusion.local.pipeline import PipelineOptions
+from difusion.local.provision import provision
 from tests.infrastructure.templates import resources
 
 pytestmark = pytest.mark.infrastructure
@@ -57,3 +61,14 @@ def test_tables_have_the_topologys_keys(institute):
         assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == list(keys)
     ttl = tables["Idempotency"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": topology.IDEMPOTENCY_TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_the_embedded_default_lets_a_message_be_received_as_often_as_the_stacks(
+    institute_config,
+):
+    # Given what the stacks deploy as every queue's maxReceiveCount
+    deployed = institute_config.delivery_max_attempts
+    # Then the embedded default (demo, tests, the fault and crash tiers) provisions the same
+    assert PipelineOptions().max_attempts == deployed
+    assert NightSpec().max_attempts == deployed
+    assert inspect.signature(provision).parameters["max_attempts"].default == deployed

@@ -17,7 +17,7 @@ from difusion.local.emulator import LocalEmulator
 from difusion.local.pipeline import LocalPipeline, PipelineOptions
 from difusion.signing import SecretKey
 
-OPTIONS = PipelineOptions(max_attempts=3)  # accelerated time (pipeline.ACCELERATED)
+OPTIONS = PipelineOptions()  # accelerated time (pipeline.ACCELERATED), the stacks' receive count
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from difusion.generator import Snapshot
+from difusion.prep_data import read_acta_rows
 from tests.builders import SITE, set_zip_flag, zip_bytes
 
 pytestmark = pytest.mark.integration
@@ -88,3 +90,47 @@ def test_an_older_cut_arriving_late_is_refused_as_stale(pipeline, packages):
     assert record["rejection_code"] == "stale"
     assert "not newer" in record["rejection_reason"]
     assert _snapshot_of_buckets(pipeline) == before
+
+
+@pytest.mark.parametrize("fault", ["altered image", "wrong code"])
+def test_a_package_contradicting_its_own_codigo_integridad_is_refused_naming_the_acta(
+    pipeline, series, packages, tmp_path, fault
+):
+    # Given difusores publishing an accepted first cut
+    pipeline.process(packages[0])
+    before = _snapshot_of_buckets(pipeline)
+    origin = _origin_keys(pipeline)
+    # When the next cut's database and one of its acta images disagree
+    cut = series[1]
+    database = next(p for p in cut.files if p.startswith("assets/csv/"))
+    row = read_acta_rows(cut.files[database])[0]
+    image = next(p for p in cut.files if p.endswith(f"/{row.acta}.png"))
+    bad = Snapshot(cut_time=cut.cut_time, election_code=cut.election_code)
+    bad.files.update(cut.files)
+    if fault == "altered image":
+        bad.files[image] = cut.files[image] + b"\0"
+    else:
+        bad.files[database] = cut.files[database].replace(row.code.encode(), b"e" * 64)
+    record = pipeline.process(bad.write_package(tmp_path / "bad"))
+    # Then it is refused, the ledger naming the casilla, the acta and the code
+    assert record["status"] == "rejected"
+    assert record["rejection_code"] == "acta_integrity"
+    assert f"casilla {row.casilla}, acta {row.acta}" in record["rejection_reason"]
+    assert "SHA-256 calculado" in record["rejection_reason"]
+    # ...nothing staged, signed or delivered: every bucket as it was (the origin gained only
+    # the package, kept for inspection), the head where it was
+    assert _snapshot_of_buckets(pipeline) == before
+    assert _origin_keys(pipeline) - origin == {f"incoming/{bad.package_name()}"}
+    assert pipeline.ledger.items(f"DELIVERY#{record['snapshot_id']}#") == []
+    assert pipeline.ledger.head().snapshot_id == packages[0].name.removesuffix(".zip")
+    assert pipeline.dispatcher.handler_errors == []
+    assert pipeline.dead_letters("ingest") == []
+    # ...and the corrected package, uploaded under the same name, is accepted
+    assert pipeline.process(packages[1])["status"] == "accepted"
+
+
+def _origin_keys(pipeline) -> set[str]:
+    pages = pipeline.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=pipeline.deployment.origin_bucket
+    )
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}

@@ -239,7 +239,7 @@ def test_a_busy_difusors_delivery_is_recorded_and_delivered_once_the_lease_ends(
     pipeline.process(packages[0])
     ledger = pipeline.ledger
     difusor = pipeline.deployment.difusores[1].difusor_id
-    lease = int(os.environ["DELIVERY_LEASE_SECONDS"])  # the replicate function's, scaled
+    lease = int(os.environ["DELIVERY_LEASE_SECONDS"])  # one hold (the heartbeat renews it), scaled
     stuck = DeliveryRequest(
         **{
             **DeliveryRequest.for_head(ledger.election, difusor, ledger.head()).__dict__,
@@ -374,9 +374,20 @@ def _outcome(report: dict[str, Any], difusor_id: str) -> str:
 
 @pytest.fixture
 def night_of_periods(_session_pipeline):
-    """Election night's periods (15 min) and the replicate function's lease (its 15-minute
-    timeout), on a clock the test moves: the monitor and the functions read it alike."""
-    yield from on_election_night_periods(_session_pipeline, {"DELIVERY_LEASE_SECONDS": "900"})
+    """Election night's periods (15 min), a 15-minute lease and catch-up, on a clock the
+    test moves: the monitor and the functions read it alike. A dead step's hold is made
+    long (15 min of the wall clock, which SQS's visibility runs on): its own retry would
+    otherwise heal the difusor within one hold (tests/integration/test_crash_healing.py),
+    and this is the monitor's catch-up, for a delivery whose retry does not come."""
+    yield from on_election_night_periods(
+        _session_pipeline,
+        {
+            "DELIVERY_LEASE_SECONDS": "900",
+            "CATCH_UP_AFTER_SECONDS": "900",
+            "STEP_HOLD_SECONDS": "900",
+            "STEP_HEARTBEAT_SECONDS": "300",
+        },
+    )
 
 
 def test_a_difusor_whose_delivery_died_with_its_worker_gets_the_cut_by_the_monitor(

@@ -114,10 +114,12 @@ def test_each_way_a_copy_can_differ_gets_its_exit_code_and_the_path(published, t
     assert code == 10 and result["unreachable"]
 
 
-def test_a_signed_package_whose_codigo_integridad_is_wrong_fails_the_data_check(
-    pipeline, series, tmp_path, capsys
+def test_a_package_whose_codigo_integridad_is_wrong_is_never_signed_and_sites_keep_verifying(
+    pipeline, series, packages, tmp_path, capsys
 ):
-    # Given UCSI publishes a cut whose database gives one acta a wrong CODIGO_INTEGRIDAD
+    # Given published cuts, then a cut whose database gives one acta a wrong CODIGO_INTEGRIDAD
+    for package in packages[:2]:
+        assert pipeline.process(package)["status"] == "accepted"
     snapshot = series[-1]
     csv_path = next(p for p in snapshot.files if p.startswith("assets/csv/"))
     clave, code = _integrity_codes(snapshot.files[csv_path])[0]
@@ -125,13 +127,16 @@ def test_a_signed_package_whose_codigo_integridad_is_wrong_fails_the_data_check(
     wrong.files.update(
         {**snapshot.files, csv_path: snapshot.files[csv_path].replace(code.encode(), b"f" * 64)}
     )
-    assert pipeline.process(wrong.write_package(tmp_path))["status"] == "accepted"
+    # Then ingest refuses it, naming the acta (every verifier would have shown NO COINCIDE)...
+    record = pipeline.process(wrong.write_package(tmp_path))
+    assert record["rejection_code"] == "acta_integrity" and clave in record["rejection_reason"]
+    # ...and the difusores' copies still verify, data check included, at the cut before
     key = tmp_path / "prep.pub"
     key.write_text(pipeline.secret_key.public_key.to_file())
-    # Then its signature and files verify, and the data check names the acta image
     exit_code, result = verify(pipeline.sites["diario-peninsular"].url, key, capsys=capsys)
-    assert exit_code == 13
-    assert [p.rsplit("/", 1)[-1] for p in result["integrity_mismatch"]] == [f"{clave}.png"]
+    assert exit_code == 0 and result["actas_checked"] > 0
+    assert result["snapshot_id"] == packages[1].name.removesuffix(".zip")
+    # (a signed copy whose data contradicts itself still fails with 13: test_verification)
 
 
 # --- in the browser ------------------------------------------------------------------------

@@ -84,6 +84,20 @@ def test_read_members_yields_only_the_wanted_files_with_their_bytes():
     assert got == {path: SITE[path] for path in wanted}
 
 
+@pytest.mark.parametrize("fmt", [ZIP, TGZ])
+def test_a_tap_receives_a_copy_of_the_files_it_asks_for_in_the_same_pass(fmt):
+    data = zip_bytes(SITE) if fmt is ZIP else tar_gz_bytes(SITE.items())
+    copies: dict[str, io.BytesIO] = {}
+
+    def tap(path: str) -> io.BytesIO | None:
+        return copies.setdefault(path, io.BytesIO()) if path.endswith(".csv") else None
+
+    scan_archive(io.BytesIO(data), fmt, LIMITS, tap=tap)
+    assert {path: copy.getvalue() for path, copy in copies.items()} == {
+        "assets/csv/DIP_LOC_BCS_2024.csv": SITE["assets/csv/DIP_LOC_BCS_2024.csv"]
+    }
+
+
 # --- the corpus of bad packages -------------------------------------------------------------
 
 

@@ -115,6 +115,27 @@ class DeliveryRecords(LedgerTable):
                 holder.until - epoch + 1,
             ) from None
 
+    def renew_lease(self, request: DeliveryRequest, lease_seconds: int, now: datetime) -> bool:
+        """Extend the lease ``lease_seconds`` from ``now`` if ``request``'s delivery holds it
+        (its heartbeat, while it works); False when it does not (not taken yet, released,
+        or finished: nothing is renewed, nothing is taken)."""
+        try:
+            self._table.update_item(
+                Key={"pk": self._pk, "sk": f"PUBLISHED#{request.difusor_id}"},
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="lease_owner = :owner AND lease_sequence = :seq",
+                ExpressionAttributeValues={
+                    ":owner": lease_owner(request),
+                    ":seq": request.sequence,
+                    ":until": int(now.timestamp()) + lease_seconds,
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
     def start_delivery(self, request: DeliveryRequest, attempt: int, at: datetime) -> None:
         """Record an attempt's start. A delivered record is history: a duplicate of the
         delivery (a message handed out again while the first run was finishing) raises
