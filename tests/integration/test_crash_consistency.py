@@ -239,7 +239,10 @@ def test_a_busy_difusors_delivery_is_recorded_and_delivered_once_the_lease_ends(
     pipeline.process(packages[0])
     ledger = pipeline.ledger
     difusor = pipeline.deployment.difusores[1].difusor_id
-    lease = int(os.environ["DELIVERY_LEASE_SECONDS"])  # one hold (the heartbeat renews it), scaled
+    # A dead delivery's lease lasts one hold (the heartbeat would renew it), scaled to about a
+    # second here; the stuck one below is given ten, so it surely outlasts the next cut's
+    # ingest and sign on a loaded machine and the delivery meets it at its first attempt.
+    lease = max(int(os.environ["DELIVERY_LEASE_SECONDS"]), 10)
     stuck = DeliveryRequest(
         **{
             **DeliveryRequest.for_head(ledger.election, difusor, ledger.head()).__dict__,
